@@ -1,0 +1,1 @@
+//! Typed configuration. (Stub: being written.)

@@ -1,0 +1,5 @@
+//! Warren: an MQTT 3.1.1/5.0 broker.
+
+pub mod config;
+pub mod protocol;
+pub mod router;

@@ -1,0 +1,23 @@
+//! MQTT 3.1, 3.1.1 and 5.0 on the wire: typed packets, a strict decoder and an allocation-free
+//! encoder.
+//!
+//! This module owns bytes ⇄ [`Packet`] and every normative check the spec places on a single
+//! packet. It knows nothing of sockets or sessions: [`decode`] is a pure function over a
+//! `BytesMut` that returns `Ok(None)` until a whole packet is there, and refuses a declared length
+//! over the configured maximum before reserving anything; [`encode`] writes a whole packet or
+//! nothing.
+
+mod decode;
+mod encode;
+mod error;
+pub mod packet;
+pub mod topic;
+
+pub use decode::{decode, frame_len};
+pub use encode::{encode, encoded_len};
+pub use error::{DecodeError, EncodeError};
+pub use packet::*;
+
+/// The largest total packet size MQTT can express: 1-byte fixed header, 4-byte remaining length
+/// and 268,435,455 bytes of body.
+pub const MAX_PACKET_SIZE: u32 = 268_435_460;

@@ -1,0 +1,1 @@
+//! Subscription trie, retained messages and fan-out. (Stub: being written.)

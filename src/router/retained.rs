@@ -1,0 +1,199 @@
+//! The retained-message store: one value per topic name, looked up by topic filter.
+//!
+//! This file owns a tree of topic-name levels. A filter walks only the branches it can match:
+//! literal levels are one hash lookup, `+` visits the children of one node, and a final `#`
+//! collects one subtree. Matching follows [`super::filter_matches`] (MQTT 4.7), including that
+//! a filter starting with a wildcard does not return topics starting with `$`.
+//!
+//! Depth: walks and drops recurse per level, so the caller should bound topic levels.
+
+use std::str::Split;
+
+use ahash::AHashMap;
+
+use super::subscribers::shrink_if_sparse;
+use super::topic_match::is_dollar;
+
+/// Retained values keyed by topic name, answering "which retained values match this filter?".
+#[derive(Debug, Clone)]
+pub struct RetainedStore<V> {
+    root: Node<V>,
+    len: usize,
+}
+
+/// One topic level. The root is the level above the first, so it never holds a value.
+#[derive(Debug, Clone)]
+struct Node<V> {
+    value: Option<V>,
+    children: AHashMap<Box<str>, Node<V>>,
+}
+
+impl<V> Default for Node<V> {
+    fn default() -> Self {
+        Self {
+            value: None,
+            children: AHashMap::new(),
+        }
+    }
+}
+
+impl<V> Default for RetainedStore<V> {
+    fn default() -> Self {
+        Self {
+            root: Node::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> RetainedStore<V> {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of stored topics.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no topic is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Stores `value` for `topic`, replacing and returning any previous value.
+    pub fn insert(&mut self, topic: &str, value: V) -> Option<V> {
+        let node = self.root.descend_or_create(topic.split('/'));
+        let previous = node.value.replace(value);
+        if previous.is_none() {
+            self.len += 1;
+        }
+        previous
+    }
+
+    /// Removes and returns the value for `topic`, freeing nodes left empty.
+    pub fn remove(&mut self, topic: &str) -> Option<V> {
+        let value = self.root.remove(topic.split('/'))?;
+        self.len -= 1;
+        Some(value)
+    }
+
+    /// The value stored for exactly `topic`.
+    pub fn get(&self, topic: &str) -> Option<&V> {
+        self.root.descend(topic.split('/'))?.value.as_ref()
+    }
+
+    /// Appends to `out` (without clearing it) a clone of every value whose topic matches
+    /// `filter`.
+    pub fn matching(&self, filter: &str, out: &mut Vec<V>)
+    where
+        V: Clone,
+    {
+        self.root.collect(filter.split('/'), true, out);
+    }
+
+    /// Number of nodes below the root (0 when empty); for tests of pruning.
+    #[doc(hidden)]
+    pub fn node_count(&self) -> usize {
+        self.root.count_below()
+    }
+}
+
+impl<V> Node<V> {
+    /// True when this node holds nothing and can be pruned.
+    fn is_prunable(&self) -> bool {
+        self.value.is_none() && self.children.is_empty()
+    }
+
+    /// The node at `levels` below this one, created as needed.
+    fn descend_or_create<'a>(&mut self, levels: impl Iterator<Item = &'a str>) -> &mut Self {
+        let mut node = self;
+        for level in levels {
+            node = node.children.entry(level.into()).or_default();
+        }
+        node
+    }
+
+    /// The node at `levels` below this one, if it exists.
+    fn descend<'a>(&self, levels: impl Iterator<Item = &'a str>) -> Option<&Self> {
+        let mut node = self;
+        for level in levels {
+            node = node.children.get(level)?;
+        }
+        Some(node)
+    }
+
+    /// Takes the value of the node at `levels`, pruning nodes emptied on the way back up.
+    fn remove<'a>(&mut self, mut levels: impl Iterator<Item = &'a str>) -> Option<V> {
+        let Some(level) = levels.next() else {
+            return self.value.take();
+        };
+        let child = self.children.get_mut(level)?;
+        let value = child.remove(levels)?;
+        if child.is_prunable() {
+            self.children.remove(level);
+            shrink_if_sparse(&mut self.children);
+        }
+        Some(value)
+    }
+
+    /// The children a wildcard level may visit: all, except `$...` topics at the root.
+    fn wildcard_children(&self, at_root: bool) -> impl Iterator<Item = &Self> {
+        self.children
+            .iter()
+            .filter(move |(level, _)| !(at_root && is_dollar(level)))
+            .map(|(_, child)| child)
+    }
+
+    /// Appends the values below this node matching the remaining filter `levels`.
+    fn collect(&self, mut levels: Split<'_, char>, mut at_root: bool, out: &mut Vec<V>)
+    where
+        V: Clone,
+    {
+        let mut node = self;
+        loop {
+            let Some(level) = levels.next() else {
+                out.extend(node.value.clone());
+                return;
+            };
+            let is_last = levels.clone().next().is_none();
+            match level {
+                "#" if is_last => {
+                    out.extend(node.value.clone());
+                    for child in node.wildcard_children(at_root) {
+                        child.collect_all(out);
+                    }
+                    return;
+                }
+                "+" => {
+                    for child in node.wildcard_children(at_root) {
+                        child.collect(levels.clone(), false, out);
+                    }
+                    return;
+                }
+                literal => match node.children.get(literal) {
+                    Some(child) => node = child,
+                    None => return,
+                },
+            }
+            at_root = false;
+        }
+    }
+
+    /// Appends this node's value and every value below it.
+    fn collect_all(&self, out: &mut Vec<V>)
+    where
+        V: Clone,
+    {
+        out.extend(self.value.clone());
+        for child in self.children.values() {
+            child.collect_all(out);
+        }
+    }
+
+    /// Number of nodes strictly below this one.
+    fn count_below(&self) -> usize {
+        self.children.values().map(|c| 1 + c.count_below()).sum()
+    }
+}

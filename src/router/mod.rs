@@ -19,3 +19,6 @@ mod trie;
 pub use retained::RetainedStore;
 pub use topic_match::filter_matches;
 pub use trie::SubscriptionTrie;
+
+#[cfg(test)]
+mod test_support;

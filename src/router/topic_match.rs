@@ -48,63 +48,7 @@ pub(crate) fn is_dollar(level: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::filter_matches;
-
-    /// (filter, topic, expected)
-    const CASES: &[(&str, &str, bool)] = &[
-        ("a", "a", true),
-        ("a", "b", false),
-        ("a/b", "a/b", true),
-        ("a/b", "a", false),
-        ("a", "a/b", false),
-        ("a/+", "a/b", true),
-        ("a/+", "a/b/c", false),
-        ("a/+", "a", false),
-        ("a/+", "a/", true),
-        ("+", "a", true),
-        ("+", "", true),
-        ("+", "/", false),
-        ("+/+", "/", true),
-        ("/+", "/", true),
-        ("+/", "/", true),
-        ("/+", "/a", true),
-        ("+", "/a", false),
-        ("#", "a", true),
-        ("#", "/", true),
-        ("#", "a/b/c", true),
-        ("#", "", true),
-        ("sport/#", "sport", true),
-        ("sport/#", "sport/", true),
-        ("sport/#", "sport/tennis/player1", true),
-        ("sport/#", "sports", false),
-        ("sport/tennis/#", "sport", false),
-        ("sport/+/player1", "sport/tennis/player1", true),
-        ("sport/+/player1", "sport//player1", true),
-        ("sport/+/player1", "sport/tennis/player2", false),
-        ("+/+/#", "a", false),
-        ("+/+/#", "a/b", true),
-        ("a//b", "a//b", true),
-        ("a//b", "a/b", false),
-        ("a/+/b", "a//b", true),
-        ("/a", "/a", true),
-        ("/a", "a", false),
-        ("$SYS/#", "$SYS/x", true),
-        ("$SYS/#", "$SYS", true),
-        ("$SYS/+", "$SYS/x", true),
-        ("#", "$SYS/x", false),
-        ("#", "$SYS", false),
-        ("+/x", "$SYS/x", false),
-        ("+", "$SYS", false),
-        ("+/#", "$SYS/x", false),
-        ("$SYS/x", "$SYS/x", true),
-        ("a/$SYS", "a/$SYS", true),
-        ("a/+", "a/$SYS", true),
-        ("a/#", "a/$SYS", true),
-        // Invalid filters never panic; a non-final `#` is a literal level.
-        ("a/#/b", "a/x/b", false),
-        ("a/#/b", "a/#/b", true),
-        ("", "", true),
-        ("", "a", false),
-    ];
+    use crate::router::test_support::CASES;
 
     #[test]
     fn table() {

@@ -259,3 +259,230 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
         literal + plus
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::SubscriptionTrie;
+    use crate::router::filter_matches;
+    use crate::router::test_support::{filter, topic, CASES};
+
+    /// The sorted (subscriber, value) pairs `trie` returns for `topic`.
+    fn matched(trie: &SubscriptionTrie<u8, u32>, topic: &str) -> Vec<(u8, u32)> {
+        let mut out = Vec::new();
+        trie.matches(topic, &mut out);
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn table() {
+        for &(filter, topic, expected) in CASES {
+            let mut trie = SubscriptionTrie::new();
+            trie.subscribe(filter, 1u8, 7u32);
+            let want = if expected { vec![(1, 7)] } else { vec![] };
+            assert_eq!(
+                matched(&trie, topic),
+                want,
+                "filter {filter:?} topic {topic:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_cases_in_one_trie() {
+        let mut trie = SubscriptionTrie::new();
+        for (i, &(filter, _, _)) in CASES.iter().enumerate() {
+            trie.subscribe(filter, 0u8, u32::try_from(i).unwrap_or(0));
+        }
+        for &(_, topic, _) in CASES {
+            let mut want: Vec<(u8, u32)> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for (i, &(filter, _, _)) in CASES.iter().enumerate() {
+                // Duplicate filters replace each other: keep the last index.
+                let last = CASES.iter().rposition(|c| c.0 == filter).unwrap_or(i);
+                if seen.insert(filter) && filter_matches(filter, topic) {
+                    want.push((0, u32::try_from(last).unwrap_or(0)));
+                }
+            }
+            want.sort_unstable();
+            assert_eq!(matched(&trie, topic), want, "topic {topic:?}");
+        }
+    }
+
+    #[test]
+    fn appends_without_clearing() {
+        let mut trie = SubscriptionTrie::new();
+        trie.subscribe("a", 1u8, 1u32);
+        let mut out = vec![(9, 9)];
+        trie.matches("a", &mut out);
+        assert_eq!(out, vec![(9, 9), (1, 1)]);
+    }
+
+    #[test]
+    fn subscriber_with_several_filters_appears_several_times() {
+        let mut trie = SubscriptionTrie::new();
+        trie.subscribe("a/b", 1u8, 1u32);
+        trie.subscribe("a/+", 1, 2);
+        trie.subscribe("#", 1, 3);
+        trie.subscribe("a/#", 2, 4);
+        assert_eq!(matched(&trie, "a/b"), vec![(1, 1), (1, 2), (1, 3), (2, 4)]);
+    }
+
+    #[test]
+    fn subscribe_replace_unsubscribe() {
+        let mut trie = SubscriptionTrie::new();
+        assert!(trie.is_empty());
+        assert_eq!(trie.subscribe("a/+", 1u8, 10u32), None);
+        assert_eq!(trie.subscribe("a/+", 2, 20), None);
+        assert_eq!(trie.len(), 2);
+        assert_eq!(trie.subscribe("a/+", 1, 11), Some(10));
+        assert_eq!(trie.len(), 2);
+        assert_eq!(trie.get("a/+", &1), Some(&11));
+        assert_eq!(matched(&trie, "a/x"), vec![(1, 11), (2, 20)]);
+        // A different filter string is a different subscription, even if it overlaps.
+        assert_eq!(trie.unsubscribe("a/#", &1), None);
+        assert_eq!(trie.unsubscribe("a/x", &1), None);
+        assert_eq!(trie.unsubscribe("a/+", &3), None);
+        assert_eq!(trie.unsubscribe("a/+", &1), Some(11));
+        assert_eq!(trie.unsubscribe("a/+", &1), None);
+        assert_eq!(trie.get("a/+", &1), None);
+        assert_eq!(matched(&trie, "a/x"), vec![(2, 20)]);
+        assert_eq!(trie.len(), 1);
+    }
+
+    #[test]
+    fn hash_and_parent_are_distinct_filters() {
+        let mut trie = SubscriptionTrie::new();
+        trie.subscribe("sport", 1u8, 1u32);
+        trie.subscribe("sport/#", 1, 2);
+        trie.subscribe("#", 1, 3);
+        trie.subscribe("/#", 1, 4);
+        assert_eq!(trie.len(), 4);
+        assert_eq!(matched(&trie, "sport"), vec![(1, 1), (1, 2), (1, 3)]);
+        assert_eq!(matched(&trie, "/x"), vec![(1, 3), (1, 4)]);
+        assert_eq!(trie.unsubscribe("sport/#", &1), Some(2));
+        assert_eq!(trie.unsubscribe("#", &1), Some(3));
+        assert_eq!(matched(&trie, "sport"), vec![(1, 1)]);
+        assert_eq!(trie.unsubscribe("/#", &1), Some(4));
+        assert_eq!(trie.unsubscribe("sport", &1), Some(1));
+        assert_eq!(trie.node_count(), 0);
+    }
+
+    #[test]
+    fn prunes_after_mass_unsubscribe() {
+        let mut trie = SubscriptionTrie::new();
+        let filters: Vec<String> = (0..200u32)
+            .map(|i| format!("t/{}/+/{}/#", i % 7, i))
+            .chain(CASES.iter().map(|c| c.0.to_owned()))
+            .collect();
+        for (i, f) in filters.iter().enumerate() {
+            for s in 0..20u8 {
+                trie.subscribe(f, s, u32::try_from(i).unwrap_or(0));
+            }
+        }
+        assert!(trie.node_count() > 200);
+        for f in &filters {
+            for s in 0..20u8 {
+                trie.unsubscribe(f, &s);
+            }
+        }
+        assert!(trie.is_empty());
+        assert_eq!(trie.node_count(), 0);
+        assert!(trie.root.children.capacity() < 16);
+    }
+
+    /// Naive model: (filter, subscriber) → value.
+    type Model = BTreeMap<(String, u8), u32>;
+
+    /// The sorted pairs the naive matcher gives for `topic`.
+    fn naive(model: &Model, topic: &str) -> Vec<(u8, u32)> {
+        let mut out: Vec<(u8, u32)> = model
+            .iter()
+            .filter(|((f, _), _)| filter_matches(f, topic))
+            .map(|((_, s), v)| (*s, *v))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Sub(String, u8, u32),
+        Unsub(String, u8),
+        /// Unsubscribes the existing subscription picked by the index, if any.
+        UnsubExisting(prop::sample::Index),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (filter(), 0..4u8, any::<u32>()).prop_map(|(f, s, v)| Op::Sub(f, s, v)),
+            (filter(), 0..4u8).prop_map(|(f, s)| Op::Unsub(f, s)),
+            any::<prop::sample::Index>().prop_map(Op::UnsubExisting),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn matches_like_naive(
+            subs in prop::collection::vec((filter(), 0..4u8), 0..40),
+            topics in prop::collection::vec(topic(), 1..20),
+        ) {
+            let mut trie = SubscriptionTrie::new();
+            let mut model = Model::new();
+            for (i, (f, s)) in subs.into_iter().enumerate() {
+                let v = u32::try_from(i).unwrap_or(0);
+                trie.subscribe(&f, s, v);
+                model.insert((f, s), v);
+            }
+            prop_assert_eq!(trie.len(), model.len());
+            for t in &topics {
+                prop_assert_eq!(matched(&trie, t), naive(&model, t), "topic {:?}", t);
+            }
+        }
+
+        #[test]
+        fn interleaving_like_naive(
+            ops in prop::collection::vec(op(), 0..80),
+            topics in prop::collection::vec(topic(), 1..10),
+        ) {
+            let mut trie = SubscriptionTrie::new();
+            let mut model = Model::new();
+            for op in ops {
+                match op {
+                    Op::Sub(f, s, v) => {
+                        let want = model.insert((f.clone(), s), v);
+                        prop_assert_eq!(trie.subscribe(&f, s, v), want);
+                    }
+                    Op::Unsub(f, s) => {
+                        let want = model.remove(&(f.clone(), s));
+                        prop_assert_eq!(trie.unsubscribe(&f, &s), want);
+                    }
+                    Op::UnsubExisting(index) => {
+                        let Some(key) = model.keys().nth(index.index(model.len().max(1))).cloned()
+                        else {
+                            continue;
+                        };
+                        let want = model.remove(&key);
+                        prop_assert_eq!(trie.unsubscribe(&key.0, &key.1), want);
+                    }
+                }
+                prop_assert_eq!(trie.len(), model.len());
+            }
+            for t in &topics {
+                prop_assert_eq!(matched(&trie, t), naive(&model, t), "topic {:?}", t);
+            }
+            for ((f, s), v) in &model {
+                prop_assert_eq!(trie.get(f, s), Some(v));
+            }
+            for (f, s) in model.keys() {
+                prop_assert!(trie.unsubscribe(f, s).is_some());
+            }
+            prop_assert!(trie.is_empty());
+            prop_assert_eq!(trie.node_count(), 0);
+        }
+    }
+}

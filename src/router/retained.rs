@@ -197,3 +197,181 @@ impl<V> Node<V> {
         self.children.values().map(|c| 1 + c.count_below()).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::RetainedStore;
+    use crate::router::filter_matches;
+    use crate::router::test_support::{filter, topic, CASES};
+
+    /// The sorted values `store` returns for `filter`.
+    fn matching(store: &RetainedStore<u32>, filter: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        store.matching(filter, &mut out);
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn table() {
+        for &(filter, topic, expected) in CASES {
+            let mut store = RetainedStore::new();
+            store.insert(topic, 7u32);
+            let want = if expected { vec![7] } else { vec![] };
+            assert_eq!(
+                matching(&store, filter),
+                want,
+                "filter {filter:?} topic {topic:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_cases_in_one_store() {
+        let mut store = RetainedStore::new();
+        let mut model = BTreeMap::new();
+        for (i, &(_, topic, _)) in CASES.iter().enumerate() {
+            let v = u32::try_from(i).unwrap_or(0);
+            store.insert(topic, v);
+            model.insert(topic, v);
+        }
+        for &(filter, _, _) in CASES {
+            let mut want: Vec<u32> = model
+                .iter()
+                .filter(|(t, _)| filter_matches(filter, t))
+                .map(|(_, v)| *v)
+                .collect();
+            want.sort_unstable();
+            assert_eq!(matching(&store, filter), want, "filter {filter:?}");
+        }
+    }
+
+    #[test]
+    fn dollar_topics_hidden_from_leading_wildcards() {
+        let mut store = RetainedStore::new();
+        store.insert("$SYS/x", 1u32);
+        store.insert("$SYS", 2);
+        store.insert("a/$SYS", 3);
+        store.insert("x", 4);
+        assert_eq!(matching(&store, "#"), vec![3, 4]);
+        assert_eq!(matching(&store, "+"), vec![4]);
+        assert_eq!(matching(&store, "+/x"), Vec::<u32>::new());
+        assert_eq!(matching(&store, "+/+"), vec![3]);
+        assert_eq!(matching(&store, "$SYS/#"), vec![1, 2]);
+        assert_eq!(matching(&store, "$SYS/+"), vec![1]);
+    }
+
+    #[test]
+    fn insert_replace_get_remove() {
+        let mut store = RetainedStore::new();
+        assert!(store.is_empty());
+        assert_eq!(store.insert("a/b", 1u32), None);
+        assert_eq!(store.insert("a", 2), None);
+        assert_eq!(store.insert("a/b", 3), Some(1));
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.get("a/b"), Some(&3));
+        assert_eq!(store.get("a/"), None);
+        assert_eq!(store.get("a/b/c"), None);
+        assert_eq!(store.remove("a/b/c"), None);
+        assert_eq!(store.remove("a/b"), Some(3));
+        assert_eq!(store.remove("a/b"), None);
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.node_count(), 1);
+        assert_eq!(store.remove("a"), Some(2));
+        assert!(store.is_empty());
+        assert_eq!(store.node_count(), 0);
+    }
+
+    #[test]
+    fn appends_without_clearing() {
+        let mut store = RetainedStore::new();
+        store.insert("a", 1u32);
+        let mut out = vec![9];
+        store.matching("#", &mut out);
+        assert_eq!(out, vec![9, 1]);
+    }
+
+    #[test]
+    fn prunes_after_mass_remove() {
+        let mut store = RetainedStore::new();
+        let topics: Vec<String> = (0..500u32)
+            .map(|i| format!("t/{}/{}/x", i % 7, i))
+            .collect();
+        for (i, t) in topics.iter().enumerate() {
+            store.insert(t, i);
+        }
+        assert_eq!(
+            matching_len(&store, "t/3/+/x"),
+            topics.iter().filter(|t| t.starts_with("t/3/")).count()
+        );
+        for t in &topics {
+            assert!(store.remove(t).is_some());
+        }
+        assert!(store.is_empty());
+        assert_eq!(store.node_count(), 0);
+    }
+
+    fn matching_len(store: &RetainedStore<usize>, filter: &str) -> usize {
+        let mut out = Vec::new();
+        store.matching(filter, &mut out);
+        out.len()
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(String, u32),
+        Remove(String),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            2 => (topic(), any::<u32>()).prop_map(|(t, v)| Op::Insert(t, v)),
+            1 => topic().prop_map(Op::Remove),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn matching_like_naive(
+            ops in prop::collection::vec(op(), 0..60),
+            filters in prop::collection::vec(filter(), 1..20),
+        ) {
+            let mut store = RetainedStore::new();
+            let mut model = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(t, v) => {
+                        let want = model.insert(t.clone(), v);
+                        prop_assert_eq!(store.insert(&t, v), want);
+                    }
+                    Op::Remove(t) => {
+                        let want = model.remove(&t);
+                        prop_assert_eq!(store.remove(&t), want);
+                    }
+                }
+                prop_assert_eq!(store.len(), model.len());
+            }
+            for f in &filters {
+                let mut want: Vec<u32> = model
+                    .iter()
+                    .filter(|(t, _)| filter_matches(f, t))
+                    .map(|(_, v)| *v)
+                    .collect();
+                want.sort_unstable();
+                prop_assert_eq!(matching(&store, f), want, "filter {:?}", f);
+            }
+            for (t, v) in &model {
+                prop_assert_eq!(store.get(t), Some(v));
+            }
+            for t in model.keys() {
+                prop_assert!(store.remove(t).is_some());
+            }
+            prop_assert!(store.is_empty());
+            prop_assert_eq!(store.node_count(), 0);
+        }
+    }
+}

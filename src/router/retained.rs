@@ -48,16 +48,19 @@ impl<V> Default for RetainedStore<V> {
 
 impl<V> RetainedStore<V> {
     /// An empty store.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Number of stored topics.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// True when no topic is stored.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -80,6 +83,7 @@ impl<V> RetainedStore<V> {
     }
 
     /// The value stored for exactly `topic`.
+    #[must_use]
     pub fn get(&self, topic: &str) -> Option<&V> {
         self.root.descend(topic.split('/'))?.value.as_ref()
     }
@@ -95,6 +99,7 @@ impl<V> RetainedStore<V> {
 
     /// Number of nodes below the root (0 when empty); for tests of pruning.
     #[doc(hidden)]
+    #[must_use]
     pub fn node_count(&self) -> usize {
         self.root.count_below()
     }

@@ -16,6 +16,7 @@
 //! functions here still never panic: a `#` that is not the last level is compared literally.
 
 /// True when `filter` matches the topic name `topic` under the MQTT 4.7 rules above.
+#[must_use]
 pub fn filter_matches(filter: &str, topic: &str) -> bool {
     if topic.starts_with('$') && starts_with_wildcard(filter) {
         return false;

@@ -87,16 +87,19 @@ fn levels(path: Option<&str>) -> impl Iterator<Item = &str> {
 
 impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
     /// An empty trie.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Number of (filter, subscriber) subscriptions stored.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// True when no subscription is stored.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -123,6 +126,7 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
     }
 
     /// The value `subscriber` has for exactly `filter`, if subscribed.
+    #[must_use]
     pub fn get(&self, filter: &str, subscriber: &S) -> Option<&V> {
         let (path, slot) = filter_path(filter);
         self.root.descend(levels(path))?.slot(&slot).get(subscriber)
@@ -137,6 +141,7 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
 
     /// Number of nodes below the root (0 when empty); for tests of pruning.
     #[doc(hidden)]
+    #[must_use]
     pub fn node_count(&self) -> usize {
         self.root.count_below()
     }

@@ -1,0 +1,189 @@
+//! Assembles a running broker: listeners, router, session registry, and their shutdown.
+//!
+//! [`Broker::start`] binds every configured listener (refusing to start if one cannot bind),
+//! spawns the accept loops and returns a [`BrokerHandle`]; tests, benches and the binary all
+//! start the broker this way. [`BrokerHandle::shutdown`] stops accepting, tells every connection
+//! to close (each publishes its will, as the spec says for a connection the server closes), and
+//! waits for them within the configured grace period.
+
+pub mod registry;
+pub mod routing;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::session::mailbox::Subscriber;
+use crate::session::SessionState;
+use crate::stats::{Stats, StatsSnapshot};
+use crate::store::{MemoryStore, SessionStore};
+use crate::transport::{self, Listener};
+use registry::Registry;
+use routing::Router;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be set up.
+    #[error("listener {name:?}: {source}")]
+    Listener {
+        /// Listener name from the config.
+        name: String,
+        /// What went wrong.
+        source: transport::ListenerError,
+    },
+}
+
+/// State shared by every connection of one broker.
+pub struct Shared {
+    /// The configuration the broker started with.
+    pub config: Config,
+    /// Subscriptions and retained messages.
+    pub router: Router,
+    /// Client ids and sessions.
+    pub registry: Registry,
+    /// Event counters.
+    pub stats: Stats,
+    /// Cancelled when the broker shuts down.
+    pub shutdown: CancellationToken,
+    /// Every task of the broker, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    next_conn_id: AtomicU64,
+}
+
+impl Shared {
+    /// A process-unique connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Ends a session for good: its subscriptions leave the trie and its queue is dropped.
+    pub fn end_session(&self, session: SessionState) {
+        let subscriber = Subscriber(session.mailbox.clone());
+        self.router
+            .unsubscribe_all(session.subscriptions.keys().map(|f| &**f), &subscriber);
+        session.mailbox.close();
+    }
+
+    /// Arranges for the stored session of `client_id` to end after `expiry` unless resumed.
+    pub fn schedule_expiry(self: &Arc<Self>, client_id: String, generation: u64, expiry: u32) {
+        if expiry == u32::MAX {
+            return; // never expires
+        }
+        let shared = self.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(expiry.into())) => {}
+                _ = shared.shutdown.cancelled() => return,
+            }
+            if let Some(session) = shared.registry.expire(&client_id, generation) {
+                tracing::debug!(client_id, "session expired");
+                Stats::bump(&shared.stats.sessions_expired);
+                shared.end_session(session);
+            }
+        });
+    }
+}
+
+/// Entry point: starts a broker.
+pub struct Broker;
+
+impl Broker {
+    /// Binds every listener of `config` and starts serving. Must run inside a tokio runtime.
+    pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
+        let mut listeners = Vec::new();
+        for (name, listener) in &config.listeners {
+            let bound = Listener::bind(name, listener)
+                .await
+                .map_err(|source| StartError::Listener {
+                    name: name.clone(),
+                    source,
+                })?;
+            listeners.push(bound);
+        }
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+        let shared = Arc::new(Shared {
+            config,
+            router: Router::default(),
+            registry: Registry::new(store),
+            stats: Stats::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_conn_id: AtomicU64::new(1),
+        });
+        let mut addrs = BTreeMap::new();
+        for listener in listeners {
+            addrs.insert(listener.name().to_owned(), listener.local_addr());
+            tracing::info!(
+                listener = listener.name(),
+                addr = %listener.local_addr(),
+                tls = listener.is_tls(),
+                "listening"
+            );
+            let shared2 = shared.clone();
+            shared.tasks.spawn(listener.run(
+                shared.shutdown.clone(),
+                shared.tasks.clone(),
+                move |stream, peer, name| {
+                    crate::connection::serve(stream, peer, name, shared2.clone())
+                },
+            ));
+        }
+        Ok(BrokerHandle { shared, addrs })
+    }
+}
+
+/// A running broker.
+pub struct BrokerHandle {
+    shared: Arc<Shared>,
+    addrs: BTreeMap<String, SocketAddr>,
+}
+
+impl BrokerHandle {
+    /// The address listener `name` is bound to (useful with port 0).
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.addrs.get(name).copied()
+    }
+
+    /// Current event counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Number of subscriptions in the trie.
+    pub fn subscription_count(&self) -> usize {
+        self.shared.router.subscription_count()
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.shared.router.retained_count()
+    }
+
+    /// Number of sessions (online and offline).
+    pub fn session_count(&self) -> usize {
+        self.shared.registry.session_count()
+    }
+
+    /// Number of offline sessions kept in the store.
+    pub fn offline_session_count(&self) -> usize {
+        self.shared.registry.offline_count()
+    }
+
+    /// Stops accepting, closes every connection (wills are published), and waits for all tasks
+    /// up to the configured grace period. Returns false if some did not finish in time.
+    pub async fn shutdown(self) -> bool {
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        let grace = Duration::from_secs(self.shared.config.mqtt.shutdown_grace_secs);
+        tokio::time::timeout(grace, self.shared.tasks.wait())
+            .await
+            .is_ok()
+    }
+}

@@ -1,0 +1,282 @@
+//! The CONNECT phase: read CONNECT in time, check it, claim the client id (taking the session
+//! over from another connection or the store), answer CONNACK, resend what was in flight.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Connection, READ_CHUNK, TAKEOVER_TIMEOUT};
+use crate::broker::registry::{Claim, Control};
+use crate::broker::Shared;
+use crate::protocol::{
+    self, topic, ConnAck, ConnAckProperties, Connect, ConnectReason, DecodeError, Packet,
+    ProtocolVersion, MAX_PACKET_SIZE,
+};
+use crate::session::mailbox::{Mailbox, MailboxLimits};
+use crate::session::SessionState;
+use crate::stats::Stats;
+use crate::transport::Stream;
+
+/// A connection past CONNACK, with the channel others use to reach it.
+pub(super) struct Accepted {
+    pub(super) conn: Connection,
+    pub(super) control: mpsc::Receiver<Control>,
+}
+
+/// Why the CONNECT phase ended without a session.
+enum ReadFailure {
+    Closed,
+    Decode(DecodeError),
+}
+
+/// Reads the next whole packet.
+async fn read_packet(
+    stream: &mut Stream,
+    rbuf: &mut BytesMut,
+    version: Option<ProtocolVersion>,
+    max_packet: u32,
+) -> Result<Packet, ReadFailure> {
+    loop {
+        match protocol::decode(rbuf, version, max_packet) {
+            Ok(Some(packet)) => return Ok(packet),
+            Ok(None) => {}
+            Err(error) => return Err(ReadFailure::Decode(error)),
+        }
+        super::reserve_for_next(rbuf, max_packet);
+        if rbuf.capacity() == rbuf.len() {
+            rbuf.reserve(READ_CHUNK);
+        }
+        match stream.read_buf(rbuf).await {
+            Ok(0) | Err(_) => return Err(ReadFailure::Closed),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Runs the CONNECT phase; `None` when the connection is to be closed.
+pub(super) async fn accept(
+    stream: &mut Stream,
+    rbuf: &mut BytesMut,
+    conn_id: u64,
+    shared: &Arc<Shared>,
+) -> Option<Accepted> {
+    let mqtt = &shared.config.mqtt;
+    let timeout = Duration::from_secs(mqtt.connect_timeout_secs);
+    let first = tokio::time::timeout(
+        timeout,
+        read_packet(stream, rbuf, None, mqtt.max_packet_size),
+    )
+    .await;
+    let connect = match first {
+        Err(_) => {
+            tracing::debug!("no CONNECT within {timeout:?}; closing");
+            return None;
+        }
+        Ok(Err(ReadFailure::Closed)) => return None,
+        Ok(Err(ReadFailure::Decode(DecodeError::UnsupportedProtocol { name, level }))) => {
+            tracing::info!(name, level, "unsupported protocol version; refusing");
+            refuse(
+                stream,
+                ProtocolVersion::V3_1_1,
+                ConnectReason::UnsupportedProtocolVersion,
+                shared,
+            )
+            .await;
+            return None;
+        }
+        Ok(Err(ReadFailure::Decode(error))) => {
+            let counter = match error {
+                DecodeError::Protocol { .. } => &shared.stats.protocol_errors,
+                _ => &shared.stats.malformed_packets,
+            };
+            Stats::bump(counter);
+            tracing::warn!("closing connection before CONNECT: {error}");
+            return None;
+        }
+        Ok(Ok(Packet::Connect(connect))) => connect,
+        Ok(Ok(other)) => {
+            Stats::bump(&shared.stats.protocol_errors);
+            tracing::warn!(kind = other.kind(), "first packet is not CONNECT (MQTT-3.1.0-1)");
+            return None;
+        }
+    };
+    let version = connect.protocol;
+    if let Err(reason) = check_connect(&connect, shared) {
+        tracing::info!(client_id = %connect.client_id, ?reason, "CONNECT refused");
+        refuse(stream, version, reason, shared).await;
+        return None;
+    }
+    let mut accepted = establish(*connect, conn_id, shared).await;
+    // CONNACK and the resent inflight messages are written by the packet loop's first flush.
+    accepted.conn.resend_inflight();
+    Some(accepted)
+}
+
+/// The refusals a CONNECT can get before any session is touched.
+fn check_connect(connect: &Connect, shared: &Shared) -> Result<(), ConnectReason> {
+    let mqtt = &shared.config.mqtt;
+    let v5 = connect.protocol.is_v5();
+    if v5 && connect.properties.authentication_method.is_some() {
+        return Err(ConnectReason::BadAuthenticationMethod);
+    }
+    if connect.client_id.is_empty() {
+        let allowed = match connect.protocol {
+            ProtocolVersion::V3_1 => false,
+            // MQTT-3.1.3-8: an empty id needs clean session in 3.1.1.
+            ProtocolVersion::V3_1_1 => connect.clean_start,
+            ProtocolVersion::V5 => true,
+        };
+        if !allowed || !mqtt.allow_zero_length_client_id {
+            return Err(ConnectReason::ClientIdentifierNotValid);
+        }
+    }
+    if let Some(will) = &connect.will {
+        if !topic::valid_topic_name(&will.topic) {
+            return Err(ConnectReason::TopicNameInvalid);
+        }
+        if will.retain && !mqtt.retain_available {
+            return Err(ConnectReason::RetainNotSupported);
+        }
+    }
+    Ok(())
+}
+
+/// Sends a refusing CONNACK and closes.
+async fn refuse(stream: &mut Stream, version: ProtocolVersion, reason: ConnectReason, shared: &Shared) {
+    Stats::bump(&shared.stats.connects_refused);
+    let mut out = BytesMut::new();
+    let connack = ConnAck {
+        session_present: false,
+        reason,
+        properties: ConnAckProperties::default(),
+    };
+    if protocol::encode(&Packet::ConnAck(connack), version, MAX_PACKET_SIZE, &mut out).is_ok() {
+        let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, async {
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    }
+}
+
+/// Claims the client id, takes over or resumes the session, and builds the CONNACK.
+async fn establish(connect: Connect, conn_id: u64, shared: &Arc<Shared>) -> Accepted {
+    let mqtt = &shared.config.mqtt;
+    let v5 = connect.protocol.is_v5();
+    let mut props = ConnAckProperties::default();
+
+    let client_id = if connect.client_id.is_empty() {
+        let assigned = ByteString::from(format!("warren-{conn_id:x}-{:x}", rand_suffix()));
+        if v5 {
+            props.assigned_client_identifier = Some(assigned.clone());
+        }
+        assigned
+    } else {
+        connect.client_id.clone()
+    };
+
+    let mut keep_alive = connect.keep_alive;
+    if v5 && (keep_alive > mqtt.max_keep_alive_secs || (keep_alive == 0 && mqtt.max_keep_alive_secs < u16::MAX)) {
+        keep_alive = mqtt.max_keep_alive_secs;
+        props.server_keep_alive = Some(keep_alive);
+    }
+
+    let session_expiry = if v5 {
+        let asked = connect.properties.session_expiry_interval.unwrap_or(0);
+        if asked > mqtt.max_session_expiry_secs {
+            props.session_expiry_interval = Some(mqtt.max_session_expiry_secs);
+        }
+        asked.min(mqtt.max_session_expiry_secs)
+    } else if connect.clean_start {
+        0
+    } else {
+        mqtt.persistent_session_expiry_secs
+    };
+
+    let (control_tx, control) = mpsc::channel(4);
+    let previous = match shared.registry.claim(&client_id, conn_id, control_tx) {
+        Claim::Fresh => None,
+        Claim::Stored(session) => Some(session),
+        Claim::Connected(old) => {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            if old.send(Control::TakeOver(reply_tx)).await.is_ok() {
+                tokio::time::timeout(TAKEOVER_TIMEOUT, reply_rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            } else {
+                None
+            }
+        }
+    };
+    let (session, session_present) = match previous {
+        Some(session) if !connect.clean_start => (session, true),
+        previous => {
+            if let Some(old) = previous {
+                shared.end_session(old);
+            }
+            let limits = MailboxLimits {
+                max_messages: mqtt.max_queued_messages,
+                max_bytes: mqtt.max_queued_bytes,
+                queue_qos0_offline: mqtt.queue_qos0_offline,
+            };
+            (SessionState::new(client_id.clone(), Mailbox::new(limits)), false)
+        }
+    };
+    session.mailbox.set_online(true);
+
+    if v5 {
+        props.maximum_packet_size = Some(mqtt.max_packet_size);
+        props.shared_subscription_available = Some(0);
+        if !mqtt.retain_available {
+            props.retain_available = Some(0);
+        }
+    }
+    let connack = ConnAck {
+        session_present,
+        reason: ConnectReason::Success,
+        properties: props,
+    };
+    let client_max_packet = connect
+        .properties
+        .maximum_packet_size
+        .unwrap_or(MAX_PACKET_SIZE);
+    let receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+    let mut conn = Connection {
+        shared: shared.clone(),
+        conn_id,
+        version: connect.protocol,
+        session,
+        will: connect.will,
+        session_expiry,
+        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        client_max_packet,
+        window: usize::from(mqtt.max_inflight.min(receive_maximum)),
+        wbuf: BytesMut::new(),
+        scratch: Vec::new(),
+        batch: VecDeque::new(),
+        retained_buf: Vec::new(),
+        mailbox_pending: true,
+    };
+    tracing::debug!(%client_id, version = conn.version.label(), session_present, "connected");
+    conn.send(Packet::ConnAck(connack));
+    Accepted { conn, control }
+}
+
+/// A few bits of per-process randomness for assigned client ids.
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish() & 0xffff_ffff
+}

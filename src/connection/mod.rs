@@ -1,0 +1,316 @@
+//! One client connection, from the first byte to the last: the per-connection task.
+//!
+//! This is the only place where sockets, the codec, the session state and the router meet, and
+//! the only task that `select!`s: on the socket, on its session's mailbox, on the keep-alive timer,
+//! on takeover and on shutdown. Everything it calls is synchronous. The life of a connection:
+//! [`serve`] reads CONNECT within the connect timeout ([`connect`]), claims the client id (taking
+//! a session over from another connection or the store), answers CONNACK, resends what was in
+//! flight, then runs the packet loop ([`Connection::run`], packet handling in `handler.rs`) until
+//! an [`Exit`]; finally it says goodbye (5.0 DISCONNECT with a reason), publishes the will where
+//! the spec asks for it, and hands the session back to the registry.
+
+mod connect;
+mod handler;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::broker::registry::{Control, Release};
+use crate::broker::routing::MatchBuf;
+use crate::broker::Shared;
+use crate::protocol::{self, reason, DecodeError, Disconnect, Packet, ProtocolVersion, Will};
+use crate::session::mailbox::{Delivery, Message};
+use crate::session::SessionState;
+use crate::stats::Stats;
+use crate::transport::Stream;
+
+/// Bytes reserved for a read when the buffer has little room left.
+const READ_CHUNK: usize = 4096;
+/// Deliveries taken from the mailbox at a time.
+const DRAIN_BATCH: usize = 64;
+/// Stop draining the mailbox once this much output is waiting to be written.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Time allowed for the last write and close of a connection.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time a takeover waits for the old connection to hand its session over.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the packet loop ended.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// The client sent DISCONNECT; `will` is true for 5.0 reason 0x04.
+    Disconnect { will: bool },
+    /// The socket closed or failed without DISCONNECT.
+    Closed,
+    /// Nothing arrived within 1.5 × keep alive.
+    KeepAlive,
+    /// The client broke the protocol; `reason` is the 5.0 reason code.
+    Violation {
+        reason: u8,
+        malformed: bool,
+        detail: String,
+    },
+    /// Another connection claimed the client id.
+    TakenOver(oneshot::Sender<SessionState>),
+    /// The broker is shutting down.
+    Shutdown,
+}
+
+impl Exit {
+    fn violation(reason: u8, detail: impl Into<String>) -> Exit {
+        Exit::Violation {
+            reason,
+            malformed: false,
+            detail: detail.into(),
+        }
+    }
+
+    fn from_decode(error: DecodeError) -> Exit {
+        Exit::Violation {
+            reason: error.reason_code(),
+            malformed: !matches!(error, DecodeError::Protocol { .. }),
+            detail: error.to_string(),
+        }
+    }
+
+    /// The reason code of the DISCONNECT a 5.0 client gets, if any.
+    fn disconnect_reason(&self) -> Option<u8> {
+        match self {
+            Exit::Disconnect { .. } | Exit::Closed => None,
+            Exit::KeepAlive => Some(reason::KEEP_ALIVE_TIMEOUT),
+            Exit::Violation { reason, .. } => Some(*reason),
+            Exit::TakenOver(_) => Some(reason::SESSION_TAKEN_OVER),
+            Exit::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
+        }
+    }
+
+    /// True when the will message must be published.
+    fn publishes_will(&self) -> bool {
+        !matches!(self, Exit::Disconnect { will: false })
+    }
+}
+
+/// Serves one accepted connection until it ends.
+pub async fn serve(stream: Stream, peer: SocketAddr, listener: Arc<str>, shared: Arc<Shared>) {
+    Stats::bump(&shared.stats.connections_total);
+    shared
+        .stats
+        .connections_current
+        .fetch_add(1, Ordering::Relaxed);
+    let conn_id = shared.next_conn_id();
+    let span = tracing::info_span!("conn", id = conn_id, %peer, %listener);
+    serve_inner(stream, conn_id, shared.clone())
+        .instrument(span)
+        .await;
+    shared
+        .stats
+        .connections_current
+        .fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn serve_inner(mut stream: Stream, conn_id: u64, shared: Arc<Shared>) {
+    let mut rbuf = BytesMut::new();
+    let Some(accepted) = connect::accept(&mut stream, &mut rbuf, conn_id, &shared).await else {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
+        return;
+    };
+    let connect::Accepted {
+        mut conn,
+        mut control,
+    } = accepted;
+    let exit = conn.run(&mut stream, &mut rbuf, &mut control).await;
+    conn.finish(stream, exit, control).await;
+}
+
+/// A connected client after CONNACK: its session and what the packet loop needs.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    conn_id: u64,
+    version: ProtocolVersion,
+    session: SessionState,
+    will: Option<Will>,
+    /// Session expiry interval in seconds (0: ends with the connection; u32::MAX: never).
+    session_expiry: u32,
+    /// 1.5 × keep alive, or None when keep alive is 0.
+    keep_alive: Option<Duration>,
+    /// The client's Maximum Packet Size.
+    client_max_packet: u32,
+    /// Outgoing QoS 1/2 window: min(server max inflight, client Receive Maximum).
+    window: usize,
+    wbuf: BytesMut,
+    scratch: MatchBuf,
+    batch: VecDeque<Delivery>,
+    retained_buf: Vec<Arc<Message>>,
+    /// The mailbox may hold deliveries we could take now.
+    mailbox_pending: bool,
+}
+
+impl Connection {
+    /// The packet loop.
+    async fn run(
+        &mut self,
+        stream: &mut Stream,
+        rbuf: &mut BytesMut,
+        control: &mut mpsc::Receiver<Control>,
+    ) -> Exit {
+        let mailbox = self.session.mailbox.clone();
+        let shutdown = self.shared.shutdown.clone();
+        let max_packet = self.shared.config.mqtt.max_packet_size;
+        let keep_alive = self.keep_alive;
+        let mut last_rx = Instant::now();
+        let sleep = tokio::time::sleep(keep_alive.unwrap_or(Duration::from_secs(3600)));
+        tokio::pin!(sleep);
+        self.mailbox_pending = true;
+        loop {
+            if self.mailbox_pending {
+                self.drain_mailbox();
+            }
+            if !self.wbuf.is_empty() && self.flush(stream).await.is_err() {
+                return Exit::Closed;
+            }
+            reserve_for_next(rbuf, max_packet);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Exit::Shutdown,
+                Some(Control::TakeOver(reply)) = control.recv() => return Exit::TakenOver(reply),
+                read = stream.read_buf(rbuf) => {
+                    match read {
+                        Ok(0) | Err(_) => return Exit::Closed,
+                        Ok(_) => {}
+                    }
+                    last_rx = Instant::now();
+                    loop {
+                        match protocol::decode(rbuf, Some(self.version), max_packet) {
+                            Ok(Some(packet)) => {
+                                if let Some(exit) = self.handle(packet) {
+                                    return exit;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(error) => return Exit::from_decode(error),
+                        }
+                    }
+                    if rbuf.is_empty() {
+                        // An idle connection keeps no read buffer.
+                        *rbuf = BytesMut::new();
+                    }
+                }
+                _ = mailbox.notified(), if !self.mailbox_pending => self.mailbox_pending = true,
+                () = &mut sleep, if keep_alive.is_some() => {
+                    let deadline = last_rx + keep_alive.unwrap_or_default();
+                    if Instant::now() >= deadline {
+                        return Exit::KeepAlive;
+                    }
+                    sleep.as_mut().reset(deadline.into());
+                }
+            }
+        }
+    }
+
+    /// Writes out everything encoded so far.
+    async fn flush(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+        stream.write_all(&self.wbuf).await?;
+        stream.flush().await?;
+        self.wbuf.clear();
+        if self.wbuf.capacity() > WRITE_HIGH_WATER {
+            self.wbuf = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    /// Ends the connection: DISCONNECT (5.0), close, will, and the session's hand-back.
+    async fn finish(mut self, mut stream: Stream, exit: Exit, mut control: mpsc::Receiver<Control>) {
+        match &exit {
+            Exit::Violation {
+                malformed, detail, ..
+            } => {
+                let counter = if *malformed {
+                    &self.shared.stats.malformed_packets
+                } else {
+                    &self.shared.stats.protocol_errors
+                };
+                Stats::bump(counter);
+                tracing::warn!(client_id = %self.session.client_id, "closing connection: {detail}");
+            }
+            Exit::KeepAlive => {
+                tracing::info!(client_id = %self.session.client_id, "keep alive timed out")
+            }
+            Exit::TakenOver(_) => {
+                Stats::bump(&self.shared.stats.sessions_taken_over);
+                tracing::info!(client_id = %self.session.client_id, "session taken over")
+            }
+            _ => tracing::debug!(client_id = %self.session.client_id, ?exit, "connection ended"),
+        }
+        if let (true, Some(code)) = (self.version.is_v5(), exit.disconnect_reason()) {
+            self.send(Packet::Disconnect(Disconnect {
+                reason: code,
+                ..Disconnect::default()
+            }));
+        }
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            if !self.wbuf.is_empty() {
+                let _ = self.flush(&mut stream).await;
+            }
+            let _ = stream.shutdown().await;
+        })
+        .await;
+        drop(stream);
+        if exit.publishes_will() {
+            if let Some(will) = self.will.take() {
+                self.publish_will(will);
+            }
+        }
+        let shared = self.shared.clone();
+        let Connection {
+            session,
+            conn_id,
+            session_expiry,
+            ..
+        } = self;
+        let session = match exit {
+            Exit::TakenOver(reply) => {
+                let _ = reply.send(session);
+                return;
+            }
+            _ => session,
+        };
+        session.mailbox.set_online(false);
+        let client_id = session.client_id.to_string();
+        match shared.registry.release(conn_id, session, session_expiry > 0) {
+            Release::Stored(generation) => {
+                shared.schedule_expiry(client_id, generation, session_expiry)
+            }
+            Release::Ended(session) => shared.end_session(session),
+            Release::TakenOver(session) => {
+                // The new connection has asked, or is about to ask, for this session.
+                match tokio::time::timeout(TAKEOVER_TIMEOUT, control.recv()).await {
+                    Ok(Some(Control::TakeOver(reply))) => {
+                        Stats::bump(&shared.stats.sessions_taken_over);
+                        let _ = reply.send(session);
+                    }
+                    _ => shared.end_session(session),
+                }
+            }
+        }
+    }
+}
+
+/// Makes room in the read buffer: the whole next packet if its header is already there
+/// (bounded by the maximum packet size, checked by `frame_len`), else a small chunk.
+fn reserve_for_next(rbuf: &mut BytesMut, max_packet: u32) {
+    let want = match protocol::frame_len(rbuf, max_packet) {
+        Ok(Some(total)) if total > rbuf.len() => (total - rbuf.len()).min(1 << 20),
+        _ => READ_CHUNK,
+    };
+    if rbuf.capacity() - rbuf.len() < want.min(READ_CHUNK) {
+        rbuf.reserve(want);
+    }
+}

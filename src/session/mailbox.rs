@@ -1,0 +1,218 @@
+//! Messages on their way to one session, and the bounded queue that holds them.
+//!
+//! A [`Message`] is built once per PUBLISH and shared (`Arc`) by every subscriber it reaches; a
+//! [`Delivery`] adds what differs per subscriber (granted QoS, retain flag, subscription ids). The
+//! [`Mailbox`] is the one queue a session has: the router pushes into it whether the session is
+//! online or not, and the connection task drains it into its inflight window. That one queue is
+//! therefore both the offline queue of a persistent session and the backlog of a slow subscriber,
+//! bounded by count and bytes (policy: when full, the newest message is dropped and counted).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::protocol::{PublishProperties, QoS};
+
+/// One application message as published, shared by all its deliveries.
+#[derive(Debug)]
+pub struct Message {
+    /// Topic name.
+    pub topic: ByteString,
+    /// Payload, shared without copy.
+    pub payload: Bytes,
+    /// QoS it was published with.
+    pub qos: QoS,
+    /// Retain flag it was published with.
+    pub retain: bool,
+    /// 5.0 properties to forward (topic alias and subscription ids removed).
+    pub properties: PublishProperties,
+    /// When the Message Expiry Interval runs out, if one was given.
+    pub expires_at: Option<Instant>,
+    /// Mailbox id of the publishing session (for No Local); 0 for the broker itself.
+    pub origin: u64,
+}
+
+impl Message {
+    /// True once the message's expiry interval has passed.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+/// A message bound for one session, with what that session's subscriptions granted.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// QoS to deliver at: min(published, granted).
+    pub qos: QoS,
+    /// Retain flag to deliver with.
+    pub retain: bool,
+    /// Subscription identifiers of the matching subscriptions (5.0).
+    pub subscription_ids: Vec<u32>,
+}
+
+/// Why a delivery was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// The queue hit its message count or byte limit.
+    QueueFull,
+    /// QoS 0 for an offline session that does not queue QoS 0.
+    OfflineQoS0,
+    /// The session is gone.
+    Closed,
+}
+
+/// Limits of one mailbox.
+#[derive(Debug, Clone, Copy)]
+pub struct MailboxLimits {
+    /// Maximum queued messages.
+    pub max_messages: usize,
+    /// Maximum queued payload bytes.
+    pub max_bytes: usize,
+    /// Queue QoS 0 messages while the session is offline.
+    pub queue_qos0_offline: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    queue: VecDeque<Delivery>,
+    bytes: usize,
+    online: bool,
+    closed: bool,
+}
+
+/// The queue between the router and one session.
+#[derive(Debug)]
+pub struct Mailbox {
+    id: u64,
+    limits: MailboxLimits,
+    inner: Mutex<Inner>,
+    notify: Notify,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Mailbox {
+    /// A new, empty, offline mailbox with a process-unique id.
+    pub fn new(limits: MailboxLimits) -> Arc<Mailbox> {
+        Arc::new(Mailbox {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            limits,
+            inner: Mutex::new(Inner {
+                queue: VecDeque::new(),
+                bytes: 0,
+                online: false,
+                closed: false,
+            }),
+            notify: Notify::new(),
+        })
+    }
+
+    /// Process-unique id of this mailbox (never 0).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Queues `delivery`, or says why not. Wakes the connection task if one is attached.
+    pub fn push(&self, delivery: Delivery) -> Result<(), Dropped> {
+        let len = delivery.message.payload.len();
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err(Dropped::Closed);
+        }
+        if !inner.online && delivery.qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
+            return Err(Dropped::OfflineQoS0);
+        }
+        if inner.queue.len() >= self.limits.max_messages
+            || inner.bytes + len > self.limits.max_bytes
+        {
+            return Err(Dropped::QueueFull);
+        }
+        inner.bytes += len;
+        inner.queue.push_back(delivery);
+        let online = inner.online;
+        drop(inner);
+        if online {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Moves up to `max` deliveries from the front into `out`, taking at most `qos_room` of QoS
+    /// 1/2 (the free inflight slots); stops at a QoS 1/2 delivery when there is no room, so order
+    /// is kept. Returns how many were taken.
+    pub fn pop_into(&self, out: &mut VecDeque<Delivery>, max: usize, mut qos_room: usize) -> usize {
+        let mut inner = self.inner.lock();
+        let mut taken = 0;
+        while taken < max {
+            match inner.queue.front() {
+                None => break,
+                Some(front) if front.qos != QoS::AtMostOnce => {
+                    if qos_room == 0 {
+                        break;
+                    }
+                    qos_room -= 1;
+                }
+                Some(_) => {}
+            }
+            let Some(d) = inner.queue.pop_front() else {
+                break;
+            };
+            inner.bytes -= d.message.payload.len();
+            out.push_back(d);
+            taken += 1;
+        }
+        taken
+    }
+
+    /// Number of queued deliveries.
+    pub fn len(&self) -> usize {
+        self.inner.lock().queue.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Marks the session online (a connection drains it) or offline.
+    pub fn set_online(&self, online: bool) {
+        self.inner.lock().online = online;
+    }
+
+    /// Refuses every later push and drops what is queued (the session has ended).
+    pub fn close(&self) {
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        inner.queue.clear();
+        inner.bytes = 0;
+    }
+
+    /// Waits until a push happens while online.
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// A mailbox as a subscription key in the trie: equal and hashed by identity.
+#[derive(Debug, Clone)]
+pub struct Subscriber(pub Arc<Mailbox>);
+
+impl PartialEq for Subscriber {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+impl Eq for Subscriber {}
+impl std::hash::Hash for Subscriber {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state)
+    }
+}

@@ -1,0 +1,177 @@
+//! One client's session state, free of I/O: its subscriptions, the QoS 1/2 messages in flight in
+//! both directions, and packet identifiers.
+//!
+//! The connection task owns a [`SessionState`] while the client is connected and hands it to the
+//! session store when it goes away; a resumed session continues from exactly this state. Nothing
+//! here reads a clock, touches a socket or the router: methods take an event and report what it
+//! changed, so the QoS flows are unit-tested without a network.
+
+pub mod mailbox;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use ahash::{AHashMap, AHashSet};
+use bytestring::ByteString;
+
+use crate::protocol::SubscriptionOptions;
+use mailbox::{Delivery, Mailbox};
+
+/// What one subscription of this session asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubEntry {
+    /// The options from SUBSCRIBE (maximum QoS, No Local, ...).
+    pub options: SubscriptionOptions,
+    /// Subscription identifier (5.0), if the SUBSCRIBE carried one.
+    pub id: Option<u32>,
+}
+
+/// Where an outgoing QoS 1/2 message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    AwaitPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+/// An outgoing QoS 1/2 message not yet acknowledged.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Packet identifier it was sent with.
+    pub pkid: u16,
+    /// What was sent.
+    pub delivery: Delivery,
+    /// Where the flow stands.
+    pub state: OutState,
+}
+
+/// Result of an acknowledgement from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The flow moved on or completed.
+    Done,
+    /// No message in flight has this packet id in the right state.
+    Unknown,
+}
+
+/// One client's session.
+#[derive(Debug)]
+pub struct SessionState {
+    /// Client identifier.
+    pub client_id: ByteString,
+    /// The queue the router fills for this session.
+    pub mailbox: Arc<Mailbox>,
+    /// Filter → subscription.
+    pub subscriptions: AHashMap<ByteString, SubEntry>,
+    /// Outgoing QoS 1/2 messages awaiting acknowledgement, oldest first.
+    pub outgoing: VecDeque<Outgoing>,
+    /// Packet ids of incoming QoS 2 messages delivered but not yet released (PUBREL).
+    pub incoming_qos2: AHashSet<u16>,
+    last_pkid: u16,
+}
+
+impl SessionState {
+    /// A fresh session with an empty mailbox.
+    pub fn new(client_id: ByteString, mailbox: Arc<Mailbox>) -> SessionState {
+        SessionState {
+            client_id,
+            mailbox,
+            subscriptions: AHashMap::new(),
+            outgoing: VecDeque::new(),
+            incoming_qos2: AHashSet::new(),
+            last_pkid: 0,
+        }
+    }
+
+    /// Allocates the next free packet id (1..=65535), or `None` when all are in flight.
+    pub fn next_pkid(&mut self) -> Option<u16> {
+        if self.outgoing.len() >= u16::MAX as usize {
+            return None;
+        }
+        loop {
+            self.last_pkid = self.last_pkid.wrapping_add(1);
+            if self.last_pkid == 0 {
+                self.last_pkid = 1;
+            }
+            let id = self.last_pkid;
+            if !self.outgoing.iter().any(|o| o.pkid == id) {
+                return Some(id);
+            }
+        }
+    }
+
+    /// Records an outgoing QoS 1/2 message sent with `pkid`.
+    pub fn sent(&mut self, pkid: u16, delivery: Delivery) {
+        let state = match delivery.qos {
+            crate::protocol::QoS::ExactlyOnce => OutState::AwaitPubRec,
+            _ => OutState::AwaitPubAck,
+        };
+        self.outgoing.push_back(Outgoing {
+            pkid,
+            delivery,
+            state,
+        });
+    }
+
+    fn position(&self, pkid: u16, state: OutState) -> Option<usize> {
+        self.outgoing
+            .iter()
+            .position(|o| o.pkid == pkid && o.state == state)
+    }
+
+    /// PUBACK received: the QoS 1 flow for `pkid` completes.
+    pub fn on_puback(&mut self, pkid: u16) -> AckOutcome {
+        match self.position(pkid, OutState::AwaitPubAck) {
+            Some(i) => {
+                self.outgoing.remove(i);
+                AckOutcome::Done
+            }
+            None => AckOutcome::Unknown,
+        }
+    }
+
+    /// PUBREC received. With `accepted` the flow moves on to PUBREL; a 5.0 PUBREC with an error
+    /// reason ends it. A PUBREC repeated after PUBREL was sent is answered again (`Done`).
+    pub fn on_pubrec(&mut self, pkid: u16, accepted: bool) -> AckOutcome {
+        if let Some(i) = self.position(pkid, OutState::AwaitPubRec) {
+            if accepted {
+                self.outgoing[i].state = OutState::AwaitPubComp;
+            } else {
+                self.outgoing.remove(i);
+            }
+            return AckOutcome::Done;
+        }
+        match self.position(pkid, OutState::AwaitPubComp) {
+            Some(_) => AckOutcome::Done,
+            None => AckOutcome::Unknown,
+        }
+    }
+
+    /// PUBCOMP received: the QoS 2 flow for `pkid` completes.
+    pub fn on_pubcomp(&mut self, pkid: u16) -> AckOutcome {
+        match self.position(pkid, OutState::AwaitPubComp) {
+            Some(i) => {
+                self.outgoing.remove(i);
+                AckOutcome::Done
+            }
+            None => AckOutcome::Unknown,
+        }
+    }
+
+    /// An incoming QoS 2 PUBLISH with `pkid`: true if it is new and must be routed, false if it
+    /// is a resend of one already routed (answer PUBREC again, do not deliver twice).
+    pub fn on_incoming_qos2(&mut self, pkid: u16) -> bool {
+        self.incoming_qos2.insert(pkid)
+    }
+
+    /// PUBREL received: releases `pkid`. False if it was not pending.
+    pub fn on_pubrel(&mut self, pkid: u16) -> bool {
+        self.incoming_qos2.remove(&pkid)
+    }
+}
+
+#[cfg(test)]
+mod tests;

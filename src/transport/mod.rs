@@ -1,0 +1,199 @@
+//! Listeners: bind, accept, TLS handshake, connection limits.
+//!
+//! This module turns a configured listener into a stream of connected byte pipes
+//! ([`Stream`]: plain TCP or TLS over TCP) handed to a connection handler. It knows nothing
+//! of MQTT. A semaphore caps the open connections of each listener; accept errors such as
+//! running out of file descriptors back off instead of spinning; a TLS handshake that does not
+//! finish in time is dropped.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ListenerConfig, ListenerKind};
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after an accept error (e.g. EMFILE) before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why a listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// Binding the address failed.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// Address from the config.
+        addr: SocketAddr,
+        /// OS error.
+        source: io::Error,
+    },
+    /// The TLS settings are unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// A TLS listener without a `tls` table.
+    #[error("kind = \"tls\" needs a tls table")]
+    MissingTls,
+}
+
+/// A connected client's byte pipe.
+pub enum Stream {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A bound listener, ready to accept.
+pub struct Listener {
+    name: Arc<str>,
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+    limit: Arc<Semaphore>,
+    local_addr: SocketAddr,
+}
+
+impl Listener {
+    /// Binds `config.bind` and prepares TLS if the listener is a TLS one.
+    pub async fn bind(name: &str, config: &ListenerConfig) -> Result<Listener, ListenerError> {
+        let tls = match config.kind {
+            ListenerKind::Tcp => None,
+            ListenerKind::Tls => {
+                let tls = config.tls.as_ref().ok_or(ListenerError::MissingTls)?;
+                Some(TlsAcceptor::from(crate::tls::server_config(tls)?))
+            }
+        };
+        let bind_err = |source| ListenerError::Bind {
+            addr: config.bind,
+            source,
+        };
+        let tcp = TcpListener::bind(config.bind).await.map_err(bind_err)?;
+        let local_addr = tcp.local_addr().map_err(bind_err)?;
+        Ok(Listener {
+            name: name.into(),
+            tcp,
+            tls,
+            limit: Arc::new(Semaphore::new(config.max_connections)),
+            local_addr,
+        })
+    }
+
+    /// The listener's name from the config.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// True for a TLS listener.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Accepts until `shutdown`, running `handler` for each connection as a task of `tasks`
+    /// (after the TLS handshake on a TLS listener).
+    pub async fn run<H, F>(self, shutdown: CancellationToken, tasks: TaskTracker, handler: H)
+    where
+        H: Fn(Stream, SocketAddr, Arc<str>) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = self.tcp.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(error) => {
+                    tracing::warn!(listener = %self.name, %error, "accept failed; backing off");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+                tracing::warn!(listener = %self.name, %peer, "connection limit reached; refusing");
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let tls = self.tls.clone();
+            let name = self.name.clone();
+            let handler = handler.clone();
+            tasks.spawn(async move {
+                let stream = match tls {
+                    None => Stream::Tcp(tcp),
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        }
+                    }
+                };
+                handler(stream, peer, name).await;
+                drop(permit);
+            });
+        }
+    }
+}

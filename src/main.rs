@@ -1,1 +1,144 @@
-fn main(){}
+//! The `warren` command: parses the command line, loads the config, starts the broker.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use warren::config::{Config, LogFormat};
+use warren::Broker;
+
+const USAGE: &str = "\
+usage: warren [--config PATH]               start the broker
+       warren check-config [--config PATH]  validate the configuration and exit
+       warren --version | --help
+
+Without --config the embedded default is used (config/warren.toml: MQTT on 0.0.0.0:1883).
+Any key can be overridden with an environment variable WARREN__SECTION__KEY,
+e.g. WARREN__MQTT__MAX_INFLIGHT=64 or WARREN__LISTENERS__TCP__BIND=127.0.0.1:1884.";
+
+enum Command {
+    Run(Option<PathBuf>),
+    CheckConfig(Option<PathBuf>),
+    Help,
+    Version,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut check = false;
+    let mut config = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "check-config" if !check && config.is_none() => check = true,
+            "--config" | "-c" => {
+                let path = args.next().ok_or("--config needs a path")?;
+                config = Some(PathBuf::from(path));
+            }
+            "--help" | "-h" => return Ok(Command::Help),
+            "--version" | "-V" => return Ok(Command::Version),
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    Ok(if check {
+        Command::CheckConfig(config)
+    } else {
+        Command::Run(config)
+    })
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let handle = Broker::start(config)
+        .await
+        .context("cannot start the broker")?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "warren started");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    if !handle.shutdown().await {
+        tracing::warn!("some connections did not close within the grace period");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let command = match parse_args(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("warren: {error}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (path, check_only) = match command {
+        Command::Help => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("warren {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Run(path) => (path, false),
+        Command::CheckConfig(path) => (path, true),
+    };
+    let config = match Config::load(path.as_deref(), None) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("warren: invalid configuration: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if check_only {
+        let source = path.map_or("embedded default".to_owned(), |p| p.display().to_string());
+        println!("configuration OK ({source})");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("warren: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("warren: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1848,3 +1848,14 @@ mod differential {
         );
     }
 }
+
+#[test]
+fn encode_writes_into_reserved_space_only() {
+    // With room reserved, `out` is neither reallocated nor grown beyond the packet.
+    let p = Packet::Publish(publish("a/b", QoS::AtLeastOnce, 1, b"payload"));
+    let len = encoded_len(&p, V5).unwrap();
+    let mut out = BytesMut::with_capacity(len);
+    let (ptr, cap) = (out.as_ptr(), out.capacity());
+    assert_eq!(encode(&p, V5, MAX, &mut out), Ok(len));
+    assert_eq!((out.as_ptr(), out.capacity(), out.len()), (ptr, cap, len));
+}

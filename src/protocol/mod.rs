@@ -11,7 +11,12 @@ mod decode;
 mod encode;
 mod error;
 pub mod packet;
+mod properties;
 pub mod topic;
+mod wire;
+
+#[cfg(test)]
+mod tests;
 
 pub use decode::{decode, frame_len};
 pub use encode::{encode, encoded_len};

@@ -1,4 +1,6 @@
-//! Topic name and topic filter validity (MQTT 4.7). (Stub: being written.)
+//! Topic name and topic filter validity (MQTT 4.7), shared by the decoder (PUBLISH topics, will
+//! topics, SUBSCRIBE/UNSUBSCRIBE filters) and the rest of the broker. `$share/...` filters are
+//! validated as ordinary filters here; shared-subscription semantics live in the router.
 
 /// True when `topic` is a valid topic name: non-empty, no `+` or `#`, no U+0000, ≤ 65,535 bytes.
 pub fn valid_topic_name(topic: &str) -> bool {
@@ -21,4 +23,71 @@ pub fn valid_topic_filter(filter: &str) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        let cases: &[(&str, bool)] = &[
+            ("a", true),
+            ("a/b/c", true),
+            ("/", true),
+            ("/a", true),
+            ("a/", true),
+            ("a//b", true),
+            ("$SYS/broker", true),
+            ("sport/tennis/player1", true),
+            ("\u{e9}t\u{e9}", true),
+            ("", false),
+            ("a/+", false),
+            ("+", false),
+            ("#", false),
+            ("a/#", false),
+            ("a+b", false),
+            ("a#", false),
+            ("a\0b", false),
+        ];
+        for &(topic, ok) in cases {
+            assert_eq!(valid_topic_name(topic), ok, "{topic:?}");
+        }
+        assert!(valid_topic_name(&"a".repeat(65_535)));
+        assert!(!valid_topic_name(&"a".repeat(65_536)));
+    }
+
+    #[test]
+    fn topic_filters() {
+        let cases: &[(&str, bool)] = &[
+            ("a", true),
+            ("#", true),
+            ("+", true),
+            ("/", true),
+            ("+/+", true),
+            ("/+", true),
+            ("a/#", true),
+            ("a/+/b", true),
+            ("+/tennis/#", true),
+            ("a//b", true),
+            ("$share/group/a/+", true),
+            ("$share/group/#", true),
+            ("$SYS/#", true),
+            ("", false),
+            ("a+", false),
+            ("+a", false),
+            ("a/b+", false),
+            ("#a", false),
+            ("a#", false),
+            ("a/#/b", false),
+            ("#/", false),
+            ("##", false),
+            ("++", false),
+            ("a/\0", false),
+        ];
+        for &(filter, ok) in cases {
+            assert_eq!(valid_topic_filter(filter), ok, "{filter:?}");
+        }
+        assert!(!valid_topic_filter(&"a".repeat(65_536)));
+    }
 }

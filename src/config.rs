@@ -68,6 +68,7 @@ pub struct ListenerConfig {
     /// Default `0.0.0.0:1883`.
     pub bind: SocketAddr,
     /// Default 100 000.
+    #[serde(deserialize_with = "strict::uint")]
     pub max_connections: usize,
     /// Required if and only if `kind` is `tls`.
     pub tls: Option<TlsConfig>,
@@ -116,28 +117,37 @@ pub enum ClientAuth {
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
     /// Default 1 048 576; 1..=268 435 460.
+    #[serde(deserialize_with = "strict::uint")]
     pub max_packet_size: u32,
     /// Default 10: close a connection that sends no CONNECT within this.
+    #[serde(deserialize_with = "strict::uint")]
     pub connect_timeout_secs: u64,
     /// Default 65535; v5: a larger client keep alive is replaced via Server Keep Alive.
+    #[serde(deserialize_with = "strict::uint")]
     pub max_keep_alive_secs: u16,
     /// Default 32: outgoing QoS 1/2 messages awaiting ack per session (>= 1).
+    #[serde(deserialize_with = "strict::uint")]
     pub max_inflight: u16,
     /// Default 1000: per session queue (offline + waiting for inflight room).
+    #[serde(deserialize_with = "strict::uint")]
     pub max_queued_messages: usize,
     /// Default 16 MiB (payload bytes) per session queue.
+    #[serde(deserialize_with = "strict::uint")]
     pub max_queued_bytes: usize,
     /// Default false (like Mosquitto's `queue_qos0_messages`).
     pub queue_qos0_offline: bool,
     /// Default `u32::MAX` (never): cap on 5.0 session expiry.
+    #[serde(deserialize_with = "strict::uint")]
     pub max_session_expiry_secs: u32,
     /// Default `u32::MAX` (never): expiry of 3.1.1 `clean_session=false` sessions.
+    #[serde(deserialize_with = "strict::uint")]
     pub persistent_session_expiry_secs: u32,
     /// Default true.
     pub retain_available: bool,
     /// Default true.
     pub allow_zero_length_client_id: bool,
     /// Default 5.
+    #[serde(deserialize_with = "strict::uint")]
     pub shutdown_grace_secs: u64,
 }
 
@@ -312,8 +322,21 @@ impl Config {
         }
         for (name, l) in &self.listeners {
             let key = format!("listeners.{name}");
-            if name.trim().is_empty() {
+            if name.is_empty() {
                 return bad(key, "a listener name must not be empty");
+            }
+            // Environment variables are lowercased and split at `__`: other names could not
+            // be overridden, and `TCP` would silently become a second listener `tcp`.
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+                || name.contains("__")
+            {
+                return bad(
+                    key,
+                    "a listener name may only hold lowercase letters, digits, '_' and '-' \
+                     (and no \"__\")",
+                );
             }
             match (l.kind, &l.tls) {
                 (ListenerKind::Tls, None) => {
@@ -355,6 +378,88 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+/// Integers without the `config` crate's coercions: it turns `true` into 1, `1.5` into 2 and
+/// the strings "yes"/"on" into 1. Accepted: an integer in range, or a string of decimal digits
+/// (what an environment variable gives).
+mod strict {
+    use std::fmt;
+    use std::marker::PhantomData;
+    use std::str::FromStr;
+
+    use serde::de::{self, Deserializer, Unexpected, Visitor};
+
+    pub(super) fn uint<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<u64> + FromStr + Bounded,
+    {
+        d.deserialize_any(UintVisitor(PhantomData))
+    }
+
+    /// The largest value of an unsigned type, for messages.
+    pub(super) trait Bounded {
+        const MAX: u64;
+    }
+    impl Bounded for u16 {
+        const MAX: u64 = u16::MAX as u64;
+    }
+    impl Bounded for u32 {
+        const MAX: u64 = u32::MAX as u64;
+    }
+    impl Bounded for u64 {
+        const MAX: u64 = u64::MAX;
+    }
+    impl Bounded for usize {
+        const MAX: u64 = usize::MAX as u64;
+    }
+
+    struct UintVisitor<T>(PhantomData<T>);
+
+    impl<T: TryFrom<u64> + FromStr + Bounded> Visitor<'_> for UintVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "an integer from 0 to {}", T::MAX)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+            }
+        }
+
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<T, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Other("a huge integer"), &self)),
+            }
+        }
+
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<T, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Other("a huge integer"), &self)),
+            }
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            let t = v.trim();
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(E::invalid_type(Unexpected::Str(v), &self));
+            }
+            match t.parse::<u64>() {
+                Ok(n) => self.visit_u64(n),
+                Err(_) => Err(E::invalid_value(Unexpected::Str(v), &self)),
+            }
+        }
     }
 }
 
@@ -556,6 +661,21 @@ mod tests {
     }
 
     #[test]
+    fn env_can_add_a_listener() {
+        let cfg = Config::load(
+            None,
+            env(&[("WARREN__LISTENERS__EXTRA__BIND", "127.0.0.1:1999")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.listeners.len(), 2);
+        assert_eq!(cfg.listeners["extra"].kind, ListenerKind::Tcp);
+        assert_eq!(
+            cfg.listeners["extra"].bind,
+            "127.0.0.1:1999".parse().unwrap()
+        );
+    }
+
+    #[test]
     fn env_overrides_file() {
         let cfg = load_file(
             "envfile",
@@ -724,6 +844,16 @@ mod tests {
         let tls = cfg.listeners["s"].tls.as_ref().unwrap();
         assert_eq!(tls.client_auth, ClientAuth::Optional);
         assert_eq!(tls.client_ca.as_deref(), Some(Path::new("ca.pem")));
+    }
+
+    #[test]
+    fn listener_names_must_be_env_addressable() {
+        let err = load_file("upper", "[listeners.TCP]\nbind = \"127.0.0.1:1\"\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.TCP");
+        let err = load_file("dunder", "[listeners.a__b]\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.a__b");
+        let cfg = load_file("fine", "[listeners.tcp-2_b]\n", &[]).unwrap();
+        assert!(cfg.listeners.contains_key("tcp-2_b"));
     }
 
     #[test]

@@ -160,7 +160,7 @@ pub struct BridgeConfig {
 }
 
 /// Why a configuration could not be loaded.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     /// The file given could not be read (missing, unreadable, not a file).
     #[error("{}: cannot read the configuration file: {reason}", path.display())]
@@ -620,6 +620,25 @@ mod tests {
             Config::for_tests().listeners["tcp"].bind,
             "127.0.0.1:0".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn commented_tls_example_parses() {
+        let example: String = EMBEDDED_TOML
+            .lines()
+            .skip_while(|l| !l.starts_with("# [listeners.tls]"))
+            .take_while(|l| !l.starts_with("[mqtt]"))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg = load_file("example", &example, &[]).unwrap();
+        let l = &cfg.listeners["tls"];
+        assert_eq!(l.kind, ListenerKind::Tls);
+        let tls = l.tls.as_ref().unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::Required);
+        assert_eq!(tls.cert, Path::new("certs/server.pem"));
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("certs/ca.pem")));
     }
 
     #[test]

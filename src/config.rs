@@ -1,124 +1,883 @@
-//! Typed configuration. (Temporary stub for the broker core; replaced by the config branch.)
-#![allow(missing_docs)]
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+//! Typed configuration.
+//!
+//! Layers, lowest first: the serde defaults of these types, then one TOML file (the embedded
+//! `config/warren.toml` when no path is given, else the file at the path), then environment
+//! variables `WARREN__SECTION__KEY` (e.g. `WARREN__MQTT__MAX_INFLIGHT=64`,
+//! `WARREN__LISTENERS__TCP__BIND=127.0.0.1:1884`). The result is checked by
+//! [`Config::validate`]. Every error names where the bad value came from (the file or "the
+//! environment"), the dotted key and the reason.
+//!
+//! Environment values are strings; the `config` crate converts them for typed fields (numbers
+//! are parsed, booleans accept `true/false`, `1/0`, `yes/no`, `on/off`). `try_parsing` is not
+//! used: it rewrites strings that look like numbers.
 
-#[derive(Debug, Clone, PartialEq)]
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default configuration file, built into the binary.
+pub const EMBEDDED_TOML: &str = include_str!("../config/warren.toml");
+
+/// How the embedded file is named in error messages.
+const EMBEDDED_NAME: &str = "config/warren.toml";
+
+/// The origin the `config` crate gives to values from environment variables.
+const ENV_ORIGIN: &str = "the environment";
+
+/// The largest total packet size MQTT can express.
+const MAX_PACKET_SIZE_LIMIT: u32 = 268_435_460;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub log: LogConfig,
+    /// Listeners by name. A file that has any `[listeners.*]` table replaces the default set.
     pub listeners: BTreeMap<String, ListenerConfig>,
     pub mqtt: MqttConfig,
     pub bridge: BridgeConfig,
 }
-#[derive(Debug, Clone, PartialEq)]
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
+    /// tracing-subscriber `EnvFilter` syntax. Default `"info"`.
     pub level: String,
+    /// Default [`LogFormat::Text`].
     pub format: LogFormat,
 }
-#[derive(Debug, Clone, Copy, PartialEq)]
+
+/// `log.format`
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
-#[derive(Debug, Clone, PartialEq)]
+
+/// `[listeners.<name>]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct ListenerConfig {
+    /// Default [`ListenerKind::Tcp`].
     pub kind: ListenerKind,
+    /// Default `0.0.0.0:1883`.
     pub bind: SocketAddr,
+    /// Default 100 000.
+    #[serde(deserialize_with = "strict::uint")]
     pub max_connections: usize,
+    /// Required if and only if `kind` is `tls`.
     pub tls: Option<TlsConfig>,
 }
-#[derive(Debug, Clone, Copy, PartialEq)]
+
+/// `listeners.<name>.kind`
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
+    #[default]
     Tcp,
     Tls,
 }
-#[derive(Debug, Clone, PartialEq)]
+
+/// `[listeners.<name>.tls]`. `cert` and `key` have no default.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
     pub cert: PathBuf,
+    /// PEM private key.
     pub key: PathBuf,
+    /// PEM CA certificate(s) for client certificates; required unless `client_auth` is `none`.
+    #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Default [`ClientAuth::None`].
+    #[serde(default)]
     pub client_auth: ClientAuth,
 }
-#[derive(Debug, Clone, Copy, PartialEq)]
+
+/// `listeners.<name>.tls.client_auth`
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
+    /// No client certificate is asked for.
+    #[default]
     None,
+    /// Asked for; a client without one is accepted, an invalid one is refused.
     Optional,
+    /// A client without a valid certificate is refused.
     Required,
 }
-#[derive(Debug, Clone, PartialEq)]
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
+    /// Default 1 048 576; 1..=268 435 460.
+    #[serde(deserialize_with = "strict::uint")]
     pub max_packet_size: u32,
+    /// Default 10: close a connection that sends no CONNECT within this.
+    #[serde(deserialize_with = "strict::uint")]
     pub connect_timeout_secs: u64,
+    /// Default 65535; v5: a larger client keep alive is replaced via Server Keep Alive.
+    #[serde(deserialize_with = "strict::uint")]
     pub max_keep_alive_secs: u16,
+    /// Default 32: outgoing QoS 1/2 messages awaiting ack per session (>= 1).
+    #[serde(deserialize_with = "strict::uint")]
     pub max_inflight: u16,
+    /// Default 1000: per session queue (offline + waiting for inflight room).
+    #[serde(deserialize_with = "strict::uint")]
     pub max_queued_messages: usize,
+    /// Default 16 MiB (payload bytes) per session queue.
+    #[serde(deserialize_with = "strict::uint")]
     pub max_queued_bytes: usize,
+    /// Default false (like Mosquitto's `queue_qos0_messages`).
     pub queue_qos0_offline: bool,
+    /// Default `u32::MAX` (never): cap on 5.0 session expiry.
+    #[serde(deserialize_with = "strict::uint")]
     pub max_session_expiry_secs: u32,
+    /// Default `u32::MAX` (never): expiry of 3.1.1 `clean_session=false` sessions.
+    #[serde(deserialize_with = "strict::uint")]
     pub persistent_session_expiry_secs: u32,
+    /// Default true.
     pub retain_available: bool,
+    /// Default true.
     pub allow_zero_length_client_id: bool,
+    /// Default 5.
+    #[serde(deserialize_with = "strict::uint")]
     pub shutdown_grace_secs: u64,
 }
-#[derive(Debug, Clone, PartialEq)]
+
+/// `[bridge]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BridgeConfig {
+    /// Default false; true is refused by [`Config::validate`] (the bridge is not built yet).
     pub enabled: bool,
 }
-impl Default for Config {
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file given could not be read (missing, unreadable, not a file).
+    #[error("{}: cannot read the configuration file: {reason}", path.display())]
+    File { path: PathBuf, reason: String },
+    /// The file is not valid TOML.
+    #[error("{origin}: {reason}")]
+    Syntax { origin: String, reason: String },
+    /// A key is unknown, has the wrong type or a value out of range.
+    /// `origin` is the file name or "the environment"; `key` is dotted (`mqtt.max_inflight`).
+    #[error("{origin}: {key}: {reason}")]
+    Invalid {
+        origin: String,
+        key: String,
+        reason: String,
+    },
+}
+
+impl Default for LogConfig {
     fn default() -> Self {
-        let mut listeners = BTreeMap::new();
-        listeners.insert(
-            "tcp".to_string(),
-            ListenerConfig {
-                kind: ListenerKind::Tcp,
-                bind: "0.0.0.0:1883".parse().unwrap(),
-                max_connections: 100_000,
-                tls: None,
-            },
-        );
-        Config {
-            log: LogConfig {
-                level: "info".into(),
-                format: LogFormat::Text,
-            },
-            listeners,
-            mqtt: MqttConfig {
-                max_packet_size: 1 << 20,
-                connect_timeout_secs: 10,
-                max_keep_alive_secs: 65535,
-                max_inflight: 32,
-                max_queued_messages: 1000,
-                max_queued_bytes: 16 << 20,
-                queue_qos0_offline: false,
-                max_session_expiry_secs: u32::MAX,
-                persistent_session_expiry_secs: u32::MAX,
-                retain_available: true,
-                allow_zero_length_client_id: true,
-                shutdown_grace_secs: 5,
-            },
-            bridge: BridgeConfig { enabled: false },
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
         }
     }
 }
-impl Config {
-    pub fn for_tests() -> Config {
-        let mut c = Config::default();
-        c.listeners.get_mut("tcp").unwrap().bind = "127.0.0.1:0".parse().unwrap();
-        c.mqtt.connect_timeout_secs = 5;
-        c.mqtt.shutdown_grace_secs = 1;
-        c
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            kind: ListenerKind::Tcp,
+            bind: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            max_connections: 100_000,
+            tls: None,
+        }
     }
 }
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1_048_576,
+            connect_timeout_secs: 10,
+            max_keep_alive_secs: 65535,
+            max_inflight: 32,
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            queue_qos0_offline: false,
+            max_session_expiry_secs: u32::MAX,
+            persistent_session_expiry_secs: u32::MAX,
+            retain_available: true,
+            allow_zero_length_client_id: true,
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+/// Equal to the embedded `config/warren.toml` (a unit test checks it).
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            log: LogConfig::default(),
+            listeners: BTreeMap::from([("tcp".to_owned(), ListenerConfig::default())]),
+            mqtt: MqttConfig::default(),
+            bridge: BridgeConfig::default(),
+        }
+    }
+}
+
 impl Config {
+    /// Loads defaults < the file at `path` (or the embedded default file if `None`) < the
+    /// environment (`env`, or the process environment if `None`), then validates.
     pub fn load(
-        path: Option<&std::path::Path>,
-        env: Option<std::collections::HashMap<String, String>>,
+        path: Option<&Path>,
+        env: Option<HashMap<String, String>>,
     ) -> Result<Config, ConfigError> {
-        let _ = (path, env);
-        Ok(Config::default())
+        use config::{Environment, File, FileFormat};
+
+        let (text, file_name) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::File {
+                    path: p.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+                (text, p.display().to_string())
+            }
+            None => (EMBEDDED_TOML.to_owned(), EMBEDDED_NAME.to_owned()),
+        };
+        let env_map: Vec<(String, String)> = match env {
+            Some(map) => map.into_iter().collect(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        };
+        let origins = Origins::new(&env_map, file_name);
+        let env_source = Environment::with_prefix("WARREN")
+            .prefix_separator("__")
+            .separator("__")
+            .ignore_empty(true)
+            .source(Some(env_map.into_iter().collect()));
+        let cfg: Config = config::Config::builder()
+            .add_source(File::from_str(&text, FileFormat::Toml))
+            .add_source(env_source)
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| convert_error(e, &origins))?;
+        cfg.check()
+            .map_err(|(key, reason, origin_key)| ConfigError::Invalid {
+                origin: origins.of(&origin_key),
+                key,
+                reason,
+            })?;
+        Ok(cfg)
+    }
+
+    /// The default configuration for tests: the single listener "tcp" on 127.0.0.1:0 (an
+    /// ephemeral port), `connect_timeout_secs` 5, `shutdown_grace_secs` 1.
+    pub fn for_tests() -> Config {
+        let mut cfg = Config::default();
+        cfg.listeners
+            .get_mut("tcp")
+            .expect("the default has a listener named tcp")
+            .bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.mqtt.connect_timeout_secs = 5;
+        cfg.mqtt.shutdown_grace_secs = 1;
+        cfg
+    }
+
+    /// Checks ranges and cross-field rules. [`Config::load`] calls it; call it yourself on a
+    /// configuration built in code. The origin in the error is "configuration".
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check()
+            .map_err(|(key, reason, _)| ConfigError::Invalid {
+                origin: "configuration".to_owned(),
+                key,
+                reason,
+            })
+    }
+
+    /// `Err((key, reason, key whose origin to report))`.
+    fn check(&self) -> Result<(), (String, String, String)> {
+        fn bad(key: String, reason: impl Into<String>) -> Result<(), (String, String, String)> {
+            Err((key.clone(), reason.into(), key))
+        }
+        let m = &self.mqtt;
+        if !(1..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {
+            return bad(
+                "mqtt.max_packet_size".into(),
+                format!(
+                    "must be between 1 and {MAX_PACKET_SIZE_LIMIT} (got {})",
+                    m.max_packet_size
+                ),
+            );
+        }
+        if m.max_inflight == 0 {
+            return bad("mqtt.max_inflight".into(), "must be at least 1 (got 0)");
+        }
+        if self.listeners.is_empty() {
+            return bad("listeners".into(), "at least one listener is required");
+        }
+        for (name, l) in &self.listeners {
+            let key = format!("listeners.{name}");
+            if name.is_empty() {
+                return bad(key, "a listener name must not be empty");
+            }
+            // Environment variables are lowercased and split at `__`: other names could not
+            // be overridden, and `TCP` would silently become a second listener `tcp`.
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+                || name.contains("__")
+            {
+                return bad(
+                    key,
+                    "a listener name may only hold lowercase letters, digits, '_' and '-' \
+                     (and no \"__\")",
+                );
+            }
+            match (l.kind, &l.tls) {
+                (ListenerKind::Tls, None) => {
+                    return Err((
+                        format!("{key}.tls"),
+                        "kind is \"tls\" but there is no tls table (cert, key)".into(),
+                        format!("{key}.kind"),
+                    ))
+                }
+                (ListenerKind::Tcp, Some(_)) => {
+                    return Err((
+                        format!("{key}.tls"),
+                        "a tls table needs kind = \"tls\"".into(),
+                        format!("{key}.tls"),
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(tls) = &l.tls {
+                if tls.client_auth != ClientAuth::None && tls.client_ca.is_none() {
+                    return Err((
+                        format!("{key}.tls.client_ca"),
+                        format!(
+                            "required when client_auth is \"{}\"",
+                            match tls.client_auth {
+                                ClientAuth::Optional => "optional",
+                                _ => "required",
+                            }
+                        ),
+                        format!("{key}.tls.client_auth"),
+                    ));
+                }
+            }
+        }
+        if self.bridge.enabled {
+            return bad(
+                "bridge.enabled".into(),
+                "the AMQP bridge is not built yet (set it to false)",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Integers without the `config` crate's coercions: it turns `true` into 1, `1.5` into 2 and
+/// the strings "yes"/"on" into 1. Accepted: an integer in range, or a string of decimal digits
+/// (what an environment variable gives).
+mod strict {
+    use std::fmt;
+    use std::marker::PhantomData;
+    use std::str::FromStr;
+
+    use serde::de::{self, Deserializer, Unexpected, Visitor};
+
+    pub(super) fn uint<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<u64> + FromStr + Bounded,
+    {
+        d.deserialize_any(UintVisitor(PhantomData))
+    }
+
+    /// The largest value of an unsigned type, for messages.
+    pub(super) trait Bounded {
+        const MAX: u64;
+    }
+    impl Bounded for u16 {
+        const MAX: u64 = u16::MAX as u64;
+    }
+    impl Bounded for u32 {
+        const MAX: u64 = u32::MAX as u64;
+    }
+    impl Bounded for u64 {
+        const MAX: u64 = u64::MAX;
+    }
+    impl Bounded for usize {
+        const MAX: u64 = usize::MAX as u64;
+    }
+
+    struct UintVisitor<T>(PhantomData<T>);
+
+    impl<T: TryFrom<u64> + FromStr + Bounded> Visitor<'_> for UintVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "an integer from 0 to {}", T::MAX)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+            }
+        }
+
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<T, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Other("a huge integer"), &self)),
+            }
+        }
+
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<T, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Other("a huge integer"), &self)),
+            }
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            let t = v.trim();
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(E::invalid_type(Unexpected::Str(v), &self));
+            }
+            match t.parse::<u64>() {
+                Ok(n) => self.visit_u64(n),
+                Err(_) => Err(E::invalid_value(Unexpected::Str(v), &self)),
+            }
+        }
+    }
+}
+
+/// Tells where the value at a dotted key came from: "the environment" if a non-empty
+/// `WARREN__…` variable sets it or something under it (the environment is the top layer), else
+/// the file. (The `config` crate records origins, but loses them on every public accessor.)
+struct Origins {
+    env_keys: Vec<String>,
+    file_name: String,
+}
+
+impl Origins {
+    fn new(env: &[(String, String)], file_name: String) -> Self {
+        // The same mapping as config::Environment: lowercase, strip the prefix, `__` -> `.`.
+        let env_keys = env
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .filter_map(|(k, _)| {
+                let k = k.to_lowercase();
+                Some(k.strip_prefix("warren__")?.replace("__", "."))
+            })
+            .collect();
+        Self {
+            env_keys,
+            file_name,
+        }
+    }
+
+    fn of(&self, key: &str) -> String {
+        let from_env = !key.is_empty()
+            && self.env_keys.iter().any(|k| {
+                k == key || (k.starts_with(key) && k.as_bytes().get(key.len()) == Some(&b'.'))
+            });
+        if from_env {
+            ENV_ORIGIN.to_owned()
+        } else {
+            self.file_name.clone()
+        }
+    }
+}
+
+/// Turns a `config` crate error into one that names the origin, the key and the reason.
+fn convert_error(err: config::ConfigError, origins: &Origins) -> ConfigError {
+    use config::ConfigError as E;
+    match err {
+        E::FileParse { cause, .. } => ConfigError::Syntax {
+            origin: origins.file_name.clone(),
+            reason: cause.to_string().trim_end().to_owned(),
+        },
+        E::Type {
+            unexpected,
+            expected,
+            key,
+            ..
+        } => {
+            let key = key.unwrap_or_default();
+            ConfigError::Invalid {
+                origin: origins.of(&key),
+                reason: format!("invalid type: {unexpected}, expected {expected}"),
+                key,
+            }
+        }
+        E::NotFound(key) => ConfigError::Invalid {
+            origin: origins.of(key.rsplit_once('.').map_or("", |(p, _)| p)),
+            key,
+            reason: "required key missing".to_owned(),
+        },
+        E::At { error, key, .. } => message_error(*error, &key.unwrap_or_default(), origins),
+        other @ E::Message(_) => message_error(other, "", origins),
+        other => ConfigError::Syntax {
+            origin: origins.file_name.clone(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// A serde message error about the table at `parent` ("" for the root).
+fn message_error(error: config::ConfigError, parent: &str, origins: &Origins) -> ConfigError {
+    let msg = match error {
+        config::ConfigError::Message(m) => m,
+        other => other.to_string(),
+    };
+    // serde: "unknown field `x`, expected one of ..." / "missing field `x`"
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = rest.split_once('`') {
+            let key = if parent.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{parent}.{field}")
+            };
+            let expected = expected.trim_start_matches(", ");
+            return ConfigError::Invalid {
+                origin: origins.of(&key),
+                reason: if expected.is_empty() {
+                    "unknown key".to_owned()
+                } else {
+                    format!("unknown key ({expected})")
+                },
+                key,
+            };
+        }
+    }
+    ConfigError::Invalid {
+        origin: origins.of(parent),
+        key: parent.to_owned(),
+        reason: msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// Writes `text` to a fresh file under the temp dir and returns its path.
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("warren-config-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("warren.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load_file(name: &str, text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let path = temp_file(name, text);
+        let res = Config::load(Some(&path), env(vars));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        res
+    }
+
+    fn invalid(err: ConfigError) -> (String, String, String) {
+        match err {
+            ConfigError::Invalid {
+                origin,
+                key,
+                reason,
+            } => (origin, key, reason),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn embedded_file_is_the_default() {
+        let cfg = Config::load(None, env(&[])).unwrap();
+        assert_eq!(cfg, Config::default());
+        cfg.validate().unwrap();
+        Config::for_tests().validate().unwrap();
+        assert_eq!(
+            Config::for_tests().listeners["tcp"].bind,
+            "127.0.0.1:0".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn commented_tls_example_parses() {
+        let example: String = EMBEDDED_TOML
+            .lines()
+            .skip_while(|l| !l.starts_with("# [listeners.tls]"))
+            .take_while(|l| !l.starts_with("[mqtt]"))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg = load_file("example", &example, &[]).unwrap();
+        let l = &cfg.listeners["tls"];
+        assert_eq!(l.kind, ListenerKind::Tls);
+        let tls = l.tls.as_ref().unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::Required);
+        assert_eq!(tls.cert, Path::new("certs/server.pem"));
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("certs/ca.pem")));
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(load_file("empty", "", &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn env_overrides_number_bool_and_listener_bind() {
+        let cfg = Config::load(
+            None,
+            env(&[
+                ("WARREN__MQTT__MAX_INFLIGHT", "64"),
+                ("WARREN__MQTT__MAX_KEEP_ALIVE_SECS", "600"),
+                ("WARREN__MQTT__MAX_SESSION_EXPIRY_SECS", "3600"),
+                ("WARREN__MQTT__RETAIN_AVAILABLE", "false"),
+                ("WARREN__MQTT__QUEUE_QOS0_OFFLINE", "true"),
+                ("WARREN__LISTENERS__TCP__BIND", "127.0.0.1:1884"),
+                ("WARREN__LOG__FORMAT", "json"),
+                ("WARREN__LOG__LEVEL", "warn,warren=debug"),
+                // Ignored: empty, single underscore, other prefix.
+                ("WARREN__MQTT__MAX_QUEUED_MESSAGES", ""),
+                ("WARREN_MQTT__MAX_INFLIGHT", "7"),
+                ("OTHER__MQTT__MAX_INFLIGHT", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.mqtt.max_inflight, 64);
+        assert_eq!(cfg.mqtt.max_keep_alive_secs, 600);
+        assert_eq!(cfg.mqtt.max_session_expiry_secs, 3600);
+        assert!(!cfg.mqtt.retain_available);
+        assert!(cfg.mqtt.queue_qos0_offline);
+        assert_eq!(cfg.mqtt.max_queued_messages, 1000);
+        assert_eq!(cfg.listeners.len(), 1);
+        assert_eq!(cfg.listeners["tcp"].bind, "127.0.0.1:1884".parse().unwrap());
+        assert_eq!(cfg.listeners["tcp"].max_connections, 100_000);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(cfg.log.level, "warn,warren=debug");
+    }
+
+    #[test]
+    fn env_can_add_a_listener() {
+        let cfg = Config::load(
+            None,
+            env(&[("WARREN__LISTENERS__EXTRA__BIND", "127.0.0.1:1999")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.listeners.len(), 2);
+        assert_eq!(cfg.listeners["extra"].kind, ListenerKind::Tcp);
+        assert_eq!(
+            cfg.listeners["extra"].bind,
+            "127.0.0.1:1999".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let cfg = load_file(
+            "envfile",
+            "[mqtt]\nmax_inflight = 10\nretain_available = false\n",
+            &[("WARREN__MQTT__MAX_INFLIGHT", "20")],
+        )
+        .unwrap();
+        assert_eq!(cfg.mqtt.max_inflight, 20);
+        assert!(!cfg.mqtt.retain_available);
+        // Keys the file leaves out take their defaults, listeners included.
+        assert_eq!(cfg.listeners, Config::default().listeners);
+        assert_eq!(cfg.mqtt.max_packet_size, 1_048_576);
+    }
+
+    #[test]
+    fn unknown_key_in_file_names_the_key() {
+        let err = load_file("unknown", "[mqtt]\nmax_pakcet_size = 10\n", &[]).unwrap_err();
+        let msg = err.to_string();
+        let (origin, key, reason) = invalid(err);
+        assert!(origin.ends_with("warren.toml"), "{msg}");
+        assert_eq!(key, "mqtt.max_pakcet_size", "{msg}");
+        assert!(reason.starts_with("unknown key"), "{msg}");
+
+        let err = load_file("unknown-top", "[mqt]\nx = 1\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "mqt");
+    }
+
+    #[test]
+    fn unknown_key_in_env_names_the_key_and_the_environment() {
+        let err = Config::load(None, env(&[("WARREN__MQTT__MAX_INFLIGT", "5")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("the environment: mqtt.max_infligt: unknown key"),
+            "{msg}"
+        );
+
+        let err = Config::load(None, env(&[("WARREN__LISTENERS__TCP__BINDD", "x")])).unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.tcp.bindd");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = load_file("type", "[mqtt]\nmax_inflight = \"lots\"\n", &[]).unwrap_err();
+        let msg = err.to_string();
+        let (origin, key, _) = invalid(err);
+        assert!(origin.ends_with("warren.toml"), "{msg}");
+        assert_eq!(key, "mqtt.max_inflight", "{msg}");
+
+        let err =
+            Config::load(None, env(&[("WARREN__MQTT__RETAIN_AVAILABLE", "maybe")])).unwrap_err();
+        let msg = err.to_string();
+        let (origin, key, _) = invalid(err);
+        assert_eq!(
+            (origin.as_str(), key.as_str()),
+            ("the environment", "mqtt.retain_available"),
+            "{msg}"
+        );
+
+        // Out of range for the type.
+        let err = Config::load(None, env(&[("WARREN__MQTT__MAX_INFLIGHT", "70000")])).unwrap_err();
+        let msg = err.to_string();
+        let (origin, key, _) = invalid(err);
+        assert_eq!(
+            (origin.as_str(), key.as_str()),
+            ("the environment", "mqtt.max_inflight"),
+            "{msg}"
+        );
+
+        let err =
+            Config::load(None, env(&[("WARREN__LISTENERS__TCP__BIND", "localhost")])).unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.tcp.bind");
+
+        let err = load_file("enum", "[log]\nformat = \"xml\"\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "log.format");
+    }
+
+    #[test]
+    fn bad_range_names_the_key_and_the_reason() {
+        let err = Config::load(None, env(&[("WARREN__MQTT__MAX_PACKET_SIZE", "0")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the environment: mqtt.max_packet_size: must be between 1 and 268435460 (got 0)"
+        );
+        let err = load_file("range", "[mqtt]\nmax_packet_size = 0\n", &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.ends_with(
+                "warren.toml: mqtt.max_packet_size: must be between 1 and 268435460 (got 0)"
+            ),
+            "{msg}"
+        );
+        let err = load_file("inflight", "[mqtt]\nmax_inflight = 0\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "mqtt.max_inflight");
+        let err = load_file("bridge", "[bridge]\nenabled = true\n", &[]).unwrap_err();
+        let (_, key, reason) = invalid(err);
+        assert_eq!(key, "bridge.enabled");
+        assert!(reason.contains("the AMQP bridge is not built yet"));
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let path = std::env::temp_dir().join("warren-no-such-dir/warren.toml");
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(matches!(&err, ConfigError::File { path: p, .. } if *p == path));
+        assert!(err.to_string().starts_with(&path.display().to_string()));
+    }
+
+    #[test]
+    fn toml_syntax_error_names_the_file() {
+        let err = load_file("syntax", "[mqtt\n", &[]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Syntax { origin, .. } if origin.ends_with("warren.toml")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn tls_listener_rules() {
+        let err = load_file(
+            "tls-missing",
+            "[listeners.tls]\nkind = \"tls\"\nbind = \"127.0.0.1:8883\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let (_, key, reason) = invalid(err);
+        assert_eq!(key, "listeners.tls.tls");
+        assert!(reason.contains("no tls table"), "{reason}");
+
+        let err = load_file(
+            "tls-on-tcp",
+            "[listeners.a.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.a.tls");
+
+        let err = load_file(
+            "tls-ca",
+            "[listeners.s]\nkind = \"tls\"\n[listeners.s.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_auth = \"required\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let (_, key, reason) = invalid(err);
+        assert_eq!(key, "listeners.s.tls.client_ca");
+        assert!(reason.contains("required"), "{reason}");
+
+        let err = load_file(
+            "tls-nokey",
+            "[listeners.s]\nkind = \"tls\"\n[listeners.s.tls]\ncert = \"c.pem\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.s.tls.key");
+
+        let cfg = load_file(
+            "tls-ok",
+            "[listeners.s]\nkind = \"tls\"\nbind = \"127.0.0.1:8883\"\n[listeners.s.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\nclient_auth = \"optional\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.listeners.len(),
+            1,
+            "a file's listeners replace the default"
+        );
+        let tls = cfg.listeners["s"].tls.as_ref().unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::Optional);
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("ca.pem")));
+    }
+
+    #[test]
+    fn listener_names_must_be_env_addressable() {
+        let err = load_file("upper", "[listeners.TCP]\nbind = \"127.0.0.1:1\"\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.TCP");
+        let err = load_file("dunder", "[listeners.a__b]\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.a__b");
+        let cfg = load_file("fine", "[listeners.tcp-2_b]\n", &[]).unwrap();
+        assert!(cfg.listeners.contains_key("tcp-2_b"));
+    }
+
+    #[test]
+    fn no_listener_refused() {
+        let err = load_file("nolisteners", "[listeners]\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "listeners");
     }
 }

@@ -99,12 +99,13 @@ impl Broker {
     pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         let mut listeners = Vec::new();
         for (name, listener) in &config.listeners {
-            let bound = Listener::bind(name, listener)
-                .await
-                .map_err(|source| StartError::Listener {
-                    name: name.clone(),
-                    source,
-                })?;
+            let bound =
+                Listener::bind(name, listener)
+                    .await
+                    .map_err(|source| StartError::Listener {
+                        name: name.clone(),
+                        source,
+                    })?;
             listeners.push(bound);
         }
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());

@@ -91,7 +91,9 @@ impl Registry {
         let mut slots = self.slots.lock();
         let id = session.client_id.to_string();
         match slots.get(&id) {
-            Some(Slot::Online { conn_id: holder, .. }) if *holder == conn_id => {
+            Some(Slot::Online {
+                conn_id: holder, ..
+            }) if *holder == conn_id => {
                 if keep {
                     let generation = self
                         .generation

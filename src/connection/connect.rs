@@ -101,7 +101,10 @@ pub(super) async fn accept(
         Ok(Ok(Packet::Connect(connect))) => connect,
         Ok(Ok(other)) => {
             Stats::bump(&shared.stats.protocol_errors);
-            tracing::warn!(kind = other.kind(), "first packet is not CONNECT (MQTT-3.1.0-1)");
+            tracing::warn!(
+                kind = other.kind(),
+                "first packet is not CONNECT (MQTT-3.1.0-1)"
+            );
             return None;
         }
     };
@@ -147,7 +150,12 @@ fn check_connect(connect: &Connect, shared: &Shared) -> Result<(), ConnectReason
 }
 
 /// Sends a refusing CONNACK and closes.
-async fn refuse(stream: &mut Stream, version: ProtocolVersion, reason: ConnectReason, shared: &Shared) {
+async fn refuse(
+    stream: &mut Stream,
+    version: ProtocolVersion,
+    reason: ConnectReason,
+    shared: &Shared,
+) {
     Stats::bump(&shared.stats.connects_refused);
     let mut out = BytesMut::new();
     let connack = ConnAck {
@@ -155,7 +163,14 @@ async fn refuse(stream: &mut Stream, version: ProtocolVersion, reason: ConnectRe
         reason,
         properties: ConnAckProperties::default(),
     };
-    if protocol::encode(&Packet::ConnAck(connack), version, MAX_PACKET_SIZE, &mut out).is_ok() {
+    if protocol::encode(
+        &Packet::ConnAck(connack),
+        version,
+        MAX_PACKET_SIZE,
+        &mut out,
+    )
+    .is_ok()
+    {
         let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, async {
             let _ = stream.write_all(&out).await;
             let _ = stream.shutdown().await;
@@ -181,7 +196,10 @@ async fn establish(connect: Connect, conn_id: u64, shared: &Arc<Shared>) -> Acce
     };
 
     let mut keep_alive = connect.keep_alive;
-    if v5 && (keep_alive > mqtt.max_keep_alive_secs || (keep_alive == 0 && mqtt.max_keep_alive_secs < u16::MAX)) {
+    if v5
+        && (keep_alive > mqtt.max_keep_alive_secs
+            || (keep_alive == 0 && mqtt.max_keep_alive_secs < u16::MAX))
+    {
         keep_alive = mqtt.max_keep_alive_secs;
         props.server_keep_alive = Some(keep_alive);
     }
@@ -225,7 +243,10 @@ async fn establish(connect: Connect, conn_id: u64, shared: &Arc<Shared>) -> Acce
                 max_bytes: mqtt.max_queued_bytes,
                 queue_qos0_offline: mqtt.queue_qos0_offline,
             };
-            (SessionState::new(client_id.clone(), Mailbox::new(limits)), false)
+            (
+                SessionState::new(client_id.clone(), Mailbox::new(limits)),
+                false,
+            )
         }
     };
     session.mailbox.set_online(true);

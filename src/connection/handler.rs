@@ -342,9 +342,12 @@ impl Connection {
 
     /// Encodes a packet into the write buffer; a packet the client cannot take is dropped.
     pub(super) fn send(&mut self, packet: Packet) {
-        if let Err(error) =
-            protocol::encode(&packet, self.version, self.client_max_packet, &mut self.wbuf)
-        {
+        if let Err(error) = protocol::encode(
+            &packet,
+            self.version,
+            self.client_max_packet,
+            &mut self.wbuf,
+        ) {
             match error {
                 EncodeError::TooLarge { .. } => Stats::bump(&self.shared.stats.dropped_too_large),
                 _ => tracing::warn!(%error, kind = packet.kind(), "cannot encode packet"),

@@ -227,7 +227,12 @@ impl Connection {
     }
 
     /// Ends the connection: DISCONNECT (5.0), close, will, and the session's hand-back.
-    async fn finish(mut self, mut stream: Stream, exit: Exit, mut control: mpsc::Receiver<Control>) {
+    async fn finish(
+        mut self,
+        mut stream: Stream,
+        exit: Exit,
+        mut control: mpsc::Receiver<Control>,
+    ) {
         match &exit {
             Exit::Violation {
                 malformed, detail, ..
@@ -284,7 +289,10 @@ impl Connection {
         };
         session.mailbox.set_online(false);
         let client_id = session.client_id.to_string();
-        match shared.registry.release(conn_id, session, session_expiry > 0) {
+        match shared
+            .registry
+            .release(conn_id, session, session_expiry > 0)
+        {
             Release::Stored(generation) => {
                 shared.schedule_expiry(client_id, generation, session_expiry)
             }

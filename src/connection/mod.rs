@@ -178,7 +178,6 @@ impl Connection {
             }
             reserve_for_next(rbuf, max_packet);
             tokio::select! {
-                biased;
                 _ = shutdown.cancelled() => return Exit::Shutdown,
                 Some(Control::TakeOver(reply)) = control.recv() => return Exit::TakenOver(reply),
                 read = stream.read_buf(rbuf) => {
@@ -260,6 +259,18 @@ impl Connection {
                 ..Disconnect::default()
             }));
         }
+        let publish_will = exit.publishes_will();
+        // The session leaves this connection first, so a new connection taking it over does
+        // not wait for this one's socket to close.
+        let placeholder = self.placeholder_session();
+        let session = std::mem::replace(&mut self.session, placeholder);
+        let release = match exit {
+            Exit::TakenOver(reply) => {
+                let _ = reply.send(session);
+                None
+            }
+            _ => Some(session),
+        };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
             if !self.wbuf.is_empty() {
                 let _ = self.flush(&mut stream).await;
@@ -268,46 +279,39 @@ impl Connection {
         })
         .await;
         drop(stream);
-        if exit.publishes_will() {
+        if publish_will {
             if let Some(will) = self.will.take() {
                 self.publish_will(will);
             }
         }
+        let Some(session) = release else { return };
         let shared = self.shared.clone();
-        let Connection {
-            session,
-            conn_id,
-            session_expiry,
-            ..
-        } = self;
-        let session = match exit {
-            Exit::TakenOver(reply) => {
-                let _ = reply.send(session);
-                return;
-            }
-            _ => session,
-        };
         session.mailbox.set_online(false);
         let client_id = session.client_id.to_string();
         match shared
             .registry
-            .release(conn_id, session, session_expiry > 0)
+            .release(self.conn_id, session, self.session_expiry > 0)
         {
             Release::Stored(generation) => {
-                shared.schedule_expiry(client_id, generation, session_expiry)
+                shared.schedule_expiry(client_id, generation, self.session_expiry)
             }
             Release::Ended(session) => shared.end_session(session),
             Release::TakenOver(session) => {
                 // The new connection has asked, or is about to ask, for this session.
                 match tokio::time::timeout(TAKEOVER_TIMEOUT, control.recv()).await {
                     Ok(Some(Control::TakeOver(reply))) => {
-                        Stats::bump(&shared.stats.sessions_taken_over);
                         let _ = reply.send(session);
                     }
                     _ => shared.end_session(session),
                 }
             }
         }
+    }
+
+    /// An empty stand-in for the session once it has been handed on; keeps the origin id so a
+    /// will published afterwards is still recognised as this client's (No Local).
+    fn placeholder_session(&self) -> SessionState {
+        SessionState::new(self.session.client_id.clone(), self.session.mailbox.clone())
     }
 }
 

@@ -118,6 +118,15 @@ fn main() -> ExitCode {
         }
     };
     if check_only {
+        // TLS files are part of the configuration: load them too.
+        for (name, listener) in &config.listeners {
+            if let Some(tls) = &listener.tls {
+                if let Err(error) = warren::tls::server_config(tls) {
+                    eprintln!("warren: invalid configuration: listeners.{name}.tls: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         let source = path.map_or("embedded default".to_owned(), |p| p.display().to_string());
         println!("configuration OK ({source})");
         return ExitCode::SUCCESS;

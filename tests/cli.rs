@@ -1,0 +1,140 @@
+//! The `warren` binary as a user runs it: config validation, start, and graceful shutdown on
+//! SIGTERM.
+
+mod common;
+
+use std::net::TcpListener as StdListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use warren::protocol::{reason, Packet, ProtocolVersion};
+
+const BIN: &str = env!("CARGO_BIN_EXE_warren");
+
+fn free_port() -> u16 {
+    let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("warren-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write");
+    path
+}
+
+async fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = Command::new(BIN);
+    command.args(args).stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = common::within(command.output()).await.expect("runs");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn check_config_accepts_the_embedded_default() {
+    let (code, out) = run(&["check-config"], &[]).await;
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test]
+async fn check_config_names_file_key_and_reason() {
+    let path = temp_file("typo.toml", "[mqtt]\nmax_pakcet_size = 5\n");
+    let (code, out) = run(&["check-config", "--config", path.to_str().unwrap()], &[]).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("typo.toml"), "names the file: {out}");
+    assert!(out.contains("mqtt.max_pakcet_size"), "names the key: {out}");
+
+    let path = temp_file("range.toml", "[mqtt]\nmax_packet_size = 0\n");
+    let (code, out) = run(&["check-config", "--config", path.to_str().unwrap()], &[]).await;
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("mqtt.max_packet_size") && out.contains("must be"),
+        "{out}"
+    );
+
+    let (code, out) = run(
+        &["check-config", "--config", "/nonexistent/warren.toml"],
+        &[],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(out.contains("/nonexistent/warren.toml"), "{out}");
+
+    let (code, out) = run(&["check-config"], &[("WARREN__MQTT__MAX_INFLIGHT", "zero")]).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("mqtt.max_inflight"), "{out}");
+}
+
+#[tokio::test]
+async fn check_config_loads_tls_files() {
+    let path = temp_file(
+        "tls.toml",
+        "[listeners.tls]\nkind = \"tls\"\nbind = \"127.0.0.1:0\"\n[listeners.tls.tls]\n\
+         cert = \"/nonexistent/server.pem\"\nkey = \"/nonexistent/server.key\"\n",
+    );
+    let (code, out) = run(&["check-config", "--config", path.to_str().unwrap()], &[]).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("/nonexistent/server.pem"), "{out}");
+}
+
+#[tokio::test]
+async fn a_port_in_use_stops_the_start_with_the_listener_named() {
+    let taken = StdListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, out) = run(&[], &[("WARREN__LISTENERS__TCP__BIND", &addr)]).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("tcp") && out.contains(&addr), "{out}");
+}
+
+async fn start_binary(port: u16) -> Child {
+    let bind = format!("127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .env("WARREN__LISTENERS__TCP__BIND", &bind)
+        .env("WARREN__MQTT__SHUTDOWN_GRACE_SECS", "5")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn warren");
+    // Wait until it accepts connections.
+    common::within(async {
+        while tokio::net::TcpStream::connect(&bind).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_disconnects_clients_and_exits_zero() {
+    let port = free_port();
+    let mut child = start_binary(port).await;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut v5 = common::raw_connected(addr, ProtocolVersion::V5, "v5-client").await;
+    let mut v3 = common::raw_connected(addr, ProtocolVersion::V3_1_1, "v3-client").await;
+
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+
+    match v5.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, reason::SERVER_SHUTTING_DOWN),
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    assert_eq!(v5.recv().await, None, "closed after DISCONNECT");
+    assert_eq!(v3.recv().await, None, "3.1.1 connection closed");
+    let status = common::within(child.wait()).await.expect("wait");
+    assert_eq!(status.code(), Some(0));
+}

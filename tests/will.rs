@@ -313,3 +313,40 @@ async fn rumqttc_client_will_on_abrupt_close() {
     assert_eq!(&got.payload[..], b"lost");
     assert_eq!(got.qos, rumqttc::QoS::AtLeastOnce);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: Will Delay Interval is ignored; the will is published at once (src/connection/mod.rs Connection::finish)"]
+async fn v5_will_delay_lets_a_resumed_session_cancel_the_will() {
+    // MQTT-3.1.3-9 / 3.1.2.5: the will waits for the Will Delay Interval (or the end of the
+    // session); if the session is resumed before, the will is not published.
+    let (broker, addr) = common::start().await;
+    let mut sub = will_watcher(addr).await;
+    let mut w = will("will/delayed", b"late", QoS::AtLeastOnce, false);
+    w.properties.will_delay_interval = Some(60);
+    let client = raw_connected_with(addr, ProtocolVersion::V5, "delayed", |c| {
+        c.will = Some(w);
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(300);
+    })
+    .await;
+    drop(client);
+    wait_connections(&broker, 1).await;
+
+    // Resume the session well within the delay.
+    let _resumed = raw_connected_with(addr, ProtocolVersion::V5, "delayed", |c| {
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(300);
+    })
+    .await;
+    let mut publisher = common::raw_connected(addr, ProtocolVersion::V3_1_1, "m").await;
+    publisher
+        .send(&clients::publish("marker", b"m", QoS::AtMostOnce, 0, false))
+        .await;
+    let seen = raw_until(&mut sub, |p| is_publish_on(p, "marker")).await;
+    assert_eq!(
+        publishes(&seen).len(),
+        1,
+        "will published despite the delay: {seen:?}"
+    );
+    assert_eq!(broker.stats().wills_published, 0);
+}

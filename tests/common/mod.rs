@@ -148,3 +148,144 @@ pub fn require_mosquitto_clients() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of connect.rs, session.rs and malformed.rs.
+
+/// `packet` (a CONNECT) with its keep alive set to `secs`.
+pub fn with_keep_alive(mut packet: Packet, secs: u16) -> Packet {
+    if let Packet::Connect(connect) = &mut packet {
+        connect.keep_alive = secs;
+    }
+    packet
+}
+
+/// Opens a raw connection, sends `connect` and returns the connection with the server's first
+/// packet (`None` if it closed without answering).
+pub async fn raw_connect_with(
+    addr: SocketAddr,
+    version: ProtocolVersion,
+    connect: &Packet,
+) -> (Raw, Option<Packet>) {
+    let mut raw = Raw::connect(addr, version).await;
+    raw.send(connect).await;
+    let first = raw.recv().await;
+    (raw, first)
+}
+
+/// Connects with `clean` session/start and expects a successful CONNACK; returns the
+/// connection and the CONNACK's session present flag.
+pub async fn raw_session(
+    addr: SocketAddr,
+    version: ProtocolVersion,
+    client_id: &str,
+    clean: bool,
+) -> (Raw, bool) {
+    let connect = connect_packet(version, client_id, clean);
+    match raw_connect_with(addr, version, &connect).await {
+        (raw, Some(Packet::ConnAck(ack))) => {
+            assert_eq!(ack.reason, protocol::ConnectReason::Success, "{ack:?}");
+            (raw, ack.session_present)
+        }
+        (_, other) => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// Subscribes to one filter and returns the SUBACK's reason codes.
+pub async fn raw_subscribe(raw: &mut Raw, pkid: u16, filter: &str, qos: protocol::QoS) -> Vec<u8> {
+    raw.send(&Packet::Subscribe(protocol::Subscribe {
+        pkid,
+        filters: vec![(
+            filter.into(),
+            protocol::SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+        )],
+        properties: Default::default(),
+    }))
+    .await;
+    match raw.recv().await {
+        Some(Packet::SubAck(ack)) => {
+            assert_eq!(ack.pkid, pkid);
+            ack.reasons
+        }
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+/// Publishes and completes the QoS flow as the sender (PUBACK, or PUBREC/PUBREL/PUBCOMP). The
+/// next packets from the server must be those acknowledgements. A QoS 0 publish is followed
+/// by a PINGREQ round trip, so the broker has handled it when this returns.
+pub async fn raw_publish(
+    raw: &mut Raw,
+    topic: &str,
+    payload: &[u8],
+    qos: protocol::QoS,
+    pkid: u16,
+) {
+    use protocol::QoS;
+    raw.send(&Packet::Publish(protocol::Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        pkid: if qos == QoS::AtMostOnce { 0 } else { pkid },
+        properties: Default::default(),
+        payload: bytes::Bytes::copy_from_slice(payload),
+    }))
+    .await;
+    match qos {
+        QoS::AtMostOnce => raw_ping(raw).await,
+        QoS::AtLeastOnce => match raw.recv().await {
+            Some(Packet::PubAck(ack)) => assert_eq!(ack.pkid, pkid),
+            other => panic!("expected PUBACK, got {other:?}"),
+        },
+        QoS::ExactlyOnce => {
+            match raw.recv().await {
+                Some(Packet::PubRec(rec)) => assert_eq!(rec.pkid, pkid),
+                other => panic!("expected PUBREC, got {other:?}"),
+            }
+            raw.send(&Packet::PubRel(protocol::PubResp::new(pkid)))
+                .await;
+            match raw.recv().await {
+                Some(Packet::PubComp(comp)) => assert_eq!(comp.pkid, pkid),
+                other => panic!("expected PUBCOMP, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// PINGREQ, and the next packet from the server must be PINGRESP. Since the broker handles a
+/// connection's packets in order and flushes pending deliveries first, this is also a barrier:
+/// nothing else was pending for this client.
+pub async fn raw_ping(raw: &mut Raw) {
+    raw.send(&Packet::PingReq).await;
+    match raw.recv().await {
+        Some(Packet::PingResp) => {}
+        other => panic!("expected PINGRESP, got {other:?}"),
+    }
+}
+
+/// Sends DISCONNECT (normal) and waits until the server has closed the connection.
+pub async fn raw_disconnect(mut raw: Raw) {
+    raw.send(&Packet::Disconnect(Default::default())).await;
+    let rest = raw.until_closed().await;
+    assert!(rest.is_empty(), "packets after DISCONNECT: {rest:?}");
+}
+
+/// Every byte the server sends until it closes the connection (bounded by [`WAIT`]).
+pub async fn raw_read_to_close(raw: &mut Raw) -> Vec<u8> {
+    let mut out = raw.buf.split().to_vec();
+    within(async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match raw.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    out
+}

@@ -386,7 +386,6 @@ async fn graceful_shutdown_disconnects_v5_clients_with_0x8b() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a session that ends with its connection (3.1.1 clean session, 5.0 expiry 0) is handed over and resumed (establish() in src/connection/connect.rs)"]
 async fn v311_takeover_of_a_clean_session_does_not_resume_it() {
     // MQTT-3.1.2-6: a clean session lasts as long as its network connection; the takeover
     // closes that connection, so a clean session = 0 CONNECT finds no session.
@@ -401,7 +400,6 @@ async fn v311_takeover_of_a_clean_session_does_not_resume_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a session that ends with its connection (3.1.1 clean session, 5.0 expiry 0) is handed over and resumed (establish() in src/connection/connect.rs)"]
 async fn v5_takeover_of_a_zero_expiry_session_does_not_resume_it() {
     // MQTT 3.1.2.11.2: with Session Expiry 0 the session ends when the network connection
     // closes, which the takeover does.
@@ -416,7 +414,6 @@ async fn v5_takeover_of_a_zero_expiry_session_does_not_resume_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a session that ends with its connection (3.1.1 clean session, 5.0 expiry 0) is handed over and resumed (establish() in src/connection/connect.rs)"]
 async fn reconnect_right_after_disconnect_of_a_clean_session_finds_no_session() {
     // The session of a clean session client ends with its DISCONNECT, however quickly the
     // client comes back. The new connection is opened first to make the race likely.

@@ -8,28 +8,20 @@
 
 use std::sync::Arc;
 
-use ahash::AHashMap;
-use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
-
+use crate::session::mailbox::Mailbox;
 use crate::session::SessionState;
 use crate::store::SessionStore;
-
-/// What a connection can be told from outside.
-#[derive(Debug)]
-pub enum Control {
-    /// Another connection claimed this client id: stop, and send the session state back.
-    TakeOver(oneshot::Sender<SessionState>),
-}
+use ahash::AHashMap;
+use parking_lot::Mutex;
 
 #[derive(Debug)]
 enum Slot {
-    Online {
-        conn_id: u64,
-        control: mpsc::Sender<Control>,
-    },
+    /// Held by a connection; takeover requests go through the mailbox it drains.
+    Online { conn_id: u64, mailbox: Arc<Mailbox> },
+    /// In the store.
     Offline {
         generation: u64,
+        mailbox: Arc<Mailbox>,
     },
 }
 
@@ -40,8 +32,8 @@ pub enum Claim {
     Fresh,
     /// A stored offline session (taken out of the store).
     Stored(SessionState),
-    /// A live connection, which must be asked for its session.
-    Connected(mpsc::Sender<Control>),
+    /// A live connection, which must be asked for its session through this mailbox.
+    Connected(Arc<Mailbox>),
 }
 
 /// What releasing a client id did.
@@ -72,17 +64,32 @@ impl Registry {
         }
     }
 
-    /// Claims `client_id` for connection `conn_id`.
-    pub fn claim(&self, client_id: &str, conn_id: u64, control: mpsc::Sender<Control>) -> Claim {
+    /// Claims `client_id` for connection `conn_id`, which will drain `mailbox` (a fresh one:
+    /// [`Registry::attach`] replaces it if the old session is resumed).
+    pub fn claim(&self, client_id: &str, conn_id: u64, mailbox: Arc<Mailbox>) -> Claim {
         let mut slots = self.slots.lock();
-        let previous = slots.insert(client_id.to_owned(), Slot::Online { conn_id, control });
+        let previous = slots.insert(client_id.to_owned(), Slot::Online { conn_id, mailbox });
         match previous {
             None => Claim::Fresh,
             Some(Slot::Offline { .. }) => match self.store.take(client_id) {
                 Some(session) => Claim::Stored(session),
                 None => Claim::Fresh,
             },
-            Some(Slot::Online { control, .. }) => Claim::Connected(control),
+            Some(Slot::Online { mailbox, .. }) => Claim::Connected(mailbox),
+        }
+    }
+
+    /// Records that connection `conn_id` drains `mailbox` for `client_id` (after resuming).
+    pub fn attach(&self, client_id: &str, conn_id: u64, mailbox: &Arc<Mailbox>) {
+        let mut slots = self.slots.lock();
+        if let Some(Slot::Online {
+            conn_id: holder,
+            mailbox: slot_mailbox,
+        }) = slots.get_mut(client_id)
+        {
+            if *holder == conn_id {
+                *slot_mailbox = mailbox.clone();
+            }
         }
     }
 
@@ -98,7 +105,14 @@ impl Registry {
                     let generation = self
                         .generation
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    slots.insert(id, Slot::Offline { generation });
+                    let mailbox = session.mailbox.clone();
+                    slots.insert(
+                        id,
+                        Slot::Offline {
+                            generation,
+                            mailbox,
+                        },
+                    );
                     session.mailbox.set_online(false);
                     self.store.save(session);
                     Release::Stored(generation)
@@ -115,7 +129,7 @@ impl Registry {
     pub fn expire(&self, client_id: &str, generation: u64) -> Option<SessionState> {
         let mut slots = self.slots.lock();
         match slots.get(client_id) {
-            Some(Slot::Offline { generation: g }) if *g == generation => {
+            Some(Slot::Offline { generation: g, .. }) if *g == generation => {
                 slots.remove(client_id);
                 self.store.take(client_id)
             }
@@ -126,6 +140,17 @@ impl Registry {
     /// Number of sessions, online and offline.
     pub fn session_count(&self) -> usize {
         self.slots.lock().len()
+    }
+
+    /// Sum of `f` over the mailboxes of every session, online and offline.
+    pub fn sum_mailboxes(&self, f: impl Fn(&Mailbox) -> usize) -> usize {
+        self.slots
+            .lock()
+            .values()
+            .map(|slot| match slot {
+                Slot::Online { mailbox, .. } | Slot::Offline { mailbox, .. } => f(mailbox),
+            })
+            .sum()
     }
 
     /// Number of stored (offline) sessions.

@@ -8,10 +8,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use bytestring::ByteString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{Connection, READ_CHUNK, TAKEOVER_TIMEOUT};
-use crate::broker::registry::{Claim, Control};
+use crate::broker::registry::Claim;
 use crate::broker::Shared;
 use crate::protocol::{
     self, topic, ConnAck, ConnAckProperties, Connect, ConnectReason, DecodeError, Packet,
@@ -21,12 +21,6 @@ use crate::session::mailbox::{Mailbox, MailboxLimits};
 use crate::session::SessionState;
 use crate::stats::Stats;
 use crate::transport::Stream;
-
-/// A connection past CONNACK, with the channel others use to reach it.
-pub(super) struct Accepted {
-    pub(super) conn: Connection,
-    pub(super) control: mpsc::Receiver<Control>,
-}
 
 /// Why the CONNECT phase ended without a session.
 enum ReadFailure {
@@ -64,7 +58,7 @@ pub(super) async fn accept(
     rbuf: &mut BytesMut,
     conn_id: u64,
     shared: &Arc<Shared>,
-) -> Option<Accepted> {
+) -> Option<Connection> {
     let mqtt = &shared.config.mqtt;
     let timeout = Duration::from_secs(mqtt.connect_timeout_secs);
     let first = tokio::time::timeout(
@@ -111,13 +105,18 @@ pub(super) async fn accept(
     let version = connect.protocol;
     if let Err(reason) = check_connect(&connect, shared) {
         tracing::info!(client_id = %connect.client_id, ?reason, "CONNECT refused");
-        refuse(stream, version, reason, shared).await;
+        if version.is_v5() || reason.v3_return_code() != 3 {
+            refuse(stream, version, reason, shared).await;
+        } else {
+            // 3.1.1 has no return code for this refusal ("server unavailable" would mislead).
+            Stats::bump(&shared.stats.connects_refused);
+        }
         return None;
     }
-    let mut accepted = establish(*connect, conn_id, shared).await;
+    let mut conn = establish(*connect, conn_id, shared).await;
     // CONNACK and the resent inflight messages are written by the packet loop's first flush.
-    accepted.conn.resend_inflight();
-    Some(accepted)
+    conn.resend_inflight();
+    Some(conn)
 }
 
 /// The refusals a CONNECT can get before any session is touched.
@@ -180,7 +179,7 @@ async fn refuse(
 }
 
 /// Claims the client id, takes over or resumes the session, and builds the CONNACK.
-async fn establish(connect: Connect, conn_id: u64, shared: &Arc<Shared>) -> Accepted {
+async fn establish(connect: Connect, conn_id: u64, shared: &Arc<Shared>) -> Connection {
     let mqtt = &shared.config.mqtt;
     let v5 = connect.protocol.is_v5();
     let mut props = ConnAckProperties::default();
@@ -216,37 +215,40 @@ async fn establish(connect: Connect, conn_id: u64, shared: &Arc<Shared>) -> Acce
         mqtt.persistent_session_expiry_secs
     };
 
-    let (control_tx, control) = mpsc::channel(4);
-    let previous = match shared.registry.claim(&client_id, conn_id, control_tx) {
+    let limits = MailboxLimits {
+        max_messages: mqtt.max_queued_messages,
+        max_bytes: mqtt.max_queued_bytes,
+        queue_qos0_offline: mqtt.queue_qos0_offline,
+    };
+    let fresh = SessionState::new(client_id.clone(), Mailbox::new(limits));
+    let previous = match shared
+        .registry
+        .claim(&client_id, conn_id, fresh.mailbox.clone())
+    {
         Claim::Fresh => None,
         Claim::Stored(session) => Some(session),
         Claim::Connected(old) => {
             let (reply_tx, reply_rx) = oneshot::channel();
-            if old.send(Control::TakeOver(reply_tx)).await.is_ok() {
-                tokio::time::timeout(TAKEOVER_TIMEOUT, reply_rx)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            } else {
-                None
-            }
+            old.request_takeover(reply_tx);
+            tokio::time::timeout(TAKEOVER_TIMEOUT, reply_rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
         }
     };
     let (session, session_present) = match previous {
-        Some(session) if !connect.clean_start => (session, true),
+        Some(session) if !connect.clean_start => {
+            shared
+                .registry
+                .attach(&client_id, conn_id, &session.mailbox);
+            (session, true)
+        }
         previous => {
             if let Some(old) = previous {
                 shared.end_session(old);
             }
-            let limits = MailboxLimits {
-                max_messages: mqtt.max_queued_messages,
-                max_bytes: mqtt.max_queued_bytes,
-                queue_qos0_offline: mqtt.queue_qos0_offline,
-            };
-            (
-                SessionState::new(client_id.clone(), Mailbox::new(limits)),
-                false,
-            )
+            (fresh, false)
         }
     };
     session.mailbox.set_online(true);
@@ -286,7 +288,7 @@ async fn establish(connect: Connect, conn_id: u64, shared: &Arc<Shared>) -> Acce
     };
     tracing::debug!(%client_id, version = conn.version.label(), session_present, "connected");
     conn.send(Packet::ConnAck(connack));
-    Accepted { conn, control }
+    conn
 }
 
 /// A few bits of per-process randomness for assigned client ids.

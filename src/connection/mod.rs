@@ -20,14 +20,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::broker::registry::{Control, Release};
+use crate::broker::registry::Release;
 use crate::broker::routing::MatchBuf;
 use crate::broker::Shared;
 use crate::protocol::{self, reason, DecodeError, Disconnect, Packet, ProtocolVersion, Will};
-use crate::session::mailbox::{Delivery, Message};
+use crate::session::mailbox::{Delivery, Message, TakeOver};
 use crate::session::SessionState;
 use crate::stats::Stats;
 use crate::transport::Stream;
@@ -59,7 +58,7 @@ pub(crate) enum Exit {
         detail: String,
     },
     /// Another connection claimed the client id.
-    TakenOver(oneshot::Sender<SessionState>),
+    TakenOver(TakeOver),
     /// The broker is shutting down.
     Shutdown,
 }
@@ -118,16 +117,12 @@ pub async fn serve(stream: Stream, peer: SocketAddr, listener: Arc<str>, shared:
 
 async fn serve_inner(mut stream: Stream, conn_id: u64, shared: Arc<Shared>) {
     let mut rbuf = BytesMut::new();
-    let Some(accepted) = connect::accept(&mut stream, &mut rbuf, conn_id, &shared).await else {
+    let Some(mut conn) = connect::accept(&mut stream, &mut rbuf, conn_id, &shared).await else {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
         return;
     };
-    let connect::Accepted {
-        mut conn,
-        mut control,
-    } = accepted;
-    let exit = conn.run(&mut stream, &mut rbuf, &mut control).await;
-    conn.finish(stream, exit, control).await;
+    let exit = conn.run(&mut stream, &mut rbuf).await;
+    conn.finish(stream, exit).await;
 }
 
 /// A connected client after CONNACK: its session and what the packet loop needs.
@@ -155,12 +150,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// The packet loop.
-    async fn run(
-        &mut self,
-        stream: &mut Stream,
-        rbuf: &mut BytesMut,
-        control: &mut mpsc::Receiver<Control>,
-    ) -> Exit {
+    async fn run(&mut self, stream: &mut Stream, rbuf: &mut BytesMut) -> Exit {
         let mailbox = self.session.mailbox.clone();
         let shutdown = self.shared.shutdown.clone();
         let max_packet = self.shared.config.mqtt.max_packet_size;
@@ -179,7 +169,6 @@ impl Connection {
             reserve_for_next(rbuf, max_packet);
             tokio::select! {
                 _ = shutdown.cancelled() => return Exit::Shutdown,
-                Some(Control::TakeOver(reply)) = control.recv() => return Exit::TakenOver(reply),
                 read = stream.read_buf(rbuf) => {
                     match read {
                         Ok(0) | Err(_) => return Exit::Closed,
@@ -202,7 +191,12 @@ impl Connection {
                         *rbuf = BytesMut::new();
                     }
                 }
-                _ = mailbox.notified(), if !self.mailbox_pending => self.mailbox_pending = true,
+                _ = mailbox.notified(), if !self.mailbox_pending => {
+                    if let Some(reply) = mailbox.take_takeover() {
+                        return Exit::TakenOver(reply);
+                    }
+                    self.mailbox_pending = true;
+                }
                 () = &mut sleep, if keep_alive.is_some() => {
                     let deadline = last_rx + keep_alive.unwrap_or_default();
                     if Instant::now() >= deadline {
@@ -226,12 +220,7 @@ impl Connection {
     }
 
     /// Ends the connection: DISCONNECT (5.0), close, will, and the session's hand-back.
-    async fn finish(
-        mut self,
-        mut stream: Stream,
-        exit: Exit,
-        mut control: mpsc::Receiver<Control>,
-    ) {
+    async fn finish(mut self, mut stream: Stream, exit: Exit) {
         match &exit {
             Exit::Violation {
                 malformed, detail, ..
@@ -266,7 +255,7 @@ impl Connection {
         let session = std::mem::replace(&mut self.session, placeholder);
         let release = match exit {
             Exit::TakenOver(reply) => {
-                let _ = reply.send(session);
+                let _ = reply.send(self.hand_over(session));
                 None
             }
             _ => Some(session),
@@ -298,13 +287,33 @@ impl Connection {
             Release::Ended(session) => shared.end_session(session),
             Release::TakenOver(session) => {
                 // The new connection has asked, or is about to ask, for this session.
-                match tokio::time::timeout(TAKEOVER_TIMEOUT, control.recv()).await {
-                    Ok(Some(Control::TakeOver(reply))) => {
-                        let _ = reply.send(session);
+                let mailbox = session.mailbox.clone();
+                let wait = async {
+                    loop {
+                        if let Some(reply) = mailbox.take_takeover() {
+                            return reply;
+                        }
+                        mailbox.notified().await;
                     }
-                    _ => shared.end_session(session),
+                };
+                match tokio::time::timeout(TAKEOVER_TIMEOUT, wait).await {
+                    Ok(reply) => {
+                        let _ = reply.send(self.hand_over(session));
+                    }
+                    Err(_) => shared.end_session(session),
                 }
             }
+        }
+    }
+
+    /// The session for a connection taking it over: only if it outlives its connection
+    /// (MQTT-3.1.2-6, 5.0 section 3.1.2.11.2); otherwise it ends here.
+    fn hand_over(&self, session: SessionState) -> Option<SessionState> {
+        if self.session_expiry > 0 {
+            Some(session)
+        } else {
+            self.shared.end_session(session);
+            None
         }
     }
 

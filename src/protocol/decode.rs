@@ -281,13 +281,9 @@ fn will(r: &mut Reader<'_>, v5: bool, qos: QoS, retain: bool) -> Result<Will, De
     } else {
         WillProperties::default()
     };
+    // A will topic that is not a valid topic name is refused by the broker with CONNACK 0x90
+    // (5.0), which needs the CONNECT decoded first.
     let topic = r.string()?;
-    if !super::topic::valid_topic_name(&topic) {
-        return Err(malformed(
-            "MQTT-4.7.0-1",
-            "will topic is not a valid topic name",
-        ));
-    }
     let payload = r.binary()?;
     Ok(Will {
         topic,

@@ -15,9 +15,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use bytestring::ByteString;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use crate::protocol::{PublishProperties, QoS};
+use crate::session::SessionState;
+
+/// A request to the connection that drains a mailbox: stop, and hand the session over if it
+/// outlives its connection (`None` when it ended with it: the new connection starts afresh).
+pub type TakeOver = oneshot::Sender<Option<SessionState>>;
 
 /// One application message as published, shared by all its deliveries.
 #[derive(Debug)]
@@ -86,6 +91,7 @@ struct Inner {
     bytes: usize,
     online: bool,
     closed: bool,
+    takeover: Option<TakeOver>,
 }
 
 /// The queue between the router and one session.
@@ -110,6 +116,7 @@ impl Mailbox {
                 bytes: 0,
                 online: false,
                 closed: false,
+                takeover: None,
             }),
             notify: Notify::new(),
         })
@@ -195,7 +202,18 @@ impl Mailbox {
         inner.bytes = 0;
     }
 
-    /// Waits until a push happens while online.
+    /// Asks the connection draining this mailbox to stop and hand its session over.
+    pub fn request_takeover(&self, reply: TakeOver) {
+        self.inner.lock().takeover = Some(reply);
+        self.notify.notify_one();
+    }
+
+    /// A pending takeover request, if any.
+    pub fn take_takeover(&self) -> Option<TakeOver> {
+        self.inner.lock().takeover.take()
+    }
+
+    /// Waits until a push happens while online, or a takeover is requested.
     pub async fn notified(&self) {
         self.notify.notified().await
     }

@@ -13,13 +13,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::session::mailbox::Subscriber;
+use crate::session::mailbox::{Control, Subscriber};
 use crate::session::SessionState;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{MemoryStore, SessionStore};
@@ -54,7 +54,23 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Every task of the broker, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// The broker's millisecond clock (keep-alive stamps).
+    pub clock: Clock,
     next_conn_id: AtomicU64,
+}
+
+/// How often the keep-alive sweeper looks at every connection.
+const KEEP_ALIVE_SWEEP: Duration = Duration::from_millis(250);
+
+/// Milliseconds since the broker started.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    /// Milliseconds elapsed since the broker started.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 impl Shared {
@@ -69,6 +85,25 @@ impl Shared {
         self.router
             .unsubscribe_all(session.subscriptions.keys().map(|f| &**f), &subscriber);
         session.mailbox.close();
+    }
+
+    /// Closes every connection whose client has been silent for 1.5 × its keep alive. One task
+    /// for the whole broker instead of one timer per connection: idle connections stay small.
+    async fn sweep_keep_alives(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(KEEP_ALIVE_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            let now = self.clock.now_ms();
+            self.registry.for_each_online(|mailbox| {
+                if mailbox.keep_alive_expired(now) {
+                    mailbox.signal(Control::KeepAliveExpired);
+                }
+            });
+        }
     }
 
     /// Arranges for the stored session of `client_id` to end after `expiry` unless resumed.
@@ -116,8 +151,10 @@ impl Broker {
             stats: Stats::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            clock: Clock(Instant::now()),
             next_conn_id: AtomicU64::new(1),
         });
+        shared.tasks.spawn(shared.clone().sweep_keep_alives());
         let mut addrs = BTreeMap::new();
         for listener in listeners {
             addrs.insert(listener.name().to_owned(), listener.local_addr());
@@ -131,9 +168,7 @@ impl Broker {
             shared.tasks.spawn(listener.run(
                 shared.shutdown.clone(),
                 shared.tasks.clone(),
-                move |stream, peer, name| {
-                    crate::connection::serve(stream, peer, name, shared2.clone())
-                },
+                move |accepted| crate::connection::serve(accepted, shared2.clone()),
             ));
         }
         Ok(BrokerHandle { shared, addrs })
@@ -181,6 +216,9 @@ impl BrokerHandle {
     /// up to the configured grace period. Returns false if some did not finish in time.
     pub async fn shutdown(self) -> bool {
         self.shared.shutdown.cancel();
+        self.shared
+            .registry
+            .for_each_online(|mailbox| mailbox.signal(Control::Shutdown));
         self.shared.tasks.close();
         let grace = Duration::from_secs(self.shared.config.mqtt.shutdown_grace_secs);
         tokio::time::timeout(grace, self.shared.tasks.wait())

@@ -142,6 +142,15 @@ impl Registry {
         self.slots.lock().len()
     }
 
+    /// Calls `f` with the mailbox of every connected session.
+    pub fn for_each_online(&self, mut f: impl FnMut(&Mailbox)) {
+        for slot in self.slots.lock().values() {
+            if let Slot::Online { mailbox, .. } = slot {
+                f(mailbox);
+            }
+        }
+    }
+
     /// Sum of `f` over the mailboxes of every session, online and offline.
     pub fn sum_mailboxes(&self, f: impl Fn(&Mailbox) -> usize) -> usize {
         self.slots

@@ -34,7 +34,7 @@ impl Router {
             if message.payload.is_empty() {
                 retained.remove(&message.topic);
             } else {
-                retained.insert(&message.topic, message.clone());
+                retained.insert(&message.topic, Arc::new(message.compacted()));
             }
         }
         scratch.clear();

@@ -2,20 +2,21 @@
 //! over from another connection or the store), answer CONNACK, resend what was in flight.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
-use super::{Connection, READ_CHUNK, TAKEOVER_TIMEOUT};
+use super::{Connection, TAKEOVER_TIMEOUT};
 use crate::broker::registry::Claim;
 use crate::broker::Shared;
 use crate::protocol::{
     self, topic, ConnAck, ConnAckProperties, Connect, ConnectReason, DecodeError, Packet,
-    ProtocolVersion, MAX_PACKET_SIZE,
+    ProtocolVersion, Will, MAX_PACKET_SIZE,
 };
 use crate::session::mailbox::{Mailbox, MailboxLimits};
 use crate::session::SessionState;
@@ -41,11 +42,10 @@ async fn read_packet(
             Ok(None) => {}
             Err(error) => return Err(ReadFailure::Decode(error)),
         }
-        super::reserve_for_next(rbuf, max_packet);
-        if rbuf.capacity() == rbuf.len() {
-            rbuf.reserve(READ_CHUNK);
-        }
-        match stream.read_buf(rbuf).await {
+        match stream
+            .read_some(rbuf, super::read_size(rbuf, max_packet))
+            .await
+        {
             Ok(0) | Err(_) => return Err(ReadFailure::Closed),
             Ok(_) => {}
         }
@@ -57,23 +57,23 @@ pub(super) async fn accept(
     stream: &mut Stream,
     rbuf: &mut BytesMut,
     conn_id: u64,
+    peer: SocketAddr,
     shared: &Arc<Shared>,
-) -> Option<Connection> {
+) -> Option<Box<Connection>> {
     let mqtt = &shared.config.mqtt;
     let timeout = Duration::from_secs(mqtt.connect_timeout_secs);
-    let first = tokio::time::timeout(
-        timeout,
-        read_packet(stream, rbuf, None, mqtt.max_packet_size),
-    )
-    .await;
+    let first = tokio::select! {
+        first = tokio::time::timeout(timeout, read_packet(stream, rbuf, None, mqtt.max_packet_size)) => first,
+        _ = shared.shutdown.cancelled() => return None,
+    };
     let connect = match first {
         Err(_) => {
-            tracing::debug!("no CONNECT within {timeout:?}; closing");
+            tracing::debug!(%peer, "no CONNECT within {timeout:?}; closing");
             return None;
         }
         Ok(Err(ReadFailure::Closed)) => return None,
         Ok(Err(ReadFailure::Decode(DecodeError::UnsupportedProtocol { name, level }))) => {
-            tracing::info!(name, level, "unsupported protocol version; refusing");
+            tracing::info!(%peer, name, level, "unsupported protocol version; refusing");
             refuse(
                 stream,
                 ProtocolVersion::V3_1_1,
@@ -89,7 +89,7 @@ pub(super) async fn accept(
                 _ => &shared.stats.malformed_packets,
             };
             Stats::bump(counter);
-            tracing::warn!("closing connection before CONNECT: {error}");
+            tracing::warn!(%peer, "closing connection before CONNECT: {error}");
             return None;
         }
         Ok(Ok(Packet::Connect(connect))) => connect,
@@ -104,7 +104,7 @@ pub(super) async fn accept(
     };
     let version = connect.protocol;
     if let Err(reason) = check_connect(&connect, shared) {
-        tracing::info!(client_id = %connect.client_id, ?reason, "CONNECT refused");
+        tracing::info!(%peer, client_id = %connect.client_id, ?reason, "CONNECT refused");
         if version.is_v5() || reason.v3_return_code() != 3 {
             refuse(stream, version, reason, shared).await;
         } else {
@@ -113,10 +113,10 @@ pub(super) async fn accept(
         }
         return None;
     }
-    let mut conn = establish(*connect, conn_id, shared).await;
+    let mut conn = establish(*connect, conn_id, peer, shared).await;
     // CONNACK and the resent inflight messages are written by the packet loop's first flush.
     conn.resend_inflight();
-    Some(conn)
+    Some(Box::new(conn))
 }
 
 /// The refusals a CONNECT can get before any session is touched.
@@ -179,7 +179,12 @@ async fn refuse(
 }
 
 /// Claims the client id, takes over or resumes the session, and builds the CONNACK.
-async fn establish(connect: Connect, conn_id: u64, shared: &Arc<Shared>) -> Connection {
+async fn establish(
+    connect: Connect,
+    conn_id: u64,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Connection {
     let mqtt = &shared.config.mqtt;
     let v5 = connect.protocol.is_v5();
     let mut props = ConnAckProperties::default();
@@ -191,7 +196,8 @@ async fn establish(connect: Connect, conn_id: u64, shared: &Arc<Shared>) -> Conn
         }
         assigned
     } else {
-        connect.client_id.clone()
+        // A copy: the decoded id is a slice of the read buffer, which it would keep alive.
+        ByteString::from(&*connect.client_id)
     };
 
     let mut keep_alive = connect.keep_alive;
@@ -275,9 +281,10 @@ async fn establish(connect: Connect, conn_id: u64, shared: &Arc<Shared>) -> Conn
         conn_id,
         version: connect.protocol,
         session,
-        will: connect.will,
+        will: connect.will.map(|will| Box::new(compact_will(will))),
         session_expiry,
         keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        peer,
         client_max_packet,
         window: usize::from(mqtt.max_inflight.min(receive_maximum)),
         wbuf: BytesMut::new(),
@@ -302,4 +309,12 @@ fn rand_suffix() -> u64 {
             .unwrap_or_default(),
     );
     hasher.finish() & 0xffff_ffff
+}
+
+/// The will with its topic and payload copied out of the read buffer they slice, so a
+/// connection that idles for days does not keep its first read buffer alive.
+fn compact_will(mut will: Will) -> Will {
+    will.topic = ByteString::from(&*will.topic);
+    will.payload = Bytes::copy_from_slice(&will.payload);
+    will
 }

@@ -16,20 +16,19 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing::Instrument;
+use tokio::io::AsyncWriteExt;
 
 use crate::broker::registry::Release;
 use crate::broker::routing::MatchBuf;
 use crate::broker::Shared;
 use crate::protocol::{self, reason, DecodeError, Disconnect, Packet, ProtocolVersion, Will};
-use crate::session::mailbox::{Delivery, Message, TakeOver};
+use crate::session::mailbox::{Control, Delivery, Message, TakeOver};
 use crate::session::SessionState;
 use crate::stats::Stats;
-use crate::transport::Stream;
+use crate::transport::{Accepted, Stream};
 
 /// Bytes reserved for a read when the buffer has little room left.
 const READ_CHUNK: usize = 4096;
@@ -98,31 +97,51 @@ impl Exit {
 }
 
 /// Serves one accepted connection until it ends.
-pub async fn serve(stream: Stream, peer: SocketAddr, listener: Arc<str>, shared: Arc<Shared>) {
+///
+/// This future is what every idle connection costs, so it is kept small: the CONNECT phase and
+/// the goodbye run once and hold large futures, so they are boxed; the packet loop's state is
+/// the [`Connection`] (boxed too) and two waits.
+pub async fn serve(accepted: Accepted, shared: Arc<Shared>) {
+    let Accepted {
+        mut stream,
+        peer,
+        listener,
+        permit,
+    } = accepted;
     Stats::bump(&shared.stats.connections_total);
     shared
         .stats
         .connections_current
         .fetch_add(1, Ordering::Relaxed);
     let conn_id = shared.next_conn_id();
-    let span = tracing::info_span!("conn", id = conn_id, %peer, %listener);
-    serve_inner(stream, conn_id, shared.clone())
-        .instrument(span)
-        .await;
+    // No tracing span around the task: it would cost every idle connection its size (and an
+    // enabled one, a few hundred bytes more); log lines name the client and peer instead.
+    tracing::debug!(conn_id, %peer, %listener, "accepted");
+    let mut rbuf = BytesMut::new();
+    let accepted = Box::pin(connect::accept(
+        &mut stream,
+        &mut rbuf,
+        conn_id,
+        peer,
+        &shared,
+    ))
+    .await;
+    match accepted {
+        Some(mut conn) => {
+            let exit = conn.run(&mut stream, &mut rbuf).await;
+            Box::pin(conn.finish(stream, exit)).await;
+        }
+        None => {
+            Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()))
+                .await
+                .ok();
+        }
+    }
     shared
         .stats
         .connections_current
         .fetch_sub(1, Ordering::Relaxed);
-}
-
-async fn serve_inner(mut stream: Stream, conn_id: u64, shared: Arc<Shared>) {
-    let mut rbuf = BytesMut::new();
-    let Some(mut conn) = connect::accept(&mut stream, &mut rbuf, conn_id, &shared).await else {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
-        return;
-    };
-    let exit = conn.run(&mut stream, &mut rbuf).await;
-    conn.finish(stream, exit).await;
+    drop(permit);
 }
 
 /// A connected client after CONNACK: its session and what the packet loop needs.
@@ -131,11 +150,13 @@ pub(crate) struct Connection {
     conn_id: u64,
     version: ProtocolVersion,
     session: SessionState,
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     /// Session expiry interval in seconds (0: ends with the connection; u32::MAX: never).
     session_expiry: u32,
     /// 1.5 × keep alive, or None when keep alive is 0.
     keep_alive: Option<Duration>,
+    /// The client's address, for logs.
+    peer: SocketAddr,
     /// The client's Maximum Packet Size.
     client_max_packet: u32,
     /// Outgoing QoS 1/2 window: min(server max inflight, client Receive Maximum).
@@ -149,15 +170,23 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// The packet loop.
+    /// The packet loop. It waits on two things only, the socket and the mailbox, so that an
+    /// idle connection's task stays small: keep alive, takeover and shutdown arrive as a
+    /// [`Control`] through the mailbox (the broker's keep-alive sweeper checks the activity
+    /// stamp this loop leaves on it).
     async fn run(&mut self, stream: &mut Stream, rbuf: &mut BytesMut) -> Exit {
         let mailbox = self.session.mailbox.clone();
-        let shutdown = self.shared.shutdown.clone();
         let max_packet = self.shared.config.mqtt.max_packet_size;
-        let keep_alive = self.keep_alive;
-        let mut last_rx = Instant::now();
-        let sleep = tokio::time::sleep(keep_alive.unwrap_or(Duration::from_secs(3600)));
-        tokio::pin!(sleep);
+        mailbox.set_keep_alive(self.keep_alive, self.shared.clock.now_ms());
+        // A signal left from the session's previous connection is stale, but a takeover
+        // request may already be for this one.
+        if let Some(Control::TakeOver(reply)) = mailbox.take_control() {
+            return Exit::TakenOver(reply);
+        }
+        if self.shared.shutdown.is_cancelled() {
+            // Shutdown began while this connection was claiming its client id.
+            return Exit::Shutdown;
+        }
         self.mailbox_pending = true;
         loop {
             if self.mailbox_pending {
@@ -166,15 +195,14 @@ impl Connection {
             if !self.wbuf.is_empty() && self.flush(stream).await.is_err() {
                 return Exit::Closed;
             }
-            reserve_for_next(rbuf, max_packet);
+            let want = read_size(rbuf, max_packet);
             tokio::select! {
-                _ = shutdown.cancelled() => return Exit::Shutdown,
-                read = stream.read_buf(rbuf) => {
+                read = stream.read_some(rbuf, want) => {
                     match read {
                         Ok(0) | Err(_) => return Exit::Closed,
                         Ok(_) => {}
                     }
-                    last_rx = Instant::now();
+                    mailbox.touch(self.shared.clock.now_ms());
                     loop {
                         match protocol::decode(rbuf, Some(self.version), max_packet) {
                             Ok(Some(packet)) => {
@@ -192,17 +220,12 @@ impl Connection {
                     }
                 }
                 _ = mailbox.notified(), if !self.mailbox_pending => {
-                    if let Some(reply) = mailbox.take_takeover() {
-                        return Exit::TakenOver(reply);
+                    match mailbox.take_control() {
+                        Some(Control::TakeOver(reply)) => return Exit::TakenOver(reply),
+                        Some(Control::Shutdown) => return Exit::Shutdown,
+                        Some(Control::KeepAliveExpired) => return Exit::KeepAlive,
+                        None => self.mailbox_pending = true,
                     }
-                    self.mailbox_pending = true;
-                }
-                () = &mut sleep, if keep_alive.is_some() => {
-                    let deadline = last_rx + keep_alive.unwrap_or_default();
-                    if Instant::now() >= deadline {
-                        return Exit::KeepAlive;
-                    }
-                    sleep.as_mut().reset(deadline.into());
                 }
             }
         }
@@ -213,7 +236,8 @@ impl Connection {
         stream.write_all(&self.wbuf).await?;
         stream.flush().await?;
         self.wbuf.clear();
-        if self.wbuf.capacity() > WRITE_HIGH_WATER {
+        if self.wbuf.capacity() > READ_CHUNK {
+            // Do not keep a burst's buffer while idle.
             self.wbuf = BytesMut::new();
         }
         Ok(())
@@ -221,6 +245,7 @@ impl Connection {
 
     /// Ends the connection: DISCONNECT (5.0), close, will, and the session's hand-back.
     async fn finish(mut self, mut stream: Stream, exit: Exit) {
+        self.session.mailbox.set_keep_alive(None, 0);
         match &exit {
             Exit::Violation {
                 malformed, detail, ..
@@ -231,7 +256,7 @@ impl Connection {
                     &self.shared.stats.protocol_errors
                 };
                 Stats::bump(counter);
-                tracing::warn!(client_id = %self.session.client_id, "closing connection: {detail}");
+                tracing::warn!(client_id = %self.session.client_id, peer = %self.peer, "closing connection: {detail}");
             }
             Exit::KeepAlive => {
                 tracing::info!(client_id = %self.session.client_id, "keep alive timed out")
@@ -270,7 +295,7 @@ impl Connection {
         drop(stream);
         if publish_will {
             if let Some(will) = self.will.take() {
-                self.publish_will(will);
+                self.publish_will(*will);
             }
         }
         let Some(session) = release else { return };
@@ -290,7 +315,7 @@ impl Connection {
                 let mailbox = session.mailbox.clone();
                 let wait = async {
                     loop {
-                        if let Some(reply) = mailbox.take_takeover() {
+                        if let Some(Control::TakeOver(reply)) = mailbox.take_control() {
                             return reply;
                         }
                         mailbox.notified().await;
@@ -324,14 +349,11 @@ impl Connection {
     }
 }
 
-/// Makes room in the read buffer: the whole next packet if its header is already there
-/// (bounded by the maximum packet size, checked by `frame_len`), else a small chunk.
-fn reserve_for_next(rbuf: &mut BytesMut, max_packet: u32) {
-    let want = match protocol::frame_len(rbuf, max_packet) {
-        Ok(Some(total)) if total > rbuf.len() => (total - rbuf.len()).min(1 << 20),
+/// How much to read next: the rest of the next packet if its header is already there (bounded
+/// by the maximum packet size, which `frame_len` checks, and by 1 MiB a read), else a small chunk.
+fn read_size(rbuf: &BytesMut, max_packet: u32) -> usize {
+    match protocol::frame_len(rbuf, max_packet) {
+        Ok(Some(total)) if total > rbuf.len() => (total - rbuf.len()).clamp(READ_CHUNK, 1 << 20),
         _ => READ_CHUNK,
-    };
-    if rbuf.capacity() - rbuf.len() < want.min(READ_CHUNK) {
-        rbuf.reserve(want);
     }
 }

@@ -24,6 +24,17 @@ use crate::session::SessionState;
 /// outlives its connection (`None` when it ended with it: the new connection starts afresh).
 pub type TakeOver = oneshot::Sender<Option<SessionState>>;
 
+/// What the broker can tell the connection draining a mailbox (besides "deliveries waiting").
+#[derive(Debug)]
+pub enum Control {
+    /// Another connection claimed the client id.
+    TakeOver(TakeOver),
+    /// The broker is shutting down.
+    Shutdown,
+    /// Nothing arrived within 1.5 × keep alive.
+    KeepAliveExpired,
+}
+
 /// One application message as published, shared by all its deliveries.
 #[derive(Debug)]
 pub struct Message {
@@ -44,6 +55,20 @@ pub struct Message {
 }
 
 impl Message {
+    /// A copy whose topic and payload own their memory instead of slicing the read buffer they
+    /// arrived in (which may be much larger): for messages kept long, like retained ones.
+    pub fn compacted(&self) -> Message {
+        Message {
+            topic: ByteString::from(&*self.topic),
+            payload: Bytes::copy_from_slice(&self.payload),
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties.clone(),
+            expires_at: self.expires_at,
+            origin: self.origin,
+        }
+    }
+
     /// True once the message's expiry interval has passed.
     pub fn expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
@@ -91,7 +116,7 @@ struct Inner {
     bytes: usize,
     online: bool,
     closed: bool,
-    takeover: Option<TakeOver>,
+    control: Option<Control>,
 }
 
 /// The queue between the router and one session.
@@ -101,6 +126,10 @@ pub struct Mailbox {
     limits: MailboxLimits,
     inner: Mutex<Inner>,
     notify: Notify,
+    /// 1.5 × the connection's keep alive in milliseconds; 0 when none.
+    keep_alive_ms: AtomicU64,
+    /// When the connection last read input, in the broker clock's milliseconds.
+    last_activity_ms: AtomicU64,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -116,9 +145,11 @@ impl Mailbox {
                 bytes: 0,
                 online: false,
                 closed: false,
-                takeover: None,
+                control: None,
             }),
             notify: Notify::new(),
+            keep_alive_ms: AtomicU64::new(0),
+            last_activity_ms: AtomicU64::new(0),
         })
     }
 
@@ -202,18 +233,49 @@ impl Mailbox {
         inner.bytes = 0;
     }
 
-    /// Asks the connection draining this mailbox to stop and hand its session over.
-    pub fn request_takeover(&self, reply: TakeOver) {
-        self.inner.lock().takeover = Some(reply);
+    /// Tells the connection draining this mailbox something. A takeover request is never
+    /// replaced by a lesser signal.
+    pub fn signal(&self, control: Control) {
+        let mut inner = self.inner.lock();
+        if matches!(inner.control, Some(Control::TakeOver(_)))
+            && !matches!(control, Control::TakeOver(_))
+        {
+            return;
+        }
+        inner.control = Some(control);
+        drop(inner);
         self.notify.notify_one();
     }
 
-    /// A pending takeover request, if any.
-    pub fn take_takeover(&self) -> Option<TakeOver> {
-        self.inner.lock().takeover.take()
+    /// Asks the connection draining this mailbox to stop and hand its session over.
+    pub fn request_takeover(&self, reply: TakeOver) {
+        self.signal(Control::TakeOver(reply));
     }
 
-    /// Waits until a push happens while online, or a takeover is requested.
+    /// The pending signal, if any.
+    pub fn take_control(&self) -> Option<Control> {
+        self.inner.lock().control.take()
+    }
+
+    /// Starts keep-alive tracking for a new connection (`None`: no keep alive).
+    pub fn set_keep_alive(&self, window: Option<std::time::Duration>, now_ms: u64) {
+        let ms = window.map_or(0, |w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
+        self.keep_alive_ms.store(ms, Ordering::Relaxed);
+        self.last_activity_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Records input from the client at `now_ms`.
+    pub fn touch(&self, now_ms: u64) {
+        self.last_activity_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// True when keep alive is on and nothing arrived within its window before `now_ms`.
+    pub fn keep_alive_expired(&self, now_ms: u64) -> bool {
+        let window = self.keep_alive_ms.load(Ordering::Relaxed);
+        window != 0 && now_ms.saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)) > window
+    }
+
+    /// Waits until a push happens while online, or a signal arrives.
     pub async fn notified(&self) {
         self.notify.notified().await
     }

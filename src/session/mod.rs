@@ -8,10 +8,9 @@
 
 pub mod mailbox;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use ahash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 
 use crate::protocol::SubscriptionOptions;
@@ -64,12 +63,13 @@ pub struct SessionState {
     pub client_id: ByteString,
     /// The queue the router fills for this session.
     pub mailbox: Arc<Mailbox>,
-    /// Filter → subscription.
-    pub subscriptions: AHashMap<ByteString, SubEntry>,
+    /// Filter → subscription. (B-trees: no per-session hasher state, nothing allocated while
+    /// empty; an idle session is small.)
+    pub subscriptions: BTreeMap<ByteString, SubEntry>,
     /// Outgoing QoS 1/2 messages awaiting acknowledgement, oldest first.
     pub outgoing: VecDeque<Outgoing>,
     /// Packet ids of incoming QoS 2 messages delivered but not yet released (PUBREL).
-    pub incoming_qos2: AHashSet<u16>,
+    pub incoming_qos2: BTreeSet<u16>,
     last_pkid: u16,
 }
 
@@ -79,9 +79,9 @@ impl SessionState {
         SessionState {
             client_id,
             mailbox,
-            subscriptions: AHashMap::new(),
+            subscriptions: BTreeMap::new(),
             outgoing: VecDeque::new(),
-            incoming_qos2: AHashSet::new(),
+            incoming_qos2: BTreeSet::new(),
             last_pkid: 0,
         }
     }

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -96,6 +97,48 @@ impl AsyncWrite for Stream {
     }
 }
 
+impl Stream {
+    /// Waits for input and reads what is there into `buf`. On plain TCP the buffer gets its
+    /// `reserve` bytes only once input has arrived, so an idle connection holds no read buffer;
+    /// TLS keeps its own buffers and reads as usual. Cancel-safe. `Ok(0)` means end of stream.
+    pub async fn read_some(&mut self, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(tcp) => loop {
+                tcp.readable().await?;
+                if buf.capacity() - buf.len() < reserve {
+                    buf.reserve(reserve);
+                }
+                match tcp.try_read_buf(buf) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        if buf.is_empty() {
+                            *buf = BytesMut::new();
+                        }
+                    }
+                    other => return other,
+                }
+            },
+            Stream::Tls(tls) => {
+                if buf.capacity() - buf.len() < reserve {
+                    buf.reserve(reserve);
+                }
+                tokio::io::AsyncReadExt::read_buf(tls.as_mut(), buf).await
+            }
+        }
+    }
+}
+
+/// An accepted connection, handed to the connection handler.
+pub struct Accepted {
+    /// The byte pipe (after the TLS handshake on a TLS listener).
+    pub stream: Stream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener's name.
+    pub listener: Arc<str>,
+    /// The connection's place under the listener's limit; held until the connection ends.
+    pub permit: OwnedSemaphorePermit,
+}
+
 /// A bound listener, ready to accept.
 pub struct Listener {
     name: Arc<str>,
@@ -149,7 +192,7 @@ impl Listener {
     /// (after the TLS handshake on a TLS listener).
     pub async fn run<H, F>(self, shutdown: CancellationToken, tasks: TaskTracker, handler: H)
     where
-        H: Fn(Stream, SocketAddr, Arc<str>) -> F + Send + Sync + 'static,
+        H: Fn(Accepted) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
         let handler = Arc::new(handler);
@@ -171,28 +214,39 @@ impl Listener {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let tls = self.tls.clone();
-            let name = self.name.clone();
+            let listener = self.name.clone();
+            let Some(acceptor) = self.tls.clone() else {
+                // Plain TCP: the task is the handler's future itself, nothing around it.
+                tasks.spawn(handler(Accepted {
+                    stream: Stream::Tcp(tcp),
+                    peer,
+                    listener,
+                    permit,
+                }));
+                continue;
+            };
             let handler = handler.clone();
             tasks.spawn(async move {
-                let stream = match tls {
-                    None => Stream::Tcp(tcp),
-                    Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
-                            Ok(Err(error)) => {
-                                tracing::debug!(%peer, %error, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        }
+                // Boxed: the handshake state must not stay in the connection's task.
+                let handshake = Box::pin(acceptor.accept(tcp));
+                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
                     }
                 };
-                handler(stream, peer, name).await;
-                drop(permit);
+                handler(Accepted {
+                    stream,
+                    peer,
+                    listener,
+                    permit,
+                })
+                .await;
             });
         }
     }

@@ -37,6 +37,7 @@ pub struct Config {
     /// Listeners by name. A file that has any `[listeners.*]` table replaces the default set.
     pub listeners: BTreeMap<String, ListenerConfig>,
     pub mqtt: MqttConfig,
+    pub metrics: MetricsConfig,
     pub bridge: BridgeConfig,
 }
 
@@ -151,6 +152,29 @@ pub struct MqttConfig {
     pub shutdown_grace_secs: u64,
 }
 
+/// `[metrics]`: the Prometheus endpoint and `$SYS` topics.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`, `/healthz` and `/readyz`. Default true.
+    pub enabled: bool,
+    /// Address of the metrics listener. Default `0.0.0.0:9883`.
+    pub bind: SocketAddr,
+    /// Seconds between `$SYS/broker/...` updates; 0 turns `$SYS` off. Default 10.
+    #[serde(deserialize_with = "strict::uint")]
+    pub sys_interval_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: SocketAddr::from(([0, 0, 0, 0], 9883)),
+            sys_interval_secs: 10,
+        }
+    }
+}
+
 /// `[bridge]`
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -224,6 +248,7 @@ impl Default for Config {
             log: LogConfig::default(),
             listeners: BTreeMap::from([("tcp".to_owned(), ListenerConfig::default())]),
             mqtt: MqttConfig::default(),
+            metrics: MetricsConfig::default(),
             bridge: BridgeConfig::default(),
         }
     }
@@ -276,7 +301,8 @@ impl Config {
     }
 
     /// The default configuration for tests: the single listener "tcp" on 127.0.0.1:0 (an
-    /// ephemeral port), `connect_timeout_secs` 5, `shutdown_grace_secs` 1.
+    /// ephemeral port), `connect_timeout_secs` 5, `shutdown_grace_secs` 1, the metrics
+    /// listener on 127.0.0.1:0 and `$SYS` off (its retained topics would count in every test).
     pub fn for_tests() -> Config {
         let mut cfg = Config::default();
         cfg.listeners
@@ -285,6 +311,8 @@ impl Config {
             .bind = SocketAddr::from(([127, 0, 0, 1], 0));
         cfg.mqtt.connect_timeout_secs = 5;
         cfg.mqtt.shutdown_grace_secs = 1;
+        cfg.metrics.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.metrics.sys_interval_secs = 0;
         cfg
     }
 

@@ -9,20 +9,22 @@
 //! - [`connection`]: the per-connection task that joins socket, codec, session and router.
 //! - [`broker`]: assembles all of it: [`broker::Broker::start`] → [`broker::BrokerHandle`];
 //!   fan-out ([`broker::routing`]) and the client-id registry with takeover ([`broker::registry`]).
-//! - [`config`], [`tls`], [`stats`]: typed configuration, TLS setup, event counters.
+//! - [`metrics`]: counters ([`metrics::stats`]), the Prometheus endpoint, `$SYS` topics.
+//! - [`config`], [`tls`]: typed configuration, TLS setup.
 //!
 //! `main.rs` only parses the command line and calls [`broker::Broker::start`], as tests do.
 
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod metrics;
 pub mod protocol;
 pub mod router;
 pub mod session;
-pub mod stats;
 pub mod store;
 pub mod tls;
 pub mod transport;
 
 pub use broker::{Broker, BrokerHandle};
 pub use config::Config;
+pub use metrics::stats;

@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::metrics::stats::{Stats, StatsSnapshot};
+use crate::metrics::Metrics;
 use crate::session::mailbox::{Control, Subscriber};
 use crate::session::SessionState;
-use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{MemoryStore, SessionStore};
 use crate::transport::{self, Listener};
 use registry::Registry;
@@ -30,6 +31,14 @@ use routing::Router;
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The metrics listener could not be bound.
+    #[error("metrics listener: cannot bind {addr}: {source}")]
+    Metrics {
+        /// Address from the config.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
     /// A listener could not be set up.
     #[error("listener {name:?}: {source}")]
     Listener {
@@ -50,12 +59,15 @@ pub struct Shared {
     pub registry: Registry,
     /// Event counters.
     pub stats: Stats,
+    /// The Prometheus registry.
+    pub metrics: Metrics,
     /// Cancelled when the broker shuts down.
     pub shutdown: CancellationToken,
     /// Every task of the broker, so shutdown can wait for them.
     pub tasks: TaskTracker,
     /// The broker's millisecond clock (keep-alive stamps).
     pub clock: Clock,
+    last_accept_warning: AtomicU64,
     next_conn_id: AtomicU64,
 }
 
@@ -69,7 +81,17 @@ pub struct Clock(Instant);
 impl Clock {
     /// Milliseconds elapsed since the broker started.
     pub fn now_ms(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.ms_at(Instant::now())
+    }
+
+    /// Milliseconds from the broker's start to `at`.
+    pub fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.0).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// When the broker started.
+    pub fn started(&self) -> Instant {
+        self.0
     }
 }
 
@@ -103,6 +125,40 @@ impl Shared {
                     mailbox.signal(Control::KeepAliveExpired);
                 }
             });
+        }
+    }
+
+    /// Counts and reports a failed accept; says so clearly when the open-file limit is what
+    /// caps the connections (logged at most once a minute).
+    fn accept_failed(&self, listener: &str, error: &std::io::Error) {
+        Stats::bump(&self.stats.accept_errors);
+        let now = self.clock.now_ms();
+        let last = self.last_accept_warning.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < 60_000 {
+            return;
+        }
+        self.last_accept_warning
+            .store(now.max(1), Ordering::Relaxed);
+        // EMFILE (24) / ENFILE (23): out of file descriptors.
+        if matches!(error.raw_os_error(), Some(23 | 24)) {
+            tracing::error!(
+                listener,
+                limit = self.stats.open_files_limit.load(Ordering::Relaxed),
+                "open-file limit reached: new connections are refused until some close"
+            );
+        } else {
+            tracing::warn!(listener, %error, "accept failed; backing off");
+        }
+    }
+
+    /// Drains histogram samples now and then, so memory stays bounded without scrapes.
+    async fn metrics_upkeep(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.metrics.upkeep(),
+                _ = self.shutdown.cancelled() => return,
+            }
         }
     }
 
@@ -143,18 +199,50 @@ impl Broker {
                     })?;
             listeners.push(bound);
         }
+        let metrics_listener = if config.metrics.enabled {
+            let addr = config.metrics.bind;
+            let bound = crate::metrics::http::bind(addr)
+                .await
+                .map_err(|source| StartError::Metrics { addr, source })?;
+            Some(bound)
+        } else {
+            None
+        };
+        let open_files_limit = raise_open_files_limit();
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
         let shared = Arc::new(Shared {
             config,
             router: Router::default(),
             registry: Registry::new(store),
             stats: Stats::default(),
+            metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             clock: Clock(Instant::now()),
+            last_accept_warning: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
         });
+        shared
+            .stats
+            .open_files_limit
+            .store(open_files_limit, Ordering::Relaxed);
         shared.tasks.spawn(shared.clone().sweep_keep_alives());
+        shared.tasks.spawn(shared.clone().metrics_upkeep());
+        let sys_interval = shared.config.metrics.sys_interval_secs;
+        if sys_interval > 0 {
+            shared.tasks.spawn(crate::metrics::sys::publish_every(
+                shared.clone(),
+                Duration::from_secs(sys_interval),
+            ));
+        }
+        let mut metrics_addr = None;
+        if let Some(listener) = metrics_listener {
+            metrics_addr = listener.local_addr().ok();
+            tracing::info!(addr = ?metrics_addr, "metrics at /metrics, /healthz, /readyz");
+            shared
+                .tasks
+                .spawn(crate::metrics::http::serve(listener, shared.clone()));
+        }
         let mut addrs = BTreeMap::new();
         for listener in listeners {
             addrs.insert(listener.name().to_owned(), listener.local_addr());
@@ -165,13 +253,19 @@ impl Broker {
                 "listening"
             );
             let shared2 = shared.clone();
+            let shared3 = shared.clone();
             shared.tasks.spawn(listener.run(
                 shared.shutdown.clone(),
                 shared.tasks.clone(),
+                move |name, error| shared3.accept_failed(name, error),
                 move |accepted| crate::connection::serve(accepted, shared2.clone()),
             ));
         }
-        Ok(BrokerHandle { shared, addrs })
+        Ok(BrokerHandle {
+            shared,
+            addrs,
+            metrics_addr,
+        })
     }
 }
 
@@ -179,12 +273,23 @@ impl Broker {
 pub struct BrokerHandle {
     shared: Arc<Shared>,
     addrs: BTreeMap<String, SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl BrokerHandle {
     /// The address listener `name` is bound to (useful with port 0).
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
         self.addrs.get(name).copied()
+    }
+
+    /// The address of the metrics listener, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The Prometheus text exposition, as `/metrics` serves it.
+    pub fn render_metrics(&self) -> String {
+        self.shared.metrics.render(&self.shared)
     }
 
     /// Current event counters.
@@ -224,5 +329,24 @@ impl BrokerHandle {
         tokio::time::timeout(grace, self.shared.tasks.wait())
             .await
             .is_ok()
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit: every connection holds a file. Returns the
+/// limit in force (0 if it cannot be read).
+fn raise_open_files_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::info!(
+                limit,
+                "open-file limit: at most about {} connections (each holds one file)",
+                limit.saturating_sub(64)
+            );
+            limit
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit");
+            0
+        }
     }
 }

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::metrics::stats::Stats;
 use crate::protocol::QoS;
 use crate::router::{RetainedStore, SubscriptionTrie};
 use crate::session::mailbox::{Delivery, Dropped, Message, Subscriber};
 use crate::session::SubEntry;
-use crate::stats::Stats;
 
 /// Scratch space a connection keeps for routing, so that a publish allocates nothing.
 pub type MatchBuf = Vec<(Subscriber, SubEntry)>;

@@ -14,13 +14,13 @@ use tokio::sync::oneshot;
 use super::{Connection, TAKEOVER_TIMEOUT};
 use crate::broker::registry::Claim;
 use crate::broker::Shared;
+use crate::metrics::stats::Stats;
 use crate::protocol::{
     self, topic, ConnAck, ConnAckProperties, Connect, ConnectReason, DecodeError, Packet,
     ProtocolVersion, Will, MAX_PACKET_SIZE,
 };
 use crate::session::mailbox::{Mailbox, MailboxLimits};
 use crate::session::SessionState;
-use crate::stats::Stats;
 use crate::transport::Stream;
 
 /// Why the CONNECT phase ended without a session.
@@ -58,6 +58,7 @@ pub(super) async fn accept(
     rbuf: &mut BytesMut,
     conn_id: u64,
     peer: SocketAddr,
+    listener: &Arc<str>,
     shared: &Arc<Shared>,
 ) -> Option<Box<Connection>> {
     let mqtt = &shared.config.mqtt;
@@ -109,11 +110,11 @@ pub(super) async fn accept(
             refuse(stream, version, reason, shared).await;
         } else {
             // 3.1.1 has no return code for this refusal ("server unavailable" would mislead).
-            Stats::bump(&shared.stats.connects_refused);
+            shared.stats.refused(refusal_label(reason));
         }
         return None;
     }
-    let mut conn = establish(*connect, conn_id, peer, shared).await;
+    let mut conn = establish(*connect, conn_id, peer, listener, shared).await;
     // CONNACK and the resent inflight messages are written by the packet loop's first flush.
     conn.resend_inflight();
     Some(Box::new(conn))
@@ -155,7 +156,7 @@ async fn refuse(
     reason: ConnectReason,
     shared: &Shared,
 ) {
-    Stats::bump(&shared.stats.connects_refused);
+    shared.stats.refused(refusal_label(reason));
     let mut out = BytesMut::new();
     let connack = ConnAck {
         session_present: false,
@@ -183,6 +184,7 @@ async fn establish(
     connect: Connect,
     conn_id: u64,
     peer: SocketAddr,
+    listener: &Arc<str>,
     shared: &Arc<Shared>,
 ) -> Connection {
     let mqtt = &shared.config.mqtt;
@@ -285,6 +287,7 @@ async fn establish(
         session_expiry,
         keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
         peer,
+        listener: listener.clone(),
         client_max_packet,
         window: usize::from(mqtt.max_inflight.min(receive_maximum)),
         wbuf: BytesMut::new(),
@@ -295,6 +298,7 @@ async fn establish(
     };
     tracing::debug!(%client_id, version = conn.version.label(), session_present, "connected");
     conn.send(Packet::ConnAck(connack));
+    shared.stats.connected(listener, conn.version.label());
     conn
 }
 
@@ -317,4 +321,18 @@ fn compact_will(mut will: Will) -> Will {
     will.topic = ByteString::from(&*will.topic);
     will.payload = Bytes::copy_from_slice(&will.payload);
     will
+}
+
+/// Metric label of a CONNECT refusal.
+fn refusal_label(reason: ConnectReason) -> &'static str {
+    match reason {
+        ConnectReason::UnsupportedProtocolVersion => "unsupported_protocol_version",
+        ConnectReason::ClientIdentifierNotValid => "client_id_not_valid",
+        ConnectReason::BadAuthenticationMethod => "bad_authentication_method",
+        ConnectReason::TopicNameInvalid => "will_topic_invalid",
+        ConnectReason::RetainNotSupported => "retain_not_supported",
+        ConnectReason::BadUserNameOrPassword => "bad_username_or_password",
+        ConnectReason::NotAuthorized => "not_authorized",
+        _ => "other",
+    }
 }

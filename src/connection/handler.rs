@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Connection, Exit, DRAIN_BATCH, WRITE_HIGH_WATER};
+use crate::metrics::stats::Stats;
 use crate::protocol::{
     self, reason, AckProperties, Disconnect, EncodeError, Packet, PubResp, Publish,
     PublishProperties, QoS, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 use crate::session::mailbox::{Delivery, Dropped, Message, Subscriber};
 use crate::session::{AckOutcome, OutState, SubEntry};
-use crate::stats::Stats;
 
 /// Topics and filters deeper than this are refused (the trie walks levels recursively).
 pub(crate) const MAX_TOPIC_LEVELS: usize = 128;
@@ -22,9 +22,10 @@ fn too_deep(topic: &str) -> bool {
 
 impl Connection {
     /// Handles one packet from the client; `Some` ends the connection.
-    pub(super) fn handle(&mut self, packet: Packet) -> Option<Exit> {
+    pub(super) fn handle(&mut self, packet: Packet, now: Instant) -> Option<Exit> {
+        self.shared.stats.shard().packet_in(packet.type_code());
         match packet {
-            Packet::Publish(publish) => return self.on_publish(publish),
+            Packet::Publish(publish) => return self.on_publish(publish, now),
             Packet::PubAck(ack) => {
                 if self.session.on_puback(ack.pkid) == AckOutcome::Done {
                     self.mailbox_pending = true;
@@ -66,7 +67,7 @@ impl Connection {
         None
     }
 
-    fn on_publish(&mut self, publish: Publish) -> Option<Exit> {
+    fn on_publish(&mut self, publish: Publish, now: Instant) -> Option<Exit> {
         if publish.properties.topic_alias.is_some() {
             return Some(Exit::violation(
                 reason::TOPIC_ALIAS_INVALID,
@@ -86,6 +87,7 @@ impl Connection {
             ));
         }
         let (qos, pkid) = (publish.qos, publish.pkid);
+        self.shared.stats.shard().received(qos as u8);
         if qos == QoS::ExactlyOnce && !self.session.on_incoming_qos2(pkid) {
             // A resend of a message already routed: acknowledge again, deliver once.
             self.send(Packet::PubRec(PubResp::new(pkid)));
@@ -95,7 +97,7 @@ impl Connection {
         properties.subscription_identifiers.clear();
         let expires_at = properties
             .message_expiry_interval
-            .map(|secs| Instant::now() + std::time::Duration::from_secs(secs.into()));
+            .map(|secs| now + std::time::Duration::from_secs(secs.into()));
         let message = Arc::new(Message {
             topic: publish.topic,
             payload: publish.payload,
@@ -104,12 +106,14 @@ impl Connection {
             properties,
             expires_at,
             origin: self.session.mailbox.id(),
+            received_at: now,
         });
         let queued = self
             .shared
             .router
             .publish(message, &mut self.scratch, &self.shared.stats);
         let code = if queued == 0 {
+            Stats::bump(&self.shared.stats.dropped_no_subscribers);
             reason::NO_MATCHING_SUBSCRIBERS
         } else {
             reason::SUCCESS
@@ -251,6 +255,12 @@ impl Connection {
                 .session
                 .mailbox
                 .pop_into(&mut self.batch, DRAIN_BATCH, room);
+            if let Some(first) = self.batch.front() {
+                // One latency sample a batch: representative, and cheap on the hot path.
+                self.shared
+                    .metrics
+                    .record_latency(now.saturating_duration_since(first.message.received_at));
+            }
             while let Some(delivery) = self.batch.pop_front() {
                 self.deliver(delivery, now);
             }
@@ -285,6 +295,9 @@ impl Connection {
             &mut self.wbuf,
         ) {
             Ok(_) => {
+                let shard = self.shared.stats.shard();
+                shard.packet_out(3);
+                shard.delivered(delivery.qos as u8);
                 if pkid != 0 {
                     self.session.sent(pkid, delivery);
                 }
@@ -342,16 +355,15 @@ impl Connection {
 
     /// Encodes a packet into the write buffer; a packet the client cannot take is dropped.
     pub(super) fn send(&mut self, packet: Packet) {
-        if let Err(error) = protocol::encode(
+        match protocol::encode(
             &packet,
             self.version,
             self.client_max_packet,
             &mut self.wbuf,
         ) {
-            match error {
-                EncodeError::TooLarge { .. } => Stats::bump(&self.shared.stats.dropped_too_large),
-                _ => tracing::warn!(%error, kind = packet.kind(), "cannot encode packet"),
-            }
+            Ok(_) => self.shared.stats.shard().packet_out(packet.type_code()),
+            Err(EncodeError::TooLarge { .. }) => Stats::bump(&self.shared.stats.dropped_too_large),
+            Err(error) => tracing::warn!(%error, kind = packet.kind(), "cannot encode packet"),
         }
     }
 
@@ -367,9 +379,10 @@ impl Connection {
             ..PublishProperties::default()
         };
         properties.topic_alias = None;
+        let now = Instant::now();
         let expires_at = properties
             .message_expiry_interval
-            .map(|secs| Instant::now() + std::time::Duration::from_secs(secs.into()));
+            .map(|secs| now + std::time::Duration::from_secs(secs.into()));
         let message = Arc::new(Message {
             topic: will.topic,
             payload: will.payload,
@@ -378,6 +391,7 @@ impl Connection {
             properties,
             expires_at,
             origin: self.session.mailbox.id(),
+            received_at: now,
         });
         tracing::debug!(topic = %message.topic, "publishing will");
         Stats::bump(&self.shared.stats.wills_published);

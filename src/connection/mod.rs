@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -24,10 +24,10 @@ use tokio::io::AsyncWriteExt;
 use crate::broker::registry::Release;
 use crate::broker::routing::MatchBuf;
 use crate::broker::Shared;
+use crate::metrics::stats::Stats;
 use crate::protocol::{self, reason, DecodeError, Disconnect, Packet, ProtocolVersion, Will};
 use crate::session::mailbox::{Control, Delivery, Message, TakeOver};
 use crate::session::SessionState;
-use crate::stats::Stats;
 use crate::transport::{Accepted, Stream};
 
 /// Bytes reserved for a read when the buffer has little room left.
@@ -108,11 +108,8 @@ pub async fn serve(accepted: Accepted, shared: Arc<Shared>) {
         listener,
         permit,
     } = accepted;
-    Stats::bump(&shared.stats.connections_total);
-    shared
-        .stats
-        .connections_current
-        .fetch_add(1, Ordering::Relaxed);
+    Stats::bump(&shared.stats.sockets_accepted);
+    shared.stats.sockets_open.fetch_add(1, Ordering::Relaxed);
     let conn_id = shared.next_conn_id();
     // No tracing span around the task: it would cost every idle connection its size (and an
     // enabled one, a few hundred bytes more); log lines name the client and peer instead.
@@ -123,6 +120,7 @@ pub async fn serve(accepted: Accepted, shared: Arc<Shared>) {
         &mut rbuf,
         conn_id,
         peer,
+        &listener,
         &shared,
     ))
     .await;
@@ -137,10 +135,7 @@ pub async fn serve(accepted: Accepted, shared: Arc<Shared>) {
                 .ok();
         }
     }
-    shared
-        .stats
-        .connections_current
-        .fetch_sub(1, Ordering::Relaxed);
+    shared.stats.sockets_open.fetch_sub(1, Ordering::Relaxed);
     drop(permit);
 }
 
@@ -155,6 +150,8 @@ pub(crate) struct Connection {
     session_expiry: u32,
     /// 1.5 × keep alive, or None when keep alive is 0.
     keep_alive: Option<Duration>,
+    /// The listener it came in on (metrics).
+    listener: Arc<str>,
     /// The client's address, for logs.
     peer: SocketAddr,
     /// The client's Maximum Packet Size.
@@ -192,21 +189,24 @@ impl Connection {
             if self.mailbox_pending {
                 self.drain_mailbox();
             }
+            mailbox.set_inflight(self.session.outgoing.len());
             if !self.wbuf.is_empty() && self.flush(stream).await.is_err() {
                 return Exit::Closed;
             }
             let want = read_size(rbuf, max_packet);
             tokio::select! {
                 read = stream.read_some(rbuf, want) => {
-                    match read {
+                    let n = match read {
                         Ok(0) | Err(_) => return Exit::Closed,
-                        Ok(_) => {}
-                    }
-                    mailbox.touch(self.shared.clock.now_ms());
+                        Ok(n) => n,
+                    };
+                    let now = Instant::now();
+                    self.shared.stats.shard().bytes_in(n);
+                    mailbox.touch(self.shared.clock.ms_at(now));
                     loop {
                         match protocol::decode(rbuf, Some(self.version), max_packet) {
                             Ok(Some(packet)) => {
-                                if let Some(exit) = self.handle(packet) {
+                                if let Some(exit) = self.handle(packet, now) {
                                     return exit;
                                 }
                             }
@@ -234,6 +234,7 @@ impl Connection {
     /// Writes out everything encoded so far.
     async fn flush(&mut self, stream: &mut Stream) -> std::io::Result<()> {
         stream.write_all(&self.wbuf).await?;
+        self.shared.stats.shard().bytes_out(self.wbuf.len());
         stream.flush().await?;
         self.wbuf.clear();
         if self.wbuf.capacity() > READ_CHUNK {
@@ -246,6 +247,9 @@ impl Connection {
     /// Ends the connection: DISCONNECT (5.0), close, will, and the session's hand-back.
     async fn finish(mut self, mut stream: Stream, exit: Exit) {
         self.session.mailbox.set_keep_alive(None, 0);
+        self.shared
+            .stats
+            .disconnected(&self.listener, self.version.label());
         match &exit {
             Exit::Violation {
                 malformed, detail, ..

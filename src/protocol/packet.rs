@@ -95,7 +95,48 @@ pub enum Packet {
     Auth(Auth),
 }
 
+/// Packet type names by their fixed-header type code (index 0 is unused).
+pub const PACKET_TYPE_NAMES: [&str; 16] = [
+    "reserved",
+    "connect",
+    "connack",
+    "publish",
+    "puback",
+    "pubrec",
+    "pubrel",
+    "pubcomp",
+    "subscribe",
+    "suback",
+    "unsubscribe",
+    "unsuback",
+    "pingreq",
+    "pingresp",
+    "disconnect",
+    "auth",
+];
+
 impl Packet {
+    /// The fixed-header packet type code, 1 (CONNECT) to 15 (AUTH).
+    pub fn type_code(&self) -> usize {
+        match self {
+            Packet::Connect(_) => 1,
+            Packet::ConnAck(_) => 2,
+            Packet::Publish(_) => 3,
+            Packet::PubAck(_) => 4,
+            Packet::PubRec(_) => 5,
+            Packet::PubRel(_) => 6,
+            Packet::PubComp(_) => 7,
+            Packet::Subscribe(_) => 8,
+            Packet::SubAck(_) => 9,
+            Packet::Unsubscribe(_) => 10,
+            Packet::UnsubAck(_) => 11,
+            Packet::PingReq => 12,
+            Packet::PingResp => 13,
+            Packet::Disconnect(_) => 14,
+            Packet::Auth(_) => 15,
+        }
+    }
+
     /// Name of the packet type, for logs and metric labels.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -52,6 +52,8 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// Mailbox id of the publishing session (for No Local); 0 for the broker itself.
     pub origin: u64,
+    /// When the broker received it (delivery latency).
+    pub received_at: Instant,
 }
 
 impl Message {
@@ -66,6 +68,7 @@ impl Message {
             properties: self.properties.clone(),
             expires_at: self.expires_at,
             origin: self.origin,
+            received_at: self.received_at,
         }
     }
 
@@ -130,6 +133,8 @@ pub struct Mailbox {
     keep_alive_ms: AtomicU64,
     /// When the connection last read input, in the broker clock's milliseconds.
     last_activity_ms: AtomicU64,
+    /// QoS 1/2 messages sent and not yet acknowledged (kept up to date by the connection).
+    inflight: AtomicU64,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -150,6 +155,7 @@ impl Mailbox {
             notify: Notify::new(),
             keep_alive_ms: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
+            inflight: AtomicU64::new(0),
         })
     }
 
@@ -262,6 +268,16 @@ impl Mailbox {
         let ms = window.map_or(0, |w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
         self.keep_alive_ms.store(ms, Ordering::Relaxed);
         self.last_activity_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Records how many QoS 1/2 messages are in flight (for the metrics).
+    pub fn set_inflight(&self, n: usize) {
+        self.inflight.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// QoS 1/2 messages in flight, as last recorded.
+    pub fn inflight(&self) -> usize {
+        usize::try_from(self.inflight.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
     /// Records input from the client at `now_ms`.

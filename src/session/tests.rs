@@ -26,6 +26,7 @@ fn delivery(qos: QoS, payload: &'static [u8]) -> Delivery {
             properties: PublishProperties::default(),
             expires_at: None,
             origin: 0,
+            received_at: std::time::Instant::now(),
         }),
         qos,
         retain: false,

@@ -190,8 +190,13 @@ impl Listener {
 
     /// Accepts until `shutdown`, running `handler` for each connection as a task of `tasks`
     /// (after the TLS handshake on a TLS listener).
-    pub async fn run<H, F>(self, shutdown: CancellationToken, tasks: TaskTracker, handler: H)
-    where
+    pub async fn run<H, F>(
+        self,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+        on_accept_error: impl Fn(&str, &io::Error) + Send + 'static,
+        handler: H,
+    ) where
         H: Fn(Accepted) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
@@ -204,7 +209,7 @@ impl Listener {
             let (tcp, peer) = match accepted {
                 Ok(conn) => conn,
                 Err(error) => {
-                    tracing::warn!(listener = %self.name, %error, "accept failed; backing off");
+                    on_accept_error(&self.name, &error);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }

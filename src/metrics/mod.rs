@@ -1,0 +1,268 @@
+//! What the broker tells operators: Prometheus metrics, health endpoints and `$SYS` topics.
+//!
+//! Counting happens in [`stats`] (plain atomics, per-thread shards on the per-packet path). This
+//! module names the metrics and turns a [`stats::StatsSnapshot`] plus the broker's gauges into
+//! the Prometheus text format at scrape time, through a per-broker
+//! `metrics-exporter-prometheus` recorder (not the process-global one, so several brokers in one
+//! process, as in the tests, keep their own figures). [`http`] serves `/metrics`, `/healthz` and
+//! `/readyz`; [`sys`] publishes the retained `$SYS/broker/...` topics.
+
+pub mod http;
+pub mod stats;
+pub mod sys;
+
+use std::time::Duration;
+
+use metrics::{Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::broker::Shared;
+use crate::protocol::PACKET_TYPE_NAMES;
+
+static META: Metadata<'static> = Metadata::new("warren", metrics::Level::INFO, None);
+
+/// Name of the publish-to-delivery latency histogram.
+const LATENCY: &str = "warren_delivery_latency_seconds";
+/// Its buckets: 50 µs to 5 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+    5.0,
+];
+
+/// Every metric: (name, unit, help).
+const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
+    ("warren_sockets_accepted_total", Some(Unit::Count), "TCP connections accepted"),
+    ("warren_sockets_open", Some(Unit::Count), "TCP connections open (including before CONNECT)"),
+    ("warren_connections", Some(Unit::Count), "MQTT connections (past CONNACK) by listener and protocol"),
+    ("warren_connections_total", Some(Unit::Count), "MQTT connections accepted by listener and protocol"),
+    ("warren_connects_refused_total", Some(Unit::Count), "CONNECTs refused, by reason"),
+    ("warren_packets_received_total", Some(Unit::Count), "MQTT packets received, by type"),
+    ("warren_packets_sent_total", Some(Unit::Count), "MQTT packets sent, by type"),
+    ("warren_received_bytes_total", Some(Unit::Bytes), "bytes read from clients"),
+    ("warren_sent_bytes_total", Some(Unit::Bytes), "bytes written to clients"),
+    ("warren_messages_received_total", Some(Unit::Count), "PUBLISH messages received from clients, by QoS"),
+    ("warren_messages_delivered_total", Some(Unit::Count), "PUBLISH messages delivered to clients, by QoS"),
+    ("warren_messages_dropped_total", Some(Unit::Count), "messages dropped, by reason"),
+    ("warren_malformed_packets_total", Some(Unit::Count), "connections closed for a malformed packet"),
+    ("warren_protocol_errors_total", Some(Unit::Count), "connections closed for a protocol error"),
+    ("warren_wills_published_total", Some(Unit::Count), "will messages published"),
+    ("warren_sessions_taken_over_total", Some(Unit::Count), "connections closed by a takeover"),
+    ("warren_sessions_expired_total", Some(Unit::Count), "offline sessions ended by expiry"),
+    ("warren_sessions", Some(Unit::Count), "sessions by state (online, offline)"),
+    ("warren_subscriptions", Some(Unit::Count), "subscriptions"),
+    ("warren_retained_messages", Some(Unit::Count), "retained messages"),
+    ("warren_inflight_messages", Some(Unit::Count), "QoS 1/2 messages sent and not yet acknowledged"),
+    ("warren_queued_messages", Some(Unit::Count), "messages waiting in session queues"),
+    ("warren_accept_errors_total", Some(Unit::Count), "failed accepts (e.g. the open-file limit)"),
+    ("warren_open_files_limit", Some(Unit::Count), "the process's open-file limit (caps connections)"),
+    ("warren_uptime_seconds", Some(Unit::Seconds), "seconds since the broker started"),
+    (LATENCY, Some(Unit::Seconds), "time from receiving a PUBLISH to writing it to a subscriber (sampled: one delivery per batch)"),
+];
+
+/// One broker's metrics registry.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    latency: metrics::Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric described.
+    pub fn new() -> Metrics {
+        let builder = PrometheusBuilder::new();
+        let builder = builder
+            .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), &LATENCY_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        for (name, unit, help) in DESCRIPTIONS {
+            let name = (*name).into();
+            let help = SharedString::const_str(help);
+            if name_is_gauge(name_str(&name)) {
+                recorder.describe_gauge(name, *unit, help);
+            } else if *name_str(&name) == *LATENCY {
+                recorder.describe_histogram(name, *unit, help);
+            } else {
+                recorder.describe_counter(name, *unit, help);
+            }
+        }
+        let latency = recorder.register_histogram(&Key::from_static_name(LATENCY), &META);
+        let handle = recorder.handle();
+        Metrics {
+            recorder,
+            handle,
+            latency,
+        }
+    }
+
+    /// Records one publish-to-delivery latency sample.
+    pub fn record_latency(&self, latency: Duration) {
+        self.latency.record(latency.as_secs_f64());
+    }
+
+    /// Drains histogram samples into their buckets; call now and then so that memory stays
+    /// bounded between scrapes.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    fn counter(&self, name: &'static str, labels: &[(&'static str, &str)], value: u64) {
+        self.recorder
+            .register_counter(&key(name, labels), &META)
+            .absolute(value);
+    }
+
+    fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+        self.recorder
+            .register_gauge(&key(name, labels), &META)
+            .set(value);
+    }
+
+    /// The Prometheus text exposition of the broker's current state.
+    pub fn render(&self, shared: &Shared) -> String {
+        let s = shared.stats.snapshot();
+        self.counter("warren_sockets_accepted_total", &[], s.connections_total);
+        self.gauge("warren_sockets_open", &[], s.connections_current as f64);
+        for ((listener, protocol), count) in &s.connections_by {
+            let labels = [("listener", &**listener), ("protocol", *protocol)];
+            self.gauge("warren_connections", &labels, count.current as f64);
+            self.counter("warren_connections_total", &labels, count.total);
+        }
+        for (reason, n) in &s.refused_by_reason {
+            self.counter("warren_connects_refused_total", &[("reason", reason)], *n);
+        }
+        for (code, name) in PACKET_TYPE_NAMES.iter().enumerate().skip(1) {
+            let kind = [("type", *name)];
+            if s.packets_in[code] > 0 {
+                self.counter("warren_packets_received_total", &kind, s.packets_in[code]);
+            }
+            if s.packets_out[code] > 0 {
+                self.counter("warren_packets_sent_total", &kind, s.packets_out[code]);
+            }
+        }
+        self.counter("warren_received_bytes_total", &[], s.bytes_in);
+        self.counter("warren_sent_bytes_total", &[], s.bytes_out);
+        for (qos, label) in ["0", "1", "2"].iter().enumerate() {
+            let qos_label = [("qos", *label)];
+            self.counter(
+                "warren_messages_received_total",
+                &qos_label,
+                s.messages_received[qos],
+            );
+            self.counter(
+                "warren_messages_delivered_total",
+                &qos_label,
+                s.messages_delivered[qos],
+            );
+        }
+        for (reason, n) in [
+            ("queue_full", s.dropped_queue_full),
+            ("offline_qos0", s.dropped_offline_qos0),
+            ("too_large", s.dropped_too_large),
+            ("expired", s.dropped_expired),
+            ("no_subscribers", s.dropped_no_subscribers),
+        ] {
+            self.counter("warren_messages_dropped_total", &[("reason", reason)], n);
+        }
+        self.counter("warren_malformed_packets_total", &[], s.malformed_packets);
+        self.counter("warren_protocol_errors_total", &[], s.protocol_errors);
+        self.counter("warren_wills_published_total", &[], s.wills_published);
+        self.counter(
+            "warren_sessions_taken_over_total",
+            &[],
+            s.sessions_taken_over,
+        );
+        self.counter("warren_sessions_expired_total", &[], s.sessions_expired);
+        self.counter("warren_accept_errors_total", &[], s.accept_errors);
+        self.gauge("warren_open_files_limit", &[], s.open_files_limit as f64);
+
+        let gauges = Gauges::read(shared);
+        self.gauge(
+            "warren_sessions",
+            &[("state", "online")],
+            gauges.online as f64,
+        );
+        self.gauge(
+            "warren_sessions",
+            &[("state", "offline")],
+            gauges.offline as f64,
+        );
+        self.gauge("warren_subscriptions", &[], gauges.subscriptions as f64);
+        self.gauge("warren_retained_messages", &[], gauges.retained as f64);
+        self.gauge("warren_inflight_messages", &[], gauges.inflight as f64);
+        self.gauge("warren_queued_messages", &[], gauges.queued as f64);
+        self.gauge(
+            "warren_uptime_seconds",
+            &[],
+            shared.clock.started().elapsed().as_secs_f64(),
+        );
+        self.handle.render()
+    }
+}
+
+/// Gauges read from the broker's structures at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    /// Connected sessions.
+    pub online: usize,
+    /// Stored sessions.
+    pub offline: usize,
+    /// Subscriptions in the trie.
+    pub subscriptions: usize,
+    /// Retained messages.
+    pub retained: usize,
+    /// QoS 1/2 messages in flight.
+    pub inflight: usize,
+    /// Messages waiting in session queues.
+    pub queued: usize,
+}
+
+impl Gauges {
+    /// Reads them now.
+    pub fn read(shared: &Shared) -> Gauges {
+        let sessions = shared.registry.session_count();
+        let offline = shared.registry.offline_count();
+        Gauges {
+            online: sessions.saturating_sub(offline),
+            offline,
+            subscriptions: shared.router.subscription_count(),
+            retained: shared.router.retained_count(),
+            inflight: shared.registry.sum_mailboxes(|m| m.inflight()),
+            queued: shared.registry.sum_mailboxes(|m| m.len()),
+        }
+    }
+}
+
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    let labels: Vec<Label> = labels
+        .iter()
+        .map(|(k, v)| Label::new(*k, (*v).to_owned()))
+        .collect();
+    Key::from_parts(name, labels)
+}
+
+fn name_str(name: &metrics::KeyName) -> &str {
+    name.as_str()
+}
+
+fn name_is_gauge(name: &str) -> bool {
+    matches!(
+        name,
+        "warren_sockets_open"
+            | "warren_connections"
+            | "warren_sessions"
+            | "warren_subscriptions"
+            | "warren_retained_messages"
+            | "warren_inflight_messages"
+            | "warren_queued_messages"
+            | "warren_open_files_limit"
+            | "warren_uptime_seconds"
+    )
+}

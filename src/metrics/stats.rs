@@ -1,0 +1,239 @@
+//! Broker-wide counters, read by the metrics exporter and `$SYS`.
+//!
+//! Two kinds. Rare events (a connection, a malformed packet, a dropped message) are plain
+//! atomics bumped where they happen. Per-packet counts (packets, bytes, messages) go to a
+//! [`Shard`] of the worker thread that handles them: a cache line no other thread writes, so the
+//! hot path never contends on a shared atomic; [`Stats::snapshot`] adds the shards up.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// Number of per-thread shards (threads beyond it share, which stays correct).
+const SHARDS: usize = 16;
+
+/// Per-thread counters of the per-packet path.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub struct Shard {
+    packets_in: [AtomicU64; 16],
+    packets_out: [AtomicU64; 16],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    received: [AtomicU64; 3],
+    delivered: [AtomicU64; 3],
+}
+
+impl Shard {
+    /// A packet of type `code` (1–15) received.
+    pub fn packet_in(&self, code: usize) {
+        self.packets_in[code & 15].fetch_add(1, Relaxed);
+    }
+    /// A packet of type `code` (1–15) sent.
+    pub fn packet_out(&self, code: usize) {
+        self.packets_out[code & 15].fetch_add(1, Relaxed);
+    }
+    /// Bytes read from clients.
+    pub fn bytes_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Relaxed);
+    }
+    /// Bytes written to clients.
+    pub fn bytes_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Relaxed);
+    }
+    /// An application message received from a client at `qos`.
+    pub fn received(&self, qos: u8) {
+        self.received[usize::from(qos.min(2))].fetch_add(1, Relaxed);
+    }
+    /// An application message delivered to a client at `qos`.
+    pub fn delivered(&self, qos: u8) {
+        self.delivered[usize::from(qos.min(2))].fetch_add(1, Relaxed);
+    }
+}
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static SHARD_INDEX: usize = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
+}
+
+/// Connections of one listener and protocol version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnCount {
+    /// Connected now (past CONNACK).
+    pub current: u64,
+    /// Connected since start.
+    pub total: u64,
+}
+
+/// Counters of broker events.
+#[derive(Debug)]
+pub struct Stats {
+    shards: Box<[Shard]>,
+    pub(crate) sockets_accepted: AtomicU64,
+    pub(crate) sockets_open: AtomicU64,
+    pub(crate) malformed_packets: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+    pub(crate) dropped_queue_full: AtomicU64,
+    pub(crate) dropped_offline_qos0: AtomicU64,
+    pub(crate) dropped_too_large: AtomicU64,
+    pub(crate) dropped_expired: AtomicU64,
+    pub(crate) dropped_no_subscribers: AtomicU64,
+    pub(crate) wills_published: AtomicU64,
+    pub(crate) sessions_taken_over: AtomicU64,
+    pub(crate) sessions_expired: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    /// The process's open-file limit, as raised at start (0 if unknown).
+    pub(crate) open_files_limit: AtomicU64,
+    connections: Mutex<BTreeMap<(Arc<str>, &'static str), ConnCount>>,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            sockets_accepted: AtomicU64::new(0),
+            sockets_open: AtomicU64::new(0),
+            malformed_packets: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            dropped_queue_full: AtomicU64::new(0),
+            dropped_offline_qos0: AtomicU64::new(0),
+            dropped_too_large: AtomicU64::new(0),
+            dropped_expired: AtomicU64::new(0),
+            dropped_no_subscribers: AtomicU64::new(0),
+            wills_published: AtomicU64::new(0),
+            sessions_taken_over: AtomicU64::new(0),
+            sessions_expired: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+            open_files_limit: AtomicU64::new(0),
+            connections: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// TCP connections accepted since start.
+    pub connections_total: u64,
+    /// TCP connections open now (including those not past CONNECT yet).
+    pub connections_current: u64,
+    /// CONNECTs answered with a refusal (or closed for a refusal 3.1.1 cannot express).
+    pub connects_refused: u64,
+    /// Refusals by reason.
+    pub refused_by_reason: BTreeMap<&'static str, u64>,
+    /// MQTT connections by (listener, protocol version).
+    pub connections_by: BTreeMap<(Arc<str>, &'static str), ConnCount>,
+    /// Connections closed for a malformed packet (including packets over the size limit).
+    pub malformed_packets: u64,
+    /// Connections closed for a protocol error.
+    pub protocol_errors: u64,
+    /// Deliveries dropped because a session queue was full.
+    pub dropped_queue_full: u64,
+    /// QoS 0 deliveries not queued for an offline session.
+    pub dropped_offline_qos0: u64,
+    /// Deliveries dropped because they exceed the client's Maximum Packet Size.
+    pub dropped_too_large: u64,
+    /// Deliveries dropped because their message expired.
+    pub dropped_expired: u64,
+    /// Published messages that matched no subscription.
+    pub dropped_no_subscribers: u64,
+    /// Will messages published.
+    pub wills_published: u64,
+    /// Connections closed because their client id connected again.
+    pub sessions_taken_over: u64,
+    /// Offline sessions ended by their expiry interval.
+    pub sessions_expired: u64,
+    /// Failed accepts (e.g. the open-file limit).
+    pub accept_errors: u64,
+    /// The process's open-file limit.
+    pub open_files_limit: u64,
+    /// Packets received, by type code.
+    pub packets_in: [u64; 16],
+    /// Packets sent, by type code.
+    pub packets_out: [u64; 16],
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Application messages received from clients, by QoS.
+    pub messages_received: [u64; 3],
+    /// Application messages delivered to clients, by QoS.
+    pub messages_delivered: [u64; 3],
+}
+
+impl Stats {
+    /// Adds one to `counter`.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// The calling thread's shard for per-packet counts.
+    pub fn shard(&self) -> &Shard {
+        &self.shards[SHARD_INDEX.with(|i| *i)]
+    }
+
+    /// A CONNECT refused for `reason`.
+    pub(crate) fn refused(&self, reason: &'static str) {
+        *self.refused.lock().entry(reason).or_default() += 1;
+    }
+
+    /// An MQTT connection established on `listener` at `version`.
+    pub(crate) fn connected(&self, listener: &Arc<str>, version: &'static str) {
+        let mut map = self.connections.lock();
+        let count = map.entry((listener.clone(), version)).or_default();
+        count.current += 1;
+        count.total += 1;
+    }
+
+    /// An MQTT connection on `listener` at `version` ended.
+    pub(crate) fn disconnected(&self, listener: &Arc<str>, version: &'static str) {
+        if let Some(count) = self
+            .connections
+            .lock()
+            .get_mut(&(listener.clone(), version))
+        {
+            count.current = count.current.saturating_sub(1);
+        }
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut snap = StatsSnapshot {
+            connections_total: self.sockets_accepted.load(Relaxed),
+            connections_current: self.sockets_open.load(Relaxed),
+            refused_by_reason: self.refused.lock().clone(),
+            connections_by: self.connections.lock().clone(),
+            malformed_packets: self.malformed_packets.load(Relaxed),
+            protocol_errors: self.protocol_errors.load(Relaxed),
+            dropped_queue_full: self.dropped_queue_full.load(Relaxed),
+            dropped_offline_qos0: self.dropped_offline_qos0.load(Relaxed),
+            dropped_too_large: self.dropped_too_large.load(Relaxed),
+            dropped_expired: self.dropped_expired.load(Relaxed),
+            dropped_no_subscribers: self.dropped_no_subscribers.load(Relaxed),
+            wills_published: self.wills_published.load(Relaxed),
+            sessions_taken_over: self.sessions_taken_over.load(Relaxed),
+            sessions_expired: self.sessions_expired.load(Relaxed),
+            accept_errors: self.accept_errors.load(Relaxed),
+            open_files_limit: self.open_files_limit.load(Relaxed),
+            ..StatsSnapshot::default()
+        };
+        snap.connects_refused = snap.refused_by_reason.values().sum();
+        for shard in self.shards.iter() {
+            for i in 0..16 {
+                snap.packets_in[i] += shard.packets_in[i].load(Relaxed);
+                snap.packets_out[i] += shard.packets_out[i].load(Relaxed);
+            }
+            snap.bytes_in += shard.bytes_in.load(Relaxed);
+            snap.bytes_out += shard.bytes_out.load(Relaxed);
+            for q in 0..3 {
+                snap.messages_received[q] += shard.received[q].load(Relaxed);
+                snap.messages_delivered[q] += shard.delivered[q].load(Relaxed);
+            }
+        }
+        snap
+    }
+}

@@ -1,0 +1,76 @@
+//! `$SYS/broker/...`: the broker's figures as retained MQTT messages, in Mosquitto's naming,
+//! published every `metrics.sys_interval_secs` so that any MQTT client can watch them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::Gauges;
+use crate::broker::Shared;
+use crate::protocol::{PublishProperties, QoS};
+use crate::session::mailbox::Message;
+
+/// Publishes the `$SYS` topics every `interval` until shutdown.
+pub async fn publish_every(shared: Arc<Shared>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut scratch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+        for (topic, value) in topics(&shared) {
+            let message = Arc::new(Message {
+                topic: topic.into(),
+                payload: Bytes::from(value),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: PublishProperties::default(),
+                expires_at: None,
+                origin: 0,
+                received_at: Instant::now(),
+            });
+            shared.router.publish(message, &mut scratch, &shared.stats);
+        }
+    }
+}
+
+/// The topics and their values now.
+pub fn topics(shared: &Shared) -> Vec<(String, String)> {
+    let s = shared.stats.snapshot();
+    let g = Gauges::read(shared);
+    let received: u64 = s.messages_received.iter().sum();
+    let sent: u64 = s.messages_delivered.iter().sum();
+    let dropped =
+        s.dropped_queue_full + s.dropped_offline_qos0 + s.dropped_too_large + s.dropped_expired;
+    let connected: u64 = s.connections_by.values().map(|c| c.current).sum();
+    let uptime = shared.clock.started().elapsed().as_secs();
+    [
+        ("version", format!("warren {}", env!("CARGO_PKG_VERSION"))),
+        ("uptime", format!("{uptime} seconds")),
+        ("clients/connected", connected.to_string()),
+        ("clients/disconnected", g.offline.to_string()),
+        ("clients/total", (g.online + g.offline).to_string()),
+        (
+            "messages/received",
+            s.packets_in.iter().sum::<u64>().to_string(),
+        ),
+        (
+            "messages/sent",
+            s.packets_out.iter().sum::<u64>().to_string(),
+        ),
+        ("publish/messages/received", received.to_string()),
+        ("publish/messages/sent", sent.to_string()),
+        ("publish/messages/dropped", dropped.to_string()),
+        ("bytes/received", s.bytes_in.to_string()),
+        ("bytes/sent", s.bytes_out.to_string()),
+        ("subscriptions/count", g.subscriptions.to_string()),
+        ("retained messages/count", g.retained.to_string()),
+        ("store/messages/count", g.queued.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (format!("$SYS/broker/{name}"), value))
+    .collect()
+}

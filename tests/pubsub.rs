@@ -595,3 +595,36 @@ async fn fifty_subscribers_each_get_the_message() {
         assert_eq!(&got.payload[..], b"all");
     }
 }
+
+/// A QoS 0 subscriber never sends anything, so only the broker can keep its deliveries going:
+/// a burst larger than one write batch must arrive whole (it once stalled after the first batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_qos0_subscriber_receives_a_burst_larger_than_one_write_batch() {
+    let (_broker, addr) = common::start_with(|c| c.mqtt.max_queued_messages = 10_000).await;
+    let mut sub = common::raw_connected(addr, ProtocolVersion::V3_1_1, "silent").await;
+    raw_subscribe(&mut sub, 1, &[("burst", WQoS::AtMostOnce)]).await;
+
+    // 3,000 PUBLISH of ~200 bytes in one write: about 600 KB of deliveries at once.
+    let count = 3_000;
+    let mut bytes = bytes::BytesMut::new();
+    for i in 0..count {
+        let payload = format!("{i:0200}");
+        let packet = clients::publish("burst", payload.as_bytes(), WQoS::AtMostOnce, 0, false);
+        protocol::encode(
+            &packet,
+            ProtocolVersion::V3_1_1,
+            protocol::MAX_PACKET_SIZE,
+            &mut bytes,
+        )
+        .unwrap();
+    }
+    let mut publisher = common::raw_connected(addr, ProtocolVersion::V3_1_1, "burster").await;
+    publisher.send_bytes(&bytes).await;
+
+    for i in 0..count {
+        match sub.recv().await {
+            Some(Packet::Publish(p)) => assert_eq!(&p.payload[..], format!("{i:0200}").as_bytes()),
+            other => panic!("message {i} of {count}: expected PUBLISH, got {other:?}"),
+        }
+    }
+}

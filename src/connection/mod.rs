@@ -219,6 +219,10 @@ impl Connection {
                         *rbuf = BytesMut::new();
                     }
                 }
+                // Deliveries left over from a drain cut short by the write high-water mark:
+                // go round again (fairly with reads) instead of waiting for a notification
+                // that was already consumed.
+                () = std::future::ready(()), if self.mailbox_pending => {}
                 _ = mailbox.notified(), if !self.mailbox_pending => {
                     match mailbox.take_control() {
                         Some(Control::TakeOver(reply)) => return Exit::TakenOver(reply),

@@ -55,17 +55,16 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
             )
             .await;
             drop(permit);
-            match r {
-                Ok(Ok(conn)) => {
-                    let _ = done.send(Ok(()));
-                    hold(conn, keep_alive, release, closed).await;
-                }
-                Ok(Err(e)) => {
-                    let _ = done.send(Err(format!("{e:#}")));
-                }
-                Err(_) => {
-                    let _ = done.send(Err("connect or CONNACK timed out".into()));
-                }
+            // Report, then let go of the sender: the count below must not wait for the hold.
+            let (outcome, conn) = match r {
+                Ok(Ok(conn)) => (Ok(()), Some(conn)),
+                Ok(Err(e)) => (Err(format!("{e:#}")), None),
+                Err(_) => (Err("connect or CONNACK timed out".to_string()), None),
+            };
+            let _ = done.send(outcome);
+            drop(done);
+            if let Some(conn) = conn {
+                hold(conn, keep_alive, release, closed).await;
             }
         }));
     }
@@ -73,7 +72,8 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
     let (mut connected, mut failed) = (0u64, 0u64);
     let mut errors: Vec<String> = Vec::new();
     let mut last_report = Instant::now();
-    while let Some(r) = done_rx.recv().await {
+    for _ in 0..o.connections {
+        let Some(r) = done_rx.recv().await else { break };
         match r {
             Ok(()) => connected += 1,
             Err(e) => {

@@ -134,9 +134,13 @@ impl Conn {
         }
     }
 
-    /// Sends DISCONNECT (best effort) and closes the socket.
+    /// Sends DISCONNECT (best effort, at most 2 s: a busy broker may not be reading) and
+    /// closes the socket.
     pub async fn goodbye(mut self) {
-        let _ = self.send(&Packet::Disconnect(Disconnect::default())).await;
-        let _ = self.stream.shutdown().await;
+        let bye = async {
+            let _ = self.send(&Packet::Disconnect(Disconnect::default())).await;
+            let _ = self.stream.shutdown().await;
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), bye).await;
     }
 }

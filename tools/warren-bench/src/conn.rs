@@ -112,8 +112,9 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
     let rss_after = o.broker_pid.and_then(rss_kib);
     let closed_during_hold = closed.load(Relaxed);
     let _ = release_tx.send(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for h in holders {
-        let _ = timeout(Duration::from_secs(5), h).await;
+        let _ = tokio::time::timeout_at(deadline, h).await;
     }
 
     let mut m = Map::new();

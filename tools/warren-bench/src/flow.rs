@@ -384,11 +384,15 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
     // Stop publishing; publishers wait for their own acknowledgements (up to --drain).
     let _ = pub_stop_tx.send(true);
     let mut errors: Vec<String> = Vec::new();
+    let pubs_deadline = tokio::time::Instant::now() + Duration::from_secs_f64(o.drain + 5.0);
     for p in pubs {
-        match p.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => errors.push(format!("{e:#}")),
-            Err(e) => errors.push(format!("publisher task: {e}")),
+        match tokio::time::timeout_at(pubs_deadline, p).await {
+            Err(_) => errors.push("publisher did not stop in time".to_string()),
+            Ok(p) => match p {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("{e:#}")),
+                Err(e) => errors.push(format!("publisher task: {e}")),
+            },
         }
     }
     // Drain: wait until every acknowledged message arrived (QoS 1/2) or nothing more arrives.
@@ -416,8 +420,10 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
     }
     let _ = sub_stop_tx.send(true);
     let mut hist: Option<Histogram<u64>> = None;
+    // One deadline for all of them, not one per subscriber.
+    let subs_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for s in subs {
-        match timeout(Duration::from_secs(5), s).await {
+        match tokio::time::timeout_at(subs_deadline, s).await {
             Ok(Ok(Ok(r))) => {
                 if let Some(h) = r.latency_ns {
                     match hist.as_mut() {
@@ -428,7 +434,7 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
             }
             Ok(Ok(Err(e))) => errors.push(format!("{e:#}")),
             Ok(Err(e)) => errors.push(format!("subscriber task: {e}")),
-            Err(_) => errors.push("subscriber did not stop within 5 s".to_string()),
+            Err(_) => errors.push("subscriber did not stop within 10 s".to_string()),
         }
     }
     if let Some(what) = broken {

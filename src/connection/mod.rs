@@ -218,6 +218,11 @@ impl Connection {
                         // An idle connection keeps no read buffer.
                         *rbuf = BytesMut::new();
                     }
+                    // One read's worth of work, then the other tasks' turn: a publisher that
+                    // always has input must not starve its subscribers, the accept loop or
+                    // other clients (a single-threaded broker gets this fairness from its
+                    // event loop; here the scheduler needs the hint).
+                    tokio::task::yield_now().await;
                 }
                 // Deliveries left over from a drain cut short by the write high-water mark:
                 // go round again (fairly with reads) instead of waiting for a notification

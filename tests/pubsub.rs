@@ -628,3 +628,69 @@ async fn a_silent_qos0_subscriber_receives_a_burst_larger_than_one_write_batch()
         }
     }
 }
+
+/// A connected QoS 1 subscriber that acknowledges nothing, with a queue of 5: the publisher's
+/// messages beyond what fits are not dropped after PUBACK; the publisher is paused instead
+/// (back-pressure) and resumes as the subscriber acknowledges. Nothing is lost or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_subscriber_queue_pauses_a_qos1_publisher_instead_of_dropping() {
+    let (broker, addr) = common::start_with(|c| {
+        c.mqtt.max_queued_messages = 5;
+        c.mqtt.max_inflight = 1;
+    })
+    .await;
+    let mut sub = common::raw_connected(addr, ProtocolVersion::V3_1_1, "slow").await;
+    raw_subscribe(&mut sub, 1, &[("bp", WQoS::AtLeastOnce)]).await;
+
+    // 20 QoS 1 messages in one write.
+    let count: u16 = 20;
+    let mut bytes = bytes::BytesMut::new();
+    for i in 1..=count {
+        let packet = clients::publish(
+            "bp",
+            format!("m{i}").as_bytes(),
+            WQoS::AtLeastOnce,
+            i,
+            false,
+        );
+        protocol::encode(
+            &packet,
+            ProtocolVersion::V3_1_1,
+            protocol::MAX_PACKET_SIZE,
+            &mut bytes,
+        )
+        .unwrap();
+    }
+    let mut publisher = common::raw_connected(addr, ProtocolVersion::V3_1_1, "fast").await;
+    publisher.send_bytes(&bytes).await;
+
+    // What fits (the queue of 5, perhaps 1 already in flight) plus the one that went past the
+    // limit is acknowledged; then the publisher waits. (A quiet half second shows the pause.)
+    let mut acked = 0;
+    while let Ok(Some(Packet::PubAck(ack))) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), publisher.recv()).await
+    {
+        acked += 1;
+        assert_eq!(ack.pkid, acked);
+    }
+    assert!(
+        (6..=7).contains(&acked),
+        "{acked} acknowledged before the pause"
+    );
+    // The subscriber takes its time; each PUBACK makes room for one more.
+    for i in 1..=count {
+        let publish = match sub.recv().await {
+            Some(Packet::Publish(p)) => p,
+            other => panic!("expected message {i}, got {other:?}"),
+        };
+        assert_eq!(&publish.payload[..], format!("m{i}").as_bytes());
+        sub.send(&Packet::PubAck(clients::resp(publish.pkid))).await;
+    }
+    for i in acked + 1..=count {
+        match publisher.recv().await {
+            Some(Packet::PubAck(ack)) => assert_eq!(ack.pkid, i),
+            other => panic!("expected PUBACK {i}, got {other:?}"),
+        }
+    }
+    assert_eq!(broker.stats().dropped_queue_full, 0);
+}

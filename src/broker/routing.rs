@@ -12,11 +12,27 @@ use parking_lot::RwLock;
 use crate::metrics::stats::Stats;
 use crate::protocol::QoS;
 use crate::router::{RetainedStore, SubscriptionTrie};
-use crate::session::mailbox::{Delivery, Dropped, Message, Subscriber};
+use crate::session::mailbox::{Delivery, Dropped, Mailbox, Message, Queued, Subscriber};
 use crate::session::SubEntry;
 
-/// Scratch space a connection keeps for routing, so that a publish allocates nothing.
-pub type MatchBuf = Vec<(Subscriber, SubEntry)>;
+/// Matches of one publish.
+type MatchBuf = Vec<(Subscriber, SubEntry)>;
+
+thread_local! {
+    /// Each worker thread's buffer for the matches of the publish it routes: reused, so a
+    /// publish allocates nothing, and not kept per connection, so idle connections stay small.
+    static MATCHES: std::cell::RefCell<MatchBuf> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What routing one message did.
+#[derive(Debug, Default)]
+pub struct Routed {
+    /// Sessions it was queued for.
+    pub queued: usize,
+    /// A connected session's queue it went past the limit of: the publisher must wait for room
+    /// there before it reads more (back-pressure).
+    pub pressure: Option<Arc<Mailbox>>,
+}
 
 /// Subscriptions and retained messages of the whole broker.
 #[derive(Default)]
@@ -27,8 +43,18 @@ pub struct Router {
 
 impl Router {
     /// Routes `message` to every matching subscription and updates the retained store when
-    /// it carries the retain flag. Returns the number of sessions it was queued for.
-    pub fn publish(&self, message: Arc<Message>, scratch: &mut MatchBuf, stats: &Stats) -> usize {
+    /// it carries the retain flag.
+    pub fn publish(&self, message: Arc<Message>, stats: &Stats) -> Routed {
+        // Taken out of the thread-local while in use (routing never nests, but this stays
+        // correct if it did: the inner call would just start with an empty buffer).
+        let mut scratch = MATCHES.with(|m| std::mem::take(&mut *m.borrow_mut()));
+        let routed = self.route(message, &mut scratch, stats);
+        scratch.clear();
+        MATCHES.with(|m| *m.borrow_mut() = scratch);
+        routed
+    }
+
+    fn route(&self, message: Arc<Message>, scratch: &mut MatchBuf, stats: &Stats) -> Routed {
         if message.retain {
             let mut retained = self.retained.write();
             if message.payload.is_empty() {
@@ -42,7 +68,7 @@ impl Router {
         if scratch.len() > 1 {
             scratch.sort_unstable_by_key(|(s, _)| s.0.id());
         }
-        let mut queued = 0;
+        let mut routed = Routed::default();
         let mut i = 0;
         while i < scratch.len() {
             // Overlapping subscriptions of one session: deliver once, at the highest granted QoS,
@@ -72,7 +98,11 @@ impl Router {
                     message: message.clone(),
                 };
                 match mailbox.push(delivery) {
-                    Ok(()) => queued += 1,
+                    Ok(Queued::Normally) => routed.queued += 1,
+                    Ok(Queued::OverLimit) => {
+                        routed.queued += 1;
+                        routed.pressure = Some(mailbox.clone());
+                    }
                     Err(Dropped::QueueFull) => Stats::bump(&stats.dropped_queue_full),
                     Err(Dropped::OfflineQoS0) => Stats::bump(&stats.dropped_offline_qos0),
                     Err(Dropped::Closed) => {}
@@ -80,8 +110,7 @@ impl Router {
             }
             i = j;
         }
-        scratch.clear();
-        queued
+        routed
     }
 
     /// Adds or replaces a subscription; true if it is new.

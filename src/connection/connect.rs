@@ -1,7 +1,6 @@
 //! The CONNECT phase: read CONNECT in time, check it, claim the client id (taking the session
 //! over from another connection or the store), answer CONNACK, resend what was in flight.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -291,10 +290,8 @@ async fn establish(
         client_max_packet,
         window: usize::from(mqtt.max_inflight.min(receive_maximum)),
         wbuf: BytesMut::new(),
-        scratch: Vec::new(),
-        batch: VecDeque::new(),
-        retained_buf: Vec::new(),
         mailbox_pending: true,
+        pressure: None,
     };
     tracing::debug!(%client_id, version = conn.version.label(), session_present, "connected");
     conn.send(Packet::ConnAck(connack));

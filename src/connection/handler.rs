@@ -13,6 +13,13 @@ use crate::protocol::{
 use crate::session::mailbox::{Delivery, Dropped, Message, Subscriber};
 use crate::session::{AckOutcome, OutState, SubEntry};
 
+thread_local! {
+    /// Each worker thread's buffer for deliveries taken from a mailbox: reused, and not kept
+    /// per connection.
+    static BATCH: std::cell::RefCell<std::collections::VecDeque<Delivery>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+}
+
 /// Topics and filters deeper than this are refused (the trie walks levels recursively).
 pub(crate) const MAX_TOPIC_LEVELS: usize = 128;
 
@@ -108,11 +115,14 @@ impl Connection {
             origin: self.session.mailbox.id(),
             received_at: now,
         });
-        let queued = self
-            .shared
-            .router
-            .publish(message, &mut self.scratch, &self.shared.stats);
-        let code = if queued == 0 {
+        let routed = self.shared.router.publish(message, &self.shared.stats);
+        if routed.pressure.is_some() {
+            // A connected subscriber's queue is full: read nothing more from this publisher
+            // until it has room (its keep alive is paused meanwhile).
+            self.pressure = routed.pressure;
+            self.session.mailbox.set_keep_alive(None, 0);
+        }
+        let code = if routed.queued == 0 {
             Stats::bump(&self.shared.stats.dropped_no_subscribers);
             reason::NO_MATCHING_SUBSCRIBERS
         } else {
@@ -188,10 +198,10 @@ impl Connection {
 
     /// Queues the retained messages matching a new subscription (sent after the SUBACK).
     fn queue_retained(&mut self, filter: &str, entry: SubEntry) {
-        self.retained_buf.clear();
-        self.shared.router.retained(filter, &mut self.retained_buf);
+        let mut retained = Vec::new();
+        self.shared.router.retained(filter, &mut retained);
         let now = Instant::now();
-        for message in self.retained_buf.drain(..) {
+        for message in retained {
             if message.expired(now) {
                 continue;
             }
@@ -202,6 +212,8 @@ impl Connection {
                 message,
             };
             if let Err(Dropped::QueueFull) = self.session.mailbox.push(delivery) {
+                // (Retained messages for a connected session's own subscribe cannot be
+                // refused with back-pressure: only QoS 0 or a full offline queue land here.)
                 Stats::bump(&self.shared.stats.dropped_queue_full);
             }
         }
@@ -249,30 +261,30 @@ impl Connection {
     /// the write high-water mark allow.
     pub(super) fn drain_mailbox(&mut self) {
         let now = Instant::now();
+        // The worker thread's batch buffer, taken out while in use.
+        let mut batch = BATCH.with(|b| std::mem::take(&mut *b.borrow_mut()));
         loop {
             let room = self.window.saturating_sub(self.session.outgoing.len());
-            let taken = self
-                .session
-                .mailbox
-                .pop_into(&mut self.batch, DRAIN_BATCH, room);
-            if let Some(first) = self.batch.front() {
+            let taken = self.session.mailbox.pop_into(&mut batch, DRAIN_BATCH, room);
+            if let Some(first) = batch.front() {
                 // One latency sample a batch: representative, and cheap on the hot path.
                 self.shared
                     .metrics
                     .record_latency(now.saturating_duration_since(first.message.received_at));
             }
-            while let Some(delivery) = self.batch.pop_front() {
+            while let Some(delivery) = batch.pop_front() {
                 self.deliver(delivery, now);
             }
             if taken < DRAIN_BATCH {
                 self.mailbox_pending = false;
-                return;
+                break;
             }
             if self.wbuf.len() >= WRITE_HIGH_WATER {
                 // More may be waiting: come back after writing.
-                return;
+                break;
             }
         }
+        BATCH.with(|b| *b.borrow_mut() = batch);
     }
 
     fn deliver(&mut self, delivery: Delivery, now: Instant) {
@@ -395,9 +407,7 @@ impl Connection {
         });
         tracing::debug!(topic = %message.topic, "publishing will");
         Stats::bump(&self.shared.stats.wills_published);
-        self.shared
-            .router
-            .publish(message, &mut self.scratch, &self.shared.stats);
+        self.shared.router.publish(message, &self.shared.stats);
     }
 }
 

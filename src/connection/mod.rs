@@ -12,7 +12,6 @@
 mod connect;
 mod handler;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -22,11 +21,10 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use crate::broker::registry::Release;
-use crate::broker::routing::MatchBuf;
 use crate::broker::Shared;
 use crate::metrics::stats::Stats;
 use crate::protocol::{self, reason, DecodeError, Disconnect, Packet, ProtocolVersion, Will};
-use crate::session::mailbox::{Control, Delivery, Message, TakeOver};
+use crate::session::mailbox::{Control, TakeOver};
 use crate::session::SessionState;
 use crate::transport::{Accepted, Stream};
 
@@ -159,11 +157,11 @@ pub(crate) struct Connection {
     /// Outgoing QoS 1/2 window: min(server max inflight, client Receive Maximum).
     window: usize,
     wbuf: BytesMut,
-    scratch: MatchBuf,
-    batch: VecDeque<Delivery>,
-    retained_buf: Vec<Arc<Message>>,
     /// The mailbox may hold deliveries we could take now.
     mailbox_pending: bool,
+    /// A subscriber's queue that is over its limit because of this client's messages: no
+    /// input is read until it has room (back-pressure).
+    pressure: Option<Arc<crate::session::mailbox::Mailbox>>,
 }
 
 impl Connection {
@@ -186,6 +184,19 @@ impl Connection {
         }
         self.mailbox_pending = true;
         loop {
+            // Paused by a full subscriber queue: resume once it has room (else this task is
+            // registered to be woken then). Resuming may meet a full queue again.
+            while let Some(full) = &self.pressure {
+                if !full.room_or_wait(&mailbox) {
+                    break;
+                }
+                self.pressure = None;
+                mailbox.set_keep_alive(self.keep_alive, self.shared.clock.now_ms());
+                // Input held back while paused.
+                if let Some(exit) = self.process_input(rbuf, max_packet) {
+                    return exit;
+                }
+            }
             if self.mailbox_pending {
                 self.drain_mailbox();
             }
@@ -195,28 +206,15 @@ impl Connection {
             }
             let want = read_size(rbuf, max_packet);
             tokio::select! {
-                read = stream.read_some(rbuf, want) => {
+                read = stream.read_some(rbuf, want), if self.pressure.is_none() => {
                     let n = match read {
                         Ok(0) | Err(_) => return Exit::Closed,
                         Ok(n) => n,
                     };
-                    let now = Instant::now();
                     self.shared.stats.shard().bytes_in(n);
-                    mailbox.touch(self.shared.clock.ms_at(now));
-                    loop {
-                        match protocol::decode(rbuf, Some(self.version), max_packet) {
-                            Ok(Some(packet)) => {
-                                if let Some(exit) = self.handle(packet, now) {
-                                    return exit;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(error) => return Exit::from_decode(error),
-                        }
-                    }
-                    if rbuf.is_empty() {
-                        // An idle connection keeps no read buffer.
-                        *rbuf = BytesMut::new();
+                    mailbox.touch(self.shared.clock.now_ms());
+                    if let Some(exit) = self.process_input(rbuf, max_packet) {
+                        return exit;
                     }
                     // One read's worth of work, then the other tasks' turn: a publisher that
                     // always has input must not starve its subscribers, the accept loop or
@@ -238,6 +236,28 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Handles every whole packet in the read buffer, stopping early when a subscriber's full
+    /// queue pushes back (the rest waits in the buffer). `Some` ends the connection.
+    fn process_input(&mut self, rbuf: &mut BytesMut, max_packet: u32) -> Option<Exit> {
+        let now = Instant::now();
+        while self.pressure.is_none() {
+            match protocol::decode(rbuf, Some(self.version), max_packet) {
+                Ok(Some(packet)) => {
+                    if let Some(exit) = self.handle(packet, now) {
+                        return Some(exit);
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => return Some(Exit::from_decode(error)),
+            }
+        }
+        if rbuf.is_empty() {
+            // An idle connection keeps no read buffer.
+            *rbuf = BytesMut::new();
+        }
+        None
     }
 
     /// Writes out everything encoded so far.

@@ -15,7 +15,6 @@ use crate::session::mailbox::Message;
 pub async fn publish_every(shared: Arc<Shared>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut scratch = Vec::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -32,7 +31,7 @@ pub async fn publish_every(shared: Arc<Shared>, interval: Duration) {
                 origin: 0,
                 received_at: Instant::now(),
             });
-            shared.router.publish(message, &mut scratch, &shared.stats);
+            shared.router.publish(message, &shared.stats);
         }
     }
 }

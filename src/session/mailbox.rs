@@ -5,7 +5,10 @@
 //! [`Mailbox`] is the one queue a session has: the router pushes into it whether the session is
 //! online or not, and the connection task drains it into its inflight window. That one queue is
 //! therefore both the offline queue of a persistent session and the backlog of a slow subscriber,
-//! bounded by count and bytes (policy: when full, the newest message is dropped and counted).
+//! bounded by count and bytes. Policy when full: QoS 0 deliveries, and any delivery to an
+//! offline session, are dropped (the newest) and counted; a QoS 1/2 delivery to a connected
+//! session is queued past the limit and its publisher pauses until there is room again
+//! (back-pressure), so an acknowledged message is not dropped for a slow subscriber.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +94,17 @@ pub struct Delivery {
     pub subscription_ids: Vec<u32>,
 }
 
+/// How a delivery was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Within the limits.
+    Normally,
+    /// A QoS 1/2 delivery to a connected session whose queue is full: queued past the limit so
+    /// that nothing acknowledged is lost, and the publisher must pause until
+    /// there is room again
+    OverLimit,
+}
+
 /// Why a delivery was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dropped {
@@ -120,6 +134,8 @@ struct Inner {
     online: bool,
     closed: bool,
     control: Option<Control>,
+    /// Mailboxes of publishers paused until this queue drops below its limits.
+    room_waiters: Vec<Arc<Mailbox>>,
 }
 
 /// The queue between the router and one session.
@@ -151,6 +167,7 @@ impl Mailbox {
                 online: false,
                 closed: false,
                 control: None,
+                room_waiters: Vec::new(),
             }),
             notify: Notify::new(),
             keep_alive_ms: AtomicU64::new(0),
@@ -165,7 +182,7 @@ impl Mailbox {
     }
 
     /// Queues `delivery`, or says why not. Wakes the connection task if one is attached.
-    pub fn push(&self, delivery: Delivery) -> Result<(), Dropped> {
+    pub fn push(&self, delivery: Delivery) -> Result<Queued, Dropped> {
         let len = delivery.message.payload.len();
         let mut inner = self.inner.lock();
         if inner.closed {
@@ -174,10 +191,15 @@ impl Mailbox {
         if !inner.online && delivery.qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
             return Err(Dropped::OfflineQoS0);
         }
-        if inner.queue.len() >= self.limits.max_messages
-            || inner.bytes + len > self.limits.max_bytes
-        {
-            return Err(Dropped::QueueFull);
+        let mut queued = Queued::Normally;
+        if !Self::has_room(&inner, &self.limits, len) {
+            // QoS 0, and anything for an offline session (nothing would drain the queue while
+            // the publisher waited), is dropped; QoS 1/2 to a connected session goes over the
+            // limit and pushes back on its publisher.
+            if delivery.qos == QoS::AtMostOnce || !inner.online {
+                return Err(Dropped::QueueFull);
+            }
+            queued = Queued::OverLimit;
         }
         inner.bytes += len;
         inner.queue.push_back(delivery);
@@ -186,7 +208,36 @@ impl Mailbox {
         if online {
             self.notify.notify_one();
         }
-        Ok(())
+        Ok(queued)
+    }
+
+    fn has_room(inner: &Inner, limits: &MailboxLimits, extra: usize) -> bool {
+        inner.queue.len() < limits.max_messages && inner.bytes + extra <= limits.max_bytes
+    }
+
+    /// True when the queue is below its limits, or nothing would drain it (offline, closed);
+    /// otherwise registers `waiter`, the paused publisher's own mailbox, to be notified when
+    /// that changes. This is how a publisher paused by [`Queued::OverLimit`] waits, without a
+    /// future of its own: the wake-up arrives like a delivery.
+    pub fn room_or_wait(&self, waiter: &Arc<Mailbox>) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.closed || !inner.online || Self::has_room(&inner, &self.limits, 0) {
+            return true;
+        }
+        if !inner.room_waiters.iter().any(|w| w.id == waiter.id) {
+            inner.room_waiters.push(waiter.clone());
+        }
+        false
+    }
+
+    fn wake_room_waiters(&self, inner: &mut Inner) {
+        if !inner.room_waiters.is_empty()
+            && (inner.closed || !inner.online || Self::has_room(inner, &self.limits, 0))
+        {
+            for waiter in inner.room_waiters.drain(..) {
+                waiter.notify.notify_one();
+            }
+        }
     }
 
     /// Moves up to `max` deliveries from the front into `out`, taking at most `qos_room` of QoS
@@ -213,6 +264,7 @@ impl Mailbox {
             out.push_back(d);
             taken += 1;
         }
+        self.wake_room_waiters(&mut inner);
         taken
     }
 
@@ -228,7 +280,9 @@ impl Mailbox {
 
     /// Marks the session online (a connection drains it) or offline.
     pub fn set_online(&self, online: bool) {
-        self.inner.lock().online = online;
+        let mut inner = self.inner.lock();
+        inner.online = online;
+        self.wake_room_waiters(&mut inner);
     }
 
     /// Refuses every later push and drops what is queued (the session has ended).
@@ -237,6 +291,7 @@ impl Mailbox {
         inner.closed = true;
         inner.queue.clear();
         inner.bytes = 0;
+        self.wake_room_waiters(&mut inner);
     }
 
     /// Tells the connection draining this mailbox something. A takeover request is never

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::mailbox::{Delivery, Dropped, Mailbox, MailboxLimits, Message};
+use super::mailbox::{Delivery, Dropped, Mailbox, MailboxLimits, Message, Queued};
 use super::{AckOutcome, OutState, SessionState};
 use crate::protocol::{PublishProperties, QoS};
 
@@ -123,8 +123,8 @@ fn packet_ids_skip_zero_and_ids_in_flight() {
 
 #[test]
 fn mailbox_bounds_by_count_and_bytes_and_drops_newest() {
+    // Offline: the newest is dropped, whatever its QoS.
     let mailbox = Mailbox::new(limits(2, 1000));
-    mailbox.set_online(true);
     mailbox.push(delivery(QoS::AtLeastOnce, b"1")).unwrap();
     mailbox.push(delivery(QoS::AtLeastOnce, b"2")).unwrap();
     assert_eq!(
@@ -136,6 +136,7 @@ fn mailbox_bounds_by_count_and_bytes_and_drops_newest() {
     let payloads: Vec<_> = out.iter().map(|d| d.message.payload.clone()).collect();
     assert_eq!(payloads, [&b"1"[..], &b"2"[..]], "oldest kept, in order");
 
+    // Online: QoS 0 over the byte limit is dropped.
     let mailbox = Mailbox::new(limits(100, 4));
     mailbox.set_online(true);
     mailbox.push(delivery(QoS::AtMostOnce, b"abc")).unwrap();
@@ -144,6 +145,50 @@ fn mailbox_bounds_by_count_and_bytes_and_drops_newest() {
         Err(Dropped::QueueFull),
         "byte limit"
     );
+}
+
+#[test]
+fn online_qos1_past_the_limit_is_kept_and_pushes_back_until_there_is_room() {
+    let full = Mailbox::new(limits(1, 1000));
+    full.set_online(true);
+    let publisher = Mailbox::new(limits(10, 1000));
+    publisher.set_online(true);
+    assert_eq!(
+        full.push(delivery(QoS::AtLeastOnce, b"1")),
+        Ok(Queued::Normally)
+    );
+    assert_eq!(
+        full.push(delivery(QoS::AtLeastOnce, b"2")),
+        Ok(Queued::OverLimit)
+    );
+    assert!(
+        !full.room_or_wait(&publisher),
+        "no room: the publisher waits"
+    );
+    assert!(publisher.take_control().is_none());
+    let mut out = Default::default();
+    assert_eq!(full.pop_into(&mut out, 1, 1), 1);
+    assert!(!full.room_or_wait(&publisher), "still at the limit");
+    assert_eq!(full.pop_into(&mut out, 1, 1), 1);
+    // The publisher's own mailbox was notified; a fresh wait completes at once.
+    let woken = futures_now(publisher.notified());
+    assert!(woken, "publisher woken when room appeared");
+    assert!(full.room_or_wait(&publisher));
+    // Going offline also releases waiters (nothing would drain the queue).
+    full.push(delivery(QoS::AtLeastOnce, b"3")).unwrap();
+    full.push(delivery(QoS::AtLeastOnce, b"4")).unwrap();
+    assert!(!full.room_or_wait(&publisher));
+    full.set_online(false);
+    assert!(futures_now(publisher.notified()));
+    assert!(full.room_or_wait(&publisher));
+}
+
+/// Polls `fut` once: true if it is ready at once.
+fn futures_now(fut: impl std::future::Future<Output = ()>) -> bool {
+    let mut fut = std::pin::pin!(fut);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    fut.as_mut().poll(&mut cx).is_ready()
 }
 
 #[test]

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::metrics::stats::{Stats, StatsSnapshot};
 use crate::metrics::Metrics;
-use crate::session::mailbox::{Control, Subscriber};
+use crate::session::mailbox::{Control, MailboxLimits, Subscriber};
 use crate::session::SessionState;
 use crate::store::{MemoryStore, SessionStore};
 use crate::transport::{self, Listener};
@@ -61,6 +61,8 @@ pub struct Shared {
     pub stats: Stats,
     /// The Prometheus registry.
     pub metrics: Metrics,
+    /// Queue limits of every session (from `[mqtt]`).
+    pub mailbox_limits: Arc<MailboxLimits>,
     /// Cancelled when the broker shuts down.
     pub shutdown: CancellationToken,
     /// Every task of the broker, so shutdown can wait for them.
@@ -210,12 +212,18 @@ impl Broker {
         };
         let open_files_limit = raise_open_files_limit();
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+        let mailbox_limits = Arc::new(MailboxLimits {
+            max_messages: config.mqtt.max_queued_messages,
+            max_bytes: config.mqtt.max_queued_bytes,
+            queue_qos0_offline: config.mqtt.queue_qos0_offline,
+        });
         let shared = Arc::new(Shared {
             config,
             router: Router::default(),
             registry: Registry::new(store),
             stats: Stats::default(),
             metrics: Metrics::new(),
+            mailbox_limits,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             clock: Clock(Instant::now()),

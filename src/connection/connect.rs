@@ -18,9 +18,10 @@ use crate::protocol::{
     self, topic, ConnAck, ConnAckProperties, Connect, ConnectReason, DecodeError, Packet,
     ProtocolVersion, Will, MAX_PACKET_SIZE,
 };
-use crate::session::mailbox::{Mailbox, MailboxLimits};
+use crate::session::mailbox::Mailbox;
 use crate::session::SessionState;
-use crate::transport::Stream;
+use crate::transport::{Accepted, Stream};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Why the CONNECT phase ended without a session.
 enum ReadFailure {
@@ -53,13 +54,47 @@ async fn read_packet(
 
 /// Runs the CONNECT phase; `None` when the connection is to be closed.
 pub(super) async fn accept(
+    accepted: Accepted,
+    conn_id: u64,
+    shared: Arc<Shared>,
+) -> Option<Box<Connection>> {
+    let shared = &shared;
+    let Accepted {
+        mut stream,
+        peer,
+        listener,
+        permit,
+    } = accepted;
+    let mut rbuf = BytesMut::new();
+    let Some(connect) = handshake(&mut stream, &mut rbuf, peer, shared).await else {
+        let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
+        return None;
+    };
+    let io = Io {
+        stream,
+        rbuf,
+        permit,
+    };
+    let mut conn = establish(*connect, conn_id, peer, &listener, io, shared).await;
+    // CONNACK and the resent inflight messages are written by the packet loop's first flush.
+    conn.resend_inflight();
+    Some(Box::new(conn))
+}
+
+/// What the connection owns of the transport.
+struct Io {
+    stream: Stream,
+    rbuf: BytesMut,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Reads and checks CONNECT; answers refusals. `None`: close the connection.
+async fn handshake(
     stream: &mut Stream,
     rbuf: &mut BytesMut,
-    conn_id: u64,
     peer: SocketAddr,
-    listener: &Arc<str>,
     shared: &Arc<Shared>,
-) -> Option<Box<Connection>> {
+) -> Option<Box<Connect>> {
     let mqtt = &shared.config.mqtt;
     let timeout = Duration::from_secs(mqtt.connect_timeout_secs);
     let first = tokio::select! {
@@ -113,10 +148,7 @@ pub(super) async fn accept(
         }
         return None;
     }
-    let mut conn = establish(*connect, conn_id, peer, listener, shared).await;
-    // CONNACK and the resent inflight messages are written by the packet loop's first flush.
-    conn.resend_inflight();
-    Some(Box::new(conn))
+    Some(connect)
 }
 
 /// The refusals a CONNECT can get before any session is touched.
@@ -184,6 +216,7 @@ async fn establish(
     conn_id: u64,
     peer: SocketAddr,
     listener: &Arc<str>,
+    io: Io,
     shared: &Arc<Shared>,
 ) -> Connection {
     let mqtt = &shared.config.mqtt;
@@ -222,12 +255,10 @@ async fn establish(
         mqtt.persistent_session_expiry_secs
     };
 
-    let limits = MailboxLimits {
-        max_messages: mqtt.max_queued_messages,
-        max_bytes: mqtt.max_queued_bytes,
-        queue_qos0_offline: mqtt.queue_qos0_offline,
-    };
-    let fresh = SessionState::new(client_id.clone(), Mailbox::new(limits));
+    let fresh = SessionState::new(
+        client_id.clone(),
+        Mailbox::new(shared.mailbox_limits.clone()),
+    );
     let previous = match shared
         .registry
         .claim(&client_id, conn_id, fresh.mailbox.clone())
@@ -292,6 +323,9 @@ async fn establish(
         wbuf: BytesMut::new(),
         mailbox_pending: true,
         pressure: None,
+        stream: io.stream,
+        rbuf: io.rbuf,
+        _permit: io.permit,
     };
     tracing::debug!(%client_id, version = conn.version.label(), session_present, "connected");
     conn.send(Packet::ConnAck(connack));

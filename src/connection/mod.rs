@@ -12,6 +12,7 @@
 mod connect;
 mod handler;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -99,42 +100,23 @@ impl Exit {
 /// This future is what every idle connection costs, so it is kept small: the CONNECT phase and
 /// the goodbye run once and hold large futures, so they are boxed; the packet loop's state is
 /// the [`Connection`] (boxed too) and two waits.
-pub async fn serve(accepted: Accepted, shared: Arc<Shared>) {
-    let Accepted {
-        mut stream,
-        peer,
-        listener,
-        permit,
-    } = accepted;
+pub fn serve(accepted: Accepted, shared: Arc<Shared>) -> impl Future<Output = ()> + Send {
     Stats::bump(&shared.stats.sockets_accepted);
     shared.stats.sockets_open.fetch_add(1, Ordering::Relaxed);
     let conn_id = shared.next_conn_id();
     // No tracing span around the task: it would cost every idle connection its size (and an
     // enabled one, a few hundred bytes more); log lines name the client and peer instead.
-    tracing::debug!(conn_id, %peer, %listener, "accepted");
-    let mut rbuf = BytesMut::new();
-    let accepted = Box::pin(connect::accept(
-        &mut stream,
-        &mut rbuf,
-        conn_id,
-        peer,
-        &listener,
-        &shared,
-    ))
-    .await;
-    match accepted {
-        Some(mut conn) => {
-            let exit = conn.run(&mut stream, &mut rbuf).await;
-            Box::pin(conn.finish(stream, exit)).await;
+    tracing::debug!(conn_id, peer = %accepted.peer, listener = %accepted.listener, "accepted");
+    // Built here, not inside the async block, so that the accepted socket is not also kept
+    // as a captured argument for the connection's whole life.
+    let accept = Box::pin(connect::accept(accepted, conn_id, shared.clone()));
+    async move {
+        if let Some(mut conn) = accept.await {
+            let exit = conn.run().await;
+            Box::pin(conn.finish(exit)).await;
         }
-        None => {
-            Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()))
-                .await
-                .ok();
-        }
+        shared.stats.sockets_open.fetch_sub(1, Ordering::Relaxed);
     }
-    shared.stats.sockets_open.fetch_sub(1, Ordering::Relaxed);
-    drop(permit);
 }
 
 /// A connected client after CONNACK: its session and what the packet loop needs.
@@ -162,6 +144,12 @@ pub(crate) struct Connection {
     /// A subscriber's queue that is over its limit because of this client's messages: no
     /// input is read until it has room (back-pressure).
     pressure: Option<Arc<crate::session::mailbox::Mailbox>>,
+    /// The client's byte pipe.
+    stream: Stream,
+    /// Input not yet decoded (empty, and unallocated, while idle).
+    rbuf: BytesMut,
+    /// The connection's place under its listener's limit.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Connection {
@@ -169,7 +157,7 @@ impl Connection {
     /// idle connection's task stays small: keep alive, takeover and shutdown arrive as a
     /// [`Control`] through the mailbox (the broker's keep-alive sweeper checks the activity
     /// stamp this loop leaves on it).
-    async fn run(&mut self, stream: &mut Stream, rbuf: &mut BytesMut) -> Exit {
+    async fn run(&mut self) -> Exit {
         let mailbox = self.session.mailbox.clone();
         let max_packet = self.shared.config.mqtt.max_packet_size;
         mailbox.set_keep_alive(self.keep_alive, self.shared.clock.now_ms());
@@ -193,7 +181,7 @@ impl Connection {
                 self.pressure = None;
                 mailbox.set_keep_alive(self.keep_alive, self.shared.clock.now_ms());
                 // Input held back while paused.
-                if let Some(exit) = self.process_input(rbuf, max_packet) {
+                if let Some(exit) = self.process_input(max_packet) {
                     return exit;
                 }
             }
@@ -201,19 +189,19 @@ impl Connection {
                 self.drain_mailbox();
             }
             mailbox.set_inflight(self.session.outgoing.len());
-            if !self.wbuf.is_empty() && self.flush(stream).await.is_err() {
+            if !self.wbuf.is_empty() && self.flush().await.is_err() {
                 return Exit::Closed;
             }
-            let want = read_size(rbuf, max_packet);
+            let want = read_size(&self.rbuf, max_packet);
             tokio::select! {
-                read = stream.read_some(rbuf, want), if self.pressure.is_none() => {
+                read = self.stream.read_some(&mut self.rbuf, want), if self.pressure.is_none() => {
                     let n = match read {
                         Ok(0) | Err(_) => return Exit::Closed,
                         Ok(n) => n,
                     };
                     self.shared.stats.shard().bytes_in(n);
                     mailbox.touch(self.shared.clock.now_ms());
-                    if let Some(exit) = self.process_input(rbuf, max_packet) {
+                    if let Some(exit) = self.process_input(max_packet) {
                         return exit;
                     }
                     // One read's worth of work, then the other tasks' turn: a publisher that
@@ -240,10 +228,10 @@ impl Connection {
 
     /// Handles every whole packet in the read buffer, stopping early when a subscriber's full
     /// queue pushes back (the rest waits in the buffer). `Some` ends the connection.
-    fn process_input(&mut self, rbuf: &mut BytesMut, max_packet: u32) -> Option<Exit> {
+    fn process_input(&mut self, max_packet: u32) -> Option<Exit> {
         let now = Instant::now();
         while self.pressure.is_none() {
-            match protocol::decode(rbuf, Some(self.version), max_packet) {
+            match protocol::decode(&mut self.rbuf, Some(self.version), max_packet) {
                 Ok(Some(packet)) => {
                     if let Some(exit) = self.handle(packet, now) {
                         return Some(exit);
@@ -253,18 +241,18 @@ impl Connection {
                 Err(error) => return Some(Exit::from_decode(error)),
             }
         }
-        if rbuf.is_empty() {
+        if self.rbuf.is_empty() {
             // An idle connection keeps no read buffer.
-            *rbuf = BytesMut::new();
+            self.rbuf = BytesMut::new();
         }
         None
     }
 
     /// Writes out everything encoded so far.
-    async fn flush(&mut self, stream: &mut Stream) -> std::io::Result<()> {
-        stream.write_all(&self.wbuf).await?;
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.write_all(&self.wbuf).await?;
         self.shared.stats.shard().bytes_out(self.wbuf.len());
-        stream.flush().await?;
+        self.stream.flush().await?;
         self.wbuf.clear();
         if self.wbuf.capacity() > READ_CHUNK {
             // Do not keep a burst's buffer while idle.
@@ -274,7 +262,7 @@ impl Connection {
     }
 
     /// Ends the connection: DISCONNECT (5.0), close, will, and the session's hand-back.
-    async fn finish(mut self, mut stream: Stream, exit: Exit) {
+    async fn finish(mut self, exit: Exit) {
         self.session.mailbox.set_keep_alive(None, 0);
         self.shared
             .stats
@@ -320,12 +308,11 @@ impl Connection {
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
             if !self.wbuf.is_empty() {
-                let _ = self.flush(&mut stream).await;
+                let _ = self.flush().await;
             }
-            let _ = stream.shutdown().await;
+            let _ = self.stream.shutdown().await;
         })
         .await;
-        drop(stream);
         if publish_will {
             if let Some(will) = self.will.take() {
                 self.publish_will(*will);

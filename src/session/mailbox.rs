@@ -142,7 +142,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Mailbox {
     id: u64,
-    limits: MailboxLimits,
+    /// Shared by every mailbox of the broker.
+    limits: Arc<MailboxLimits>,
     inner: Mutex<Inner>,
     notify: Notify,
     /// 1.5 × the connection's keep alive in milliseconds; 0 when none.
@@ -157,7 +158,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Mailbox {
     /// A new, empty, offline mailbox with a process-unique id.
-    pub fn new(limits: MailboxLimits) -> Arc<Mailbox> {
+    pub fn new(limits: Arc<MailboxLimits>) -> Arc<Mailbox> {
         Arc::new(Mailbox {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             limits,

@@ -8,12 +8,12 @@ use super::mailbox::{Delivery, Dropped, Mailbox, MailboxLimits, Message, Queued}
 use super::{AckOutcome, OutState, SessionState};
 use crate::protocol::{PublishProperties, QoS};
 
-fn limits(max_messages: usize, max_bytes: usize) -> MailboxLimits {
-    MailboxLimits {
+fn limits(max_messages: usize, max_bytes: usize) -> Arc<MailboxLimits> {
+    Arc::new(MailboxLimits {
         max_messages,
         max_bytes,
         queue_qos0_offline: false,
-    }
+    })
 }
 
 fn delivery(qos: QoS, payload: &'static [u8]) -> Delivery {
@@ -199,10 +199,10 @@ fn offline_mailbox_refuses_qos0_unless_configured() {
         Err(Dropped::OfflineQoS0)
     );
     mailbox.push(delivery(QoS::AtLeastOnce, b"x")).unwrap();
-    let mailbox = Mailbox::new(MailboxLimits {
+    let mailbox = Mailbox::new(Arc::new(MailboxLimits {
         queue_qos0_offline: true,
-        ..limits(10, 1000)
-    });
+        ..*limits(10, 1000)
+    }));
     mailbox.push(delivery(QoS::AtMostOnce, b"x")).unwrap();
 }
 

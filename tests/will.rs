@@ -315,7 +315,6 @@ async fn rumqttc_client_will_on_abrupt_close() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: Will Delay Interval is ignored; the will is published at once (src/connection/mod.rs Connection::finish)"]
 async fn v5_will_delay_lets_a_resumed_session_cancel_the_will() {
     // MQTT-3.1.3-9 / 3.1.2.5: the will waits for the Will Delay Interval (or the end of the
     // session); if the session is resumed before, the will is not published.
@@ -349,4 +348,51 @@ async fn v5_will_delay_lets_a_resumed_session_cancel_the_will() {
         "will published despite the delay: {seen:?}"
     );
     assert_eq!(broker.stats().wills_published, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_delayed_will_is_published_once_the_delay_has_passed() {
+    let (broker, addr) = common::start().await;
+    let mut sub = will_watcher(addr).await;
+    let mut w = will("will/delayed", b"late", QoS::AtLeastOnce, false);
+    w.properties.will_delay_interval = Some(1);
+    let client = raw_connected_with(addr, ProtocolVersion::V5, "delayed", |c| {
+        c.will = Some(w);
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(300);
+    })
+    .await;
+    let dropped_at = std::time::Instant::now();
+    drop(client);
+    let seen = raw_until(&mut sub, |p| is_publish_on(p, "will/delayed")).await;
+    assert!(
+        dropped_at.elapsed() >= std::time::Duration::from_millis(900),
+        "published after {:?}, before its 1 s delay",
+        dropped_at.elapsed()
+    );
+    assert_eq!(publishes(&seen)[0].payload.as_ref(), b"late");
+    assert_eq!(broker.stats().wills_published, 1);
+    assert_eq!(
+        broker.offline_session_count(),
+        1,
+        "the session itself lives on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_delayed_will_is_published_when_the_session_ends_first() {
+    let (broker, addr) = common::start().await;
+    let mut sub = will_watcher(addr).await;
+    let mut w = will("will/delayed", b"ended", QoS::AtMostOnce, false);
+    w.properties.will_delay_interval = Some(600);
+    let client = raw_connected_with(addr, ProtocolVersion::V5, "short", |c| {
+        c.will = Some(w);
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(1);
+    })
+    .await;
+    drop(client);
+    let seen = raw_until(&mut sub, |p| is_publish_on(p, "will/delayed")).await;
+    assert_eq!(publishes(&seen)[0].payload.as_ref(), b"ended");
+    common::eventually(|| broker.offline_session_count() == 0).await;
 }

@@ -21,6 +21,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::metrics::stats::{Stats, StatsSnapshot};
 use crate::metrics::Metrics;
+use crate::protocol::{PublishProperties, Will};
+use crate::session::mailbox::Message;
 use crate::session::mailbox::{Control, MailboxLimits, Subscriber};
 use crate::session::SessionState;
 use crate::store::{MemoryStore, SessionStore};
@@ -103,8 +105,44 @@ impl Shared {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Ends a session for good: its subscriptions leave the trie and its queue is dropped.
-    pub fn end_session(&self, session: SessionState) {
+    /// Publishes a will message as if its client had published it; `origin` is the client's
+    /// mailbox id (No Local).
+    pub fn publish_will(&self, will: Will, origin: u64) {
+        let properties = PublishProperties {
+            payload_format_indicator: will.properties.payload_format_indicator,
+            message_expiry_interval: will.properties.message_expiry_interval,
+            content_type: will.properties.content_type,
+            response_topic: will.properties.response_topic,
+            correlation_data: will.properties.correlation_data,
+            user_properties: will.properties.user_properties,
+            ..PublishProperties::default()
+        };
+        let now = Instant::now();
+        let expires_at = properties
+            .message_expiry_interval
+            .map(|secs| now + Duration::from_secs(secs.into()));
+        let message = Arc::new(Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain && self.config.mqtt.retain_available,
+            properties,
+            expires_at,
+            origin,
+            received_at: now,
+        });
+        tracing::debug!(topic = %message.topic, "publishing will");
+        Stats::bump(&self.stats.wills_published);
+        self.router.publish(message, &self.stats);
+    }
+
+    /// Ends a session for good: its subscriptions leave the trie, its queue is dropped, and a
+    /// will still waiting for its delay is published (the session's end comes first, 5.0
+    /// section 3.1.3.2.2).
+    pub fn end_session(&self, mut session: SessionState) {
+        if let Some(will) = session.delayed_will.take() {
+            self.publish_will(*will, session.mailbox.id());
+        }
         let subscriber = Subscriber(session.mailbox.clone());
         self.router
             .unsubscribe_all(session.subscriptions.keys().map(|f| &**f), &subscriber);
@@ -151,6 +189,22 @@ impl Shared {
         } else {
             tracing::warn!(listener, %error, "accept failed; backing off");
         }
+    }
+
+    /// Publishes the delayed will of the stored session of `client_id` after `delay` seconds,
+    /// unless the session was resumed (or ended, which publishes it) meanwhile.
+    pub fn schedule_will(self: &Arc<Self>, client_id: String, generation: u64, delay: u32) {
+        let shared = self.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(delay.into())) => {}
+                _ = shared.shutdown.cancelled() => return,
+            }
+            if let Some((will, origin)) = shared.registry.take_delayed_will(&client_id, generation)
+            {
+                shared.publish_will(*will, origin);
+            }
+        });
     }
 
     /// Drains histogram samples now and then, so memory stays bounded without scrapes.

@@ -137,6 +137,26 @@ impl Registry {
         }
     }
 
+    /// Takes the delayed will out of the stored session of `client_id`, if it is still the one
+    /// stored with `generation`; with the session's mailbox id.
+    pub fn take_delayed_will(
+        &self,
+        client_id: &str,
+        generation: u64,
+    ) -> Option<(Box<crate::protocol::Will>, u64)> {
+        let slots = self.slots.lock();
+        match slots.get(client_id) {
+            Some(Slot::Offline { generation: g, .. }) if *g == generation => {
+                let mut session = self.store.take(client_id)?;
+                let will = session.delayed_will.take();
+                let origin = session.mailbox.id();
+                self.store.save(session);
+                will.map(|will| (will, origin))
+            }
+            _ => None,
+        }
+    }
+
     /// Number of sessions, online and offline.
     pub fn session_count(&self) -> usize {
         self.slots.lock().len()

@@ -275,6 +275,12 @@ async fn establish(
                 .flatten()
         }
     };
+    let previous = previous.map(|mut session| {
+        // A new connection before the Will Delay Interval ran out: that will is not sent
+        // (MQTT-3.1.3-9).
+        session.delayed_will = None;
+        session
+    });
     let (session, session_present) = match previous {
         Some(session) if !connect.clean_start => {
             shared

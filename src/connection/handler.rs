@@ -381,33 +381,7 @@ impl Connection {
 
     /// Publishes the will message as if the client had published it.
     pub(super) fn publish_will(&mut self, will: Will) {
-        let mut properties = PublishProperties {
-            payload_format_indicator: will.properties.payload_format_indicator,
-            message_expiry_interval: will.properties.message_expiry_interval,
-            content_type: will.properties.content_type,
-            response_topic: will.properties.response_topic,
-            correlation_data: will.properties.correlation_data,
-            user_properties: will.properties.user_properties,
-            ..PublishProperties::default()
-        };
-        properties.topic_alias = None;
-        let now = Instant::now();
-        let expires_at = properties
-            .message_expiry_interval
-            .map(|secs| now + std::time::Duration::from_secs(secs.into()));
-        let message = Arc::new(Message {
-            topic: will.topic,
-            payload: will.payload,
-            qos: will.qos,
-            retain: will.retain && self.shared.config.mqtt.retain_available,
-            properties,
-            expires_at,
-            origin: self.session.mailbox.id(),
-            received_at: now,
-        });
-        tracing::debug!(topic = %message.topic, "publishing will");
-        Stats::bump(&self.shared.stats.wills_published);
-        self.shared.router.publish(message, &self.shared.stats);
+        self.shared.publish_will(will, self.session.mailbox.id());
     }
 }
 

@@ -296,11 +296,25 @@ impl Connection {
                 ..Disconnect::default()
             }));
         }
-        let publish_will = exit.publishes_will();
+        let mut will = if exit.publishes_will() {
+            self.will.take()
+        } else {
+            None
+        };
         // The session leaves this connection first, so a new connection taking it over does
         // not wait for this one's socket to close.
         let placeholder = self.placeholder_session();
-        let session = std::mem::replace(&mut self.session, placeholder);
+        let mut session = std::mem::replace(&mut self.session, placeholder);
+        // 5.0 Will Delay Interval: a session that outlives the connection keeps the will until
+        // the delay (or the session) ends; a reconnection before that cancels it.
+        let will_delay = will
+            .as_ref()
+            .and_then(|w| w.properties.will_delay_interval)
+            .filter(|&delay| delay > 0 && self.session_expiry > 0)
+            .map(|delay| delay.min(self.session_expiry));
+        if will_delay.is_some() {
+            session.delayed_will = will.take();
+        }
         let release = match exit {
             Exit::TakenOver(reply) => {
                 let _ = reply.send(self.hand_over(session));
@@ -315,10 +329,8 @@ impl Connection {
             let _ = self.stream.shutdown().await;
         })
         .await;
-        if publish_will {
-            if let Some(will) = self.will.take() {
-                self.publish_will(*will);
-            }
+        if let Some(will) = will {
+            self.publish_will(*will);
         }
         let Some(session) = release else { return };
         let shared = self.shared.clone();
@@ -329,6 +341,9 @@ impl Connection {
             .release(self.conn_id, session, self.session_expiry > 0)
         {
             Release::Stored(generation) => {
+                if let Some(delay) = will_delay {
+                    shared.schedule_will(client_id.clone(), generation, delay);
+                }
                 shared.schedule_expiry(client_id, generation, self.session_expiry)
             }
             Release::Ended(session) => shared.end_session(session),

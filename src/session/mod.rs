@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use crate::protocol::SubscriptionOptions;
+use crate::protocol::{SubscriptionOptions, Will};
 use mailbox::{Delivery, Mailbox};
 
 /// What one subscription of this session asked for.
@@ -70,6 +70,9 @@ pub struct SessionState {
     pub outgoing: VecDeque<Outgoing>,
     /// Packet ids of incoming QoS 2 messages delivered but not yet released (PUBREL).
     pub incoming_qos2: BTreeSet<u16>,
+    /// A will waiting for its Will Delay Interval (5.0) while the session is offline; cancelled
+    /// if the client reconnects first, published when the delay or the session ends.
+    pub delayed_will: Option<Box<Will>>,
     last_pkid: u16,
 }
 
@@ -82,6 +85,7 @@ impl SessionState {
             subscriptions: BTreeMap::new(),
             outgoing: VecDeque::new(),
             incoming_qos2: BTreeSet::new(),
+            delayed_will: None,
             last_pkid: 0,
         }
     }

@@ -55,33 +55,37 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
+/// SIGINT and SIGTERM, registered before the broker starts so that a signal arriving during
+/// the start is not missed (the default action would kill the process without a goodbye).
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> std::io::Result<ShutdownSignals> {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let mut signals = ShutdownSignals::register().context("cannot handle signals")?;
     let handle = Broker::start(config)
         .await
         .context("cannot start the broker")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "warren started");
-    shutdown_signal().await;
+    signals.recv().await;
     tracing::info!("shutting down");
     if !handle.shutdown().await {
         tracing::warn!("some connections did not close within the grace period");
@@ -132,10 +136,15 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // On one CPU (e.g. pinned with taskset) a single-threaded runtime does the same work
+    // without the multi-threaded scheduler's bookkeeping; otherwise one worker per CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("warren: cannot start the runtime: {error}");

@@ -206,11 +206,15 @@ impl Connection {
                     if let Some(exit) = self.process_input(max_packet) {
                         return exit;
                     }
-                    // One read's worth of work, then the other tasks' turn: a publisher that
-                    // always has input must not starve its subscribers, the accept loop or
-                    // other clients (a single-threaded broker gets this fairness from its
-                    // event loop; here the scheduler needs the hint).
-                    tokio::task::yield_now().await;
+                    // A read that filled its buffer means more input is waiting: after one
+                    // read's worth of work, the other tasks' turn. A publisher that always has
+                    // input must not starve its subscribers, the accept loop or other clients
+                    // (a single-threaded broker gets this fairness from its event loop; here
+                    // the scheduler needs the hint). A short read needs no yield: the next
+                    // wait on the socket gives way anyway, and latency stays low.
+                    if n >= want {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 // Deliveries left over from a drain cut short by the write high-water mark:
                 // go round again (fairly with reads) instead of waiting for a notification

@@ -103,8 +103,12 @@ async fn metrics_count_connections_messages_and_drops() {
     assert_eq!(value(r#"warren_messages_received_total{qos="0"}"#), 1.0);
     assert_eq!(value(r#"warren_messages_delivered_total{qos="1"}"#), 1.0);
     assert_eq!(
-        value(r#"warren_messages_dropped_total{reason="no_subscribers"}"#),
+        value(r#"warren_messages_dropped_total{reason="no_subscribers",qos="0"}"#),
         1.0
+    );
+    assert_eq!(
+        value(r#"warren_messages_dropped_total{reason="no_subscribers",qos="1"}"#),
+        0.0
     );
     assert_eq!(value("warren_malformed_packets_total"), 1.0);
     assert_eq!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::metrics::stats::Stats;
+use crate::metrics::stats::{DropReason, Stats};
 use crate::protocol::QoS;
 use crate::router::{RetainedStore, SubscriptionTrie};
 use crate::session::mailbox::{Delivery, Dropped, Mailbox, Message, Queued, Subscriber};
@@ -97,14 +97,15 @@ impl Router {
                     subscription_ids: ids,
                     message: message.clone(),
                 };
+                let qos = delivery.qos as u8;
                 match mailbox.push(delivery) {
                     Ok(Queued::Normally) => routed.queued += 1,
                     Ok(Queued::OverLimit) => {
                         routed.queued += 1;
                         routed.pressure = Some(mailbox.clone());
                     }
-                    Err(Dropped::QueueFull) => Stats::bump(&stats.dropped_queue_full),
-                    Err(Dropped::OfflineQoS0) => Stats::bump(&stats.dropped_offline_qos0),
+                    Err(Dropped::QueueFull) => stats.dropped(DropReason::QueueFull, qos),
+                    Err(Dropped::OfflineQoS0) => stats.dropped(DropReason::OfflineQoS0, qos),
                     Err(Dropped::Closed) => {}
                 }
             }

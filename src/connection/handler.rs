@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Connection, Exit, DRAIN_BATCH, WRITE_HIGH_WATER};
-use crate::metrics::stats::Stats;
+use crate::metrics::stats::DropReason;
 use crate::protocol::{
     self, reason, AckProperties, Disconnect, EncodeError, Packet, PubResp, Publish,
     PublishProperties, QoS, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
@@ -123,7 +123,9 @@ impl Connection {
             self.session.mailbox.set_keep_alive(None, 0);
         }
         let code = if routed.queued == 0 {
-            Stats::bump(&self.shared.stats.dropped_no_subscribers);
+            self.shared
+                .stats
+                .dropped(DropReason::NoSubscribers, qos as u8);
             reason::NO_MATCHING_SUBSCRIBERS
         } else {
             reason::SUCCESS
@@ -211,10 +213,11 @@ impl Connection {
                 subscription_ids: entry.id.into_iter().collect(),
                 message,
             };
+            let qos = delivery.qos as u8;
             if let Err(Dropped::QueueFull) = self.session.mailbox.push(delivery) {
                 // (Retained messages for a connected session's own subscribe cannot be
                 // refused with back-pressure: only QoS 0 or a full offline queue land here.)
-                Stats::bump(&self.shared.stats.dropped_queue_full);
+                self.shared.stats.dropped(DropReason::QueueFull, qos);
             }
         }
         self.mailbox_pending = true;
@@ -289,7 +292,9 @@ impl Connection {
 
     fn deliver(&mut self, delivery: Delivery, now: Instant) {
         if delivery.message.expired(now) {
-            Stats::bump(&self.shared.stats.dropped_expired);
+            self.shared
+                .stats
+                .dropped(DropReason::Expired, delivery.qos as u8);
             return;
         }
         let pkid = match delivery.qos {
@@ -316,7 +321,9 @@ impl Connection {
             }
             Err(error) => {
                 // MQTT-3.1.2-25: a message too large for the client is discarded.
-                Stats::bump(&self.shared.stats.dropped_too_large);
+                self.shared
+                    .stats
+                    .dropped(DropReason::TooLarge, delivery.qos as u8);
                 tracing::debug!(%error, topic = %delivery.message.topic, "delivery dropped");
             }
         }
@@ -374,7 +381,13 @@ impl Connection {
             &mut self.wbuf,
         ) {
             Ok(_) => self.shared.stats.shard().packet_out(packet.type_code()),
-            Err(EncodeError::TooLarge { .. }) => Stats::bump(&self.shared.stats.dropped_too_large),
+            Err(EncodeError::TooLarge { .. }) => {
+                // Not a message: an acknowledgement or DISCONNECT the client cannot take.
+                tracing::debug!(
+                    kind = packet.kind(),
+                    "packet over the client's maximum size"
+                );
+            }
             Err(error) => tracing::warn!(%error, kind = packet.kind(), "cannot encode packet"),
         }
     }

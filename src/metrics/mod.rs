@@ -20,6 +20,7 @@ use metrics_exporter_prometheus::{
 
 use crate::broker::Shared;
 use crate::protocol::PACKET_TYPE_NAMES;
+use stats::DropReason;
 
 static META: Metadata<'static> = Metadata::new("warren", metrics::Level::INFO, None);
 
@@ -44,7 +45,7 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
     ("warren_sent_bytes_total", Some(Unit::Bytes), "bytes written to clients"),
     ("warren_messages_received_total", Some(Unit::Count), "PUBLISH messages received from clients, by QoS"),
     ("warren_messages_delivered_total", Some(Unit::Count), "PUBLISH messages delivered to clients, by QoS"),
-    ("warren_messages_dropped_total", Some(Unit::Count), "messages dropped, by reason"),
+    ("warren_messages_dropped_total", Some(Unit::Count), "messages not delivered, by reason and QoS"),
     ("warren_malformed_packets_total", Some(Unit::Count), "connections closed for a malformed packet"),
     ("warren_protocol_errors_total", Some(Unit::Count), "connections closed for a protocol error"),
     ("warren_wills_published_total", Some(Unit::Count), "will messages published"),
@@ -162,14 +163,14 @@ impl Metrics {
                 s.messages_delivered[qos],
             );
         }
-        for (reason, n) in [
-            ("queue_full", s.dropped_queue_full),
-            ("offline_qos0", s.dropped_offline_qos0),
-            ("too_large", s.dropped_too_large),
-            ("expired", s.dropped_expired),
-            ("no_subscribers", s.dropped_no_subscribers),
-        ] {
-            self.counter("warren_messages_dropped_total", &[("reason", reason)], n);
+        for reason in DropReason::ALL {
+            for (qos, label) in ["0", "1", "2"].iter().enumerate() {
+                self.counter(
+                    "warren_messages_dropped_total",
+                    &[("reason", reason.label()), ("qos", label)],
+                    s.dropped_by[reason as usize][qos],
+                );
+            }
         }
         self.counter("warren_malformed_packets_total", &[], s.malformed_packets);
         self.counter("warren_protocol_errors_total", &[], s.protocol_errors);

@@ -58,6 +58,43 @@ thread_local! {
     static SHARD_INDEX: usize = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
 }
 
+/// Why a message was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// A session queue was full.
+    QueueFull = 0,
+    /// QoS 0 for an offline session that does not queue QoS 0.
+    OfflineQoS0 = 1,
+    /// Larger than the client's Maximum Packet Size.
+    TooLarge = 2,
+    /// Its Message Expiry Interval ran out.
+    Expired = 3,
+    /// No subscription matched it.
+    NoSubscribers = 4,
+}
+
+impl DropReason {
+    /// Every reason, in index order.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::QueueFull,
+        DropReason::OfflineQoS0,
+        DropReason::TooLarge,
+        DropReason::Expired,
+        DropReason::NoSubscribers,
+    ];
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::OfflineQoS0 => "offline_qos0",
+            DropReason::TooLarge => "too_large",
+            DropReason::Expired => "expired",
+            DropReason::NoSubscribers => "no_subscribers",
+        }
+    }
+}
+
 /// Connections of one listener and protocol version.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnCount {
@@ -75,11 +112,8 @@ pub struct Stats {
     pub(crate) sockets_open: AtomicU64,
     pub(crate) malformed_packets: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
-    pub(crate) dropped_queue_full: AtomicU64,
-    pub(crate) dropped_offline_qos0: AtomicU64,
-    pub(crate) dropped_too_large: AtomicU64,
-    pub(crate) dropped_expired: AtomicU64,
-    pub(crate) dropped_no_subscribers: AtomicU64,
+    /// Messages not delivered, by [`DropReason`] and QoS.
+    dropped: [[AtomicU64; 3]; 5],
     pub(crate) wills_published: AtomicU64,
     pub(crate) sessions_taken_over: AtomicU64,
     pub(crate) sessions_expired: AtomicU64,
@@ -98,11 +132,7 @@ impl Default for Stats {
             sockets_open: AtomicU64::new(0),
             malformed_packets: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
-            dropped_queue_full: AtomicU64::new(0),
-            dropped_offline_qos0: AtomicU64::new(0),
-            dropped_too_large: AtomicU64::new(0),
-            dropped_expired: AtomicU64::new(0),
-            dropped_no_subscribers: AtomicU64::new(0),
+            dropped: Default::default(),
             wills_published: AtomicU64::new(0),
             sessions_taken_over: AtomicU64::new(0),
             sessions_expired: AtomicU64::new(0),
@@ -141,6 +171,8 @@ pub struct StatsSnapshot {
     pub dropped_expired: u64,
     /// Published messages that matched no subscription.
     pub dropped_no_subscribers: u64,
+    /// Dropped messages by [`DropReason`] (index) and QoS.
+    pub dropped_by: [[u64; 3]; 5],
     /// Will messages published.
     pub wills_published: u64,
     /// Connections closed because their client id connected again.
@@ -176,6 +208,11 @@ impl Stats {
         &self.shards[SHARD_INDEX.with(|i| *i)]
     }
 
+    /// A message at `qos` not delivered for `reason`.
+    pub(crate) fn dropped(&self, reason: DropReason, qos: u8) {
+        self.dropped[reason as usize][usize::from(qos.min(2))].fetch_add(1, Relaxed);
+    }
+
     /// A CONNECT refused for `reason`.
     pub(crate) fn refused(&self, reason: &'static str) {
         *self.refused.lock().entry(reason).or_default() += 1;
@@ -209,11 +246,6 @@ impl Stats {
             connections_by: self.connections.lock().clone(),
             malformed_packets: self.malformed_packets.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
-            dropped_queue_full: self.dropped_queue_full.load(Relaxed),
-            dropped_offline_qos0: self.dropped_offline_qos0.load(Relaxed),
-            dropped_too_large: self.dropped_too_large.load(Relaxed),
-            dropped_expired: self.dropped_expired.load(Relaxed),
-            dropped_no_subscribers: self.dropped_no_subscribers.load(Relaxed),
             wills_published: self.wills_published.load(Relaxed),
             sessions_taken_over: self.sessions_taken_over.load(Relaxed),
             sessions_expired: self.sessions_expired.load(Relaxed),
@@ -222,6 +254,17 @@ impl Stats {
             ..StatsSnapshot::default()
         };
         snap.connects_refused = snap.refused_by_reason.values().sum();
+        for (r, row) in self.dropped.iter().enumerate() {
+            for (q, n) in row.iter().enumerate() {
+                snap.dropped_by[r][q] = n.load(Relaxed);
+            }
+        }
+        let total = |r: DropReason| snap.dropped_by[r as usize].iter().sum::<u64>();
+        snap.dropped_queue_full = total(DropReason::QueueFull);
+        snap.dropped_offline_qos0 = total(DropReason::OfflineQoS0);
+        snap.dropped_too_large = total(DropReason::TooLarge);
+        snap.dropped_expired = total(DropReason::Expired);
+        snap.dropped_no_subscribers = total(DropReason::NoSubscribers);
         for shard in self.shards.iter() {
             for i in 0..16 {
                 snap.packets_in[i] += shard.packets_in[i].load(Relaxed);

@@ -65,7 +65,10 @@ impl Router {
         }
         scratch.clear();
         self.trie.read().matches(&message.topic, scratch);
-        if scratch.len() > 1 {
+        // Overlapping subscriptions of one session must be merged; they exist only for a
+        // session with several filters, so the common case (fan-out to many single-filter
+        // devices) skips the sort that brings them together.
+        if scratch.len() > 1 && scratch.iter().any(|(s, _)| s.0.may_match_twice()) {
             scratch.sort_unstable_by_key(|(s, _)| s.0.id());
         }
         let mut routed = Routed::default();

@@ -191,6 +191,8 @@ impl Connection {
             }
             self.session.subscriptions.insert(filter, entry);
         }
+        let filters = self.session.subscriptions.len();
+        self.session.mailbox.set_filter_count(filters);
         self.send(Packet::SubAck(SubAck {
             pkid: subscribe.pkid,
             reasons,
@@ -238,6 +240,8 @@ impl Connection {
                 }
             })
             .collect();
+        let filters = self.session.subscriptions.len();
+        self.session.mailbox.set_filter_count(filters);
         self.send(Packet::UnsubAck(UnsubAck {
             pkid: unsubscribe.pkid,
             reasons,

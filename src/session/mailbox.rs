@@ -152,6 +152,9 @@ pub struct Mailbox {
     last_activity_ms: AtomicU64,
     /// QoS 1/2 messages sent and not yet acknowledged (kept up to date by the connection).
     inflight: AtomicU64,
+    /// Number of topic filters the session subscribes to (kept up to date by the connection):
+    /// with one at most, a message can match it only once, and fan-out skips the merge.
+    filters: AtomicU64,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -174,6 +177,7 @@ impl Mailbox {
             keep_alive_ms: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
             inflight: AtomicU64::new(0),
+            filters: AtomicU64::new(0),
         })
     }
 
@@ -334,6 +338,16 @@ impl Mailbox {
     /// QoS 1/2 messages in flight, as last recorded.
     pub fn inflight(&self) -> usize {
         usize::try_from(self.inflight.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    /// Records how many topic filters the session subscribes to.
+    pub fn set_filter_count(&self, n: usize) {
+        self.filters.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// True when several of the session's subscriptions could match one message.
+    pub fn may_match_twice(&self) -> bool {
+        self.filters.load(Ordering::Relaxed) > 1
     }
 
     /// Records input from the client at `now_ms`.

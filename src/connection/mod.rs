@@ -183,7 +183,7 @@ impl Connection {
                 self.pressure = None;
                 mailbox.set_keep_alive(self.keep_alive, self.shared.clock.now_ms());
                 // Input held back while paused.
-                if let Some(exit) = self.process_input(max_packet) {
+                if let Some(exit) = self.process_input(max_packet, Instant::now()) {
                     return exit;
                 }
             }
@@ -202,8 +202,9 @@ impl Connection {
                         Ok(n) => n,
                     };
                     self.shared.stats.shard().bytes_in(n);
-                    mailbox.touch(self.shared.clock.now_ms());
-                    if let Some(exit) = self.process_input(max_packet) {
+                    let now = Instant::now();
+                    mailbox.touch(self.shared.clock.ms_at(now));
+                    if let Some(exit) = self.process_input(max_packet, now) {
                         return exit;
                     }
                     // A read that filled its buffer means more input is waiting: after one
@@ -234,8 +235,7 @@ impl Connection {
 
     /// Handles every whole packet in the read buffer, stopping early when a subscriber's full
     /// queue pushes back (the rest waits in the buffer). `Some` ends the connection.
-    fn process_input(&mut self, max_packet: u32) -> Option<Exit> {
-        let now = Instant::now();
+    fn process_input(&mut self, max_packet: u32, now: Instant) -> Option<Exit> {
         while self.pressure.is_none() {
             match protocol::decode(&mut self.rbuf, Some(self.version), max_packet) {
                 Ok(Some(packet)) => {

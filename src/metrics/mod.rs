@@ -33,33 +33,43 @@ const LATENCY_BUCKETS: [f64; 14] = [
 ];
 
 /// Every metric: (name, unit, help).
-const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
-    ("warren_sockets_accepted_total", Some(Unit::Count), "TCP connections accepted"),
-    ("warren_sockets_open", Some(Unit::Count), "TCP connections open (including before CONNECT)"),
-    ("warren_connections", Some(Unit::Count), "MQTT connections (past CONNACK) by listener and protocol"),
-    ("warren_connections_total", Some(Unit::Count), "MQTT connections accepted by listener and protocol"),
-    ("warren_connects_refused_total", Some(Unit::Count), "CONNECTs refused, by reason"),
-    ("warren_packets_received_total", Some(Unit::Count), "MQTT packets received, by type"),
-    ("warren_packets_sent_total", Some(Unit::Count), "MQTT packets sent, by type"),
-    ("warren_received_bytes_total", Some(Unit::Bytes), "bytes read from clients"),
-    ("warren_sent_bytes_total", Some(Unit::Bytes), "bytes written to clients"),
-    ("warren_messages_received_total", Some(Unit::Count), "PUBLISH messages received from clients, by QoS"),
-    ("warren_messages_delivered_total", Some(Unit::Count), "PUBLISH messages delivered to clients, by QoS"),
-    ("warren_messages_dropped_total", Some(Unit::Count), "messages not delivered, by reason and QoS"),
-    ("warren_malformed_packets_total", Some(Unit::Count), "connections closed for a malformed packet"),
-    ("warren_protocol_errors_total", Some(Unit::Count), "connections closed for a protocol error"),
-    ("warren_wills_published_total", Some(Unit::Count), "will messages published"),
-    ("warren_sessions_taken_over_total", Some(Unit::Count), "connections closed by a takeover"),
-    ("warren_sessions_expired_total", Some(Unit::Count), "offline sessions ended by expiry"),
-    ("warren_sessions", Some(Unit::Count), "sessions by state (online, offline)"),
-    ("warren_subscriptions", Some(Unit::Count), "subscriptions"),
-    ("warren_retained_messages", Some(Unit::Count), "retained messages"),
-    ("warren_inflight_messages", Some(Unit::Count), "QoS 1/2 messages sent and not yet acknowledged"),
-    ("warren_queued_messages", Some(Unit::Count), "messages waiting in session queues"),
-    ("warren_accept_errors_total", Some(Unit::Count), "failed accepts (e.g. the open-file limit)"),
-    ("warren_open_files_limit", Some(Unit::Count), "the process's open-file limit (caps connections)"),
-    ("warren_uptime_seconds", Some(Unit::Seconds), "seconds since the broker started"),
-    (LATENCY, Some(Unit::Seconds), "time from receiving a PUBLISH to writing it to a subscriber (sampled: one delivery per batch)"),
+/// How a metric is exposed.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+use Kind::{Counter, Gauge, Histogram};
+
+/// Every metric: (name, kind, unit, help).
+const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    ("warren_sockets_accepted_total", Counter, Some(Unit::Count), "TCP connections accepted"),
+    ("warren_sockets_open", Gauge, Some(Unit::Count), "TCP connections open (including before CONNECT)"),
+    ("warren_connections", Gauge, Some(Unit::Count), "MQTT connections (past CONNACK) by listener and protocol"),
+    ("warren_connections_total", Counter, Some(Unit::Count), "MQTT connections accepted by listener and protocol"),
+    ("warren_connects_refused_total", Counter, Some(Unit::Count), "CONNECTs refused, by reason"),
+    ("warren_packets_received_total", Counter, Some(Unit::Count), "MQTT packets received, by type"),
+    ("warren_packets_sent_total", Counter, Some(Unit::Count), "MQTT packets sent, by type"),
+    ("warren_received_bytes_total", Counter, Some(Unit::Bytes), "bytes read from clients"),
+    ("warren_sent_bytes_total", Counter, Some(Unit::Bytes), "bytes written to clients"),
+    ("warren_messages_received_total", Counter, Some(Unit::Count), "PUBLISH messages received from clients, by QoS"),
+    ("warren_messages_delivered_total", Counter, Some(Unit::Count), "PUBLISH messages delivered to clients, by QoS"),
+    ("warren_messages_dropped_total", Counter, Some(Unit::Count), "messages not delivered, by reason and QoS"),
+    ("warren_malformed_packets_total", Counter, Some(Unit::Count), "connections closed for a malformed packet"),
+    ("warren_protocol_errors_total", Counter, Some(Unit::Count), "connections closed for a protocol error"),
+    ("warren_wills_published_total", Counter, Some(Unit::Count), "will messages published"),
+    ("warren_sessions_taken_over_total", Counter, Some(Unit::Count), "connections closed by a takeover"),
+    ("warren_sessions_expired_total", Counter, Some(Unit::Count), "offline sessions ended by expiry"),
+    ("warren_sessions", Gauge, Some(Unit::Count), "sessions by state (online, offline)"),
+    ("warren_subscriptions", Gauge, Some(Unit::Count), "subscriptions"),
+    ("warren_retained_messages", Gauge, Some(Unit::Count), "retained messages"),
+    ("warren_inflight_messages", Gauge, Some(Unit::Count), "QoS 1/2 messages sent and not yet acknowledged"),
+    ("warren_queued_messages", Gauge, Some(Unit::Count), "messages waiting in session queues"),
+    ("warren_accept_errors_total", Counter, Some(Unit::Count), "failed accepts (e.g. the open-file limit)"),
+    ("warren_open_files_limit", Gauge, Some(Unit::Count), "the process's open-file limit (caps connections)"),
+    ("warren_uptime_seconds", Gauge, Some(Unit::Seconds), "seconds since the broker started"),
+    (LATENCY, Histogram, Some(Unit::Seconds), "time from receiving a PUBLISH to writing it to a subscriber (sampled: one delivery per batch)"),
 ];
 
 /// One broker's metrics registry.
@@ -83,15 +93,13 @@ impl Metrics {
             .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), &LATENCY_BUCKETS)
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
-        for (name, unit, help) in DESCRIPTIONS {
+        for (name, kind, unit, help) in DESCRIPTIONS {
             let name = (*name).into();
             let help = SharedString::const_str(help);
-            if name_is_gauge(name_str(&name)) {
-                recorder.describe_gauge(name, *unit, help);
-            } else if *name_str(&name) == *LATENCY {
-                recorder.describe_histogram(name, *unit, help);
-            } else {
-                recorder.describe_counter(name, *unit, help);
+            match kind {
+                Counter => recorder.describe_counter(name, *unit, help),
+                Gauge => recorder.describe_gauge(name, *unit, help),
+                Histogram => recorder.describe_histogram(name, *unit, help),
             }
         }
         let latency = recorder.register_histogram(&Key::from_static_name(LATENCY), &META);
@@ -247,23 +255,4 @@ fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
         .map(|(k, v)| Label::new(*k, (*v).to_owned()))
         .collect();
     Key::from_parts(name, labels)
-}
-
-fn name_str(name: &metrics::KeyName) -> &str {
-    name.as_str()
-}
-
-fn name_is_gauge(name: &str) -> bool {
-    matches!(
-        name,
-        "warren_sockets_open"
-            | "warren_connections"
-            | "warren_sessions"
-            | "warren_subscriptions"
-            | "warren_retained_messages"
-            | "warren_inflight_messages"
-            | "warren_queued_messages"
-            | "warren_open_files_limit"
-            | "warren_uptime_seconds"
-    )
 }

@@ -190,7 +190,8 @@ async fn sys_topics_are_published_retained_in_mosquitto_naming() {
     assert_eq!(seen["$SYS/broker/clients/connected"], "1");
     assert!(seen["$SYS/broker/version"].starts_with("warren "));
     assert!(seen["$SYS/broker/uptime"].ends_with(" seconds"));
-    assert!(broker.retained_count() >= 10, "$SYS topics are retained");
+    // The update that carried these may still be storing its later topics.
+    common::eventually(|| broker.retained_count() >= 10).await;
     drop(client);
 
     // A later subscriber gets them at once, with the retain flag.

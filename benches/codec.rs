@@ -52,9 +52,12 @@ fn decode(c: &mut Criterion) {
             b.iter_batched(
                 || BytesMut::from(&bytes[..]),
                 |mut buf| {
-                    while let Some(packet) =
-                        protocol::decode(&mut buf, Some(version), protocol::MAX_PACKET_SIZE)
-                            .unwrap()
+                    while let Some(packet) = protocol::decode(
+                        &mut buf,
+                        Some(version),
+                        &protocol::DecodeLimits::new(protocol::MAX_PACKET_SIZE),
+                    )
+                    .unwrap()
                     {
                         std::hint::black_box(packet);
                     }

@@ -71,6 +71,14 @@ pub struct ListenerConfig {
     /// Default 100 000.
     #[serde(deserialize_with = "strict::uint")]
     pub max_connections: usize,
+    /// Seconds of silence before TCP keepalive probes start (then every 10 s, 5 probes);
+    /// 0 turns them off. Default 60.
+    #[serde(deserialize_with = "strict::uint")]
+    pub tcp_keepalive_secs: u64,
+    /// `TCP_USER_TIMEOUT`: seconds written data may stay unacknowledged by the peer before the
+    /// kernel drops the connection; 0 leaves the system default. Default 60.
+    #[serde(deserialize_with = "strict::uint")]
+    pub tcp_user_timeout_secs: u64,
     /// Required if and only if `kind` is `tls`.
     pub tls: Option<TlsConfig>,
 }
@@ -150,6 +158,45 @@ pub struct MqttConfig {
     /// Default 5.
     #[serde(deserialize_with = "strict::uint")]
     pub shutdown_grace_secs: u64,
+    /// Default 256: incoming QoS 1/2 PUBLISH unanswered per connection (5.0 Receive Maximum).
+    #[serde(deserialize_with = "strict::uint")]
+    pub receive_maximum: u16,
+    /// Default 30000: how long an owner (a full queue, the bridge) may hold a PUBLISH's answer.
+    #[serde(deserialize_with = "strict::uint")]
+    pub ack_timeout_ms: u64,
+    /// Default 10000: how long publishers may wait for room in a subscriber's queue before the
+    /// subscriber pays ([`SlowSubscriberPolicy`]).
+    #[serde(deserialize_with = "strict::uint")]
+    pub slow_subscriber_timeout_ms: u64,
+    /// Default [`SlowSubscriberPolicy::Disconnect`].
+    pub slow_subscriber: SlowSubscriberPolicy,
+    /// Default 30: a connection whose output makes no progress this long is closed.
+    #[serde(deserialize_with = "strict::uint")]
+    pub write_timeout_secs: u64,
+    /// Default 30: a started packet must be complete within this.
+    #[serde(deserialize_with = "strict::uint")]
+    pub packet_timeout_secs: u64,
+    /// Default 65536: the largest first packet (CONNECT) accepted.
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_connect_packet_size: u32,
+    /// Default 128: user properties accepted in one packet.
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_user_properties: usize,
+    /// Default 1000: subscriptions one session may hold.
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_subscriptions_per_client: usize,
+}
+
+/// `mqtt.slow_subscriber`: what happens to a connected subscriber whose queue has kept a
+/// publisher waiting longer than `slow_subscriber_timeout_ms`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowSubscriberPolicy {
+    /// It is disconnected (5.0: DISCONNECT 0x97); a persistent session keeps its queue.
+    #[default]
+    Disconnect,
+    /// Its queued QoS 0 messages are dropped; if that does not make room, it is disconnected.
+    DropQos0,
 }
 
 /// `[metrics]`: the Prometheus endpoint and `$SYS` topics.
@@ -217,6 +264,8 @@ impl Default for ListenerConfig {
             kind: ListenerKind::Tcp,
             bind: SocketAddr::from(([0, 0, 0, 0], 1883)),
             max_connections: 100_000,
+            tcp_keepalive_secs: 60,
+            tcp_user_timeout_secs: 60,
             tls: None,
         }
     }
@@ -237,6 +286,15 @@ impl Default for MqttConfig {
             retain_available: true,
             allow_zero_length_client_id: true,
             shutdown_grace_secs: 5,
+            receive_maximum: 256,
+            ack_timeout_ms: 30_000,
+            slow_subscriber_timeout_ms: 10_000,
+            slow_subscriber: SlowSubscriberPolicy::Disconnect,
+            write_timeout_secs: 30,
+            packet_timeout_secs: 30,
+            max_connect_packet_size: 65_536,
+            max_user_properties: 128,
+            max_subscriptions_per_client: 1000,
         }
     }
 }
@@ -344,6 +402,32 @@ impl Config {
         }
         if m.max_inflight == 0 {
             return bad("mqtt.max_inflight".into(), "must be at least 1 (got 0)");
+        }
+        for (key, value) in [
+            ("receive_maximum", u64::from(m.receive_maximum)),
+            ("ack_timeout_ms", m.ack_timeout_ms),
+            ("slow_subscriber_timeout_ms", m.slow_subscriber_timeout_ms),
+            ("write_timeout_secs", m.write_timeout_secs),
+            ("packet_timeout_secs", m.packet_timeout_secs),
+            (
+                "max_connect_packet_size",
+                u64::from(m.max_connect_packet_size),
+            ),
+        ] {
+            if value == 0 {
+                return bad(format!("mqtt.{key}"), "must be at least 1 (got 0)");
+            }
+        }
+        if m.slow_subscriber_timeout_ms >= m.ack_timeout_ms {
+            return Err((
+                "mqtt.slow_subscriber_timeout_ms".into(),
+                format!(
+                    "must be below mqtt.ack_timeout_ms ({}), or publishers waiting for a slow \
+                     subscriber would be disconnected before the subscriber pays (got {})",
+                    m.ack_timeout_ms, m.slow_subscriber_timeout_ms
+                ),
+                "mqtt.slow_subscriber_timeout_ms".into(),
+            ));
         }
         if self.listeners.is_empty() {
             return bad("listeners".into(), "at least one listener is required");

@@ -6,25 +6,30 @@
 //! - [`session`]: one client's state (subscriptions, QoS 1/2 in flight) and its [`session::mailbox`].
 //! - [`store`]: where offline sessions wait, behind the [`store::SessionStore`] trait.
 //! - [`transport`]: TCP and TLS listeners, accept loop, connection limits. No MQTT.
-//! - [`connection`]: the per-connection task that joins socket, codec, session and router.
-//! - [`broker`]: assembles all of it: [`broker::Broker::start`] → [`broker::BrokerHandle`];
-//!   fan-out ([`broker::routing`]) and the client-id registry with takeover ([`broker::registry`]).
-//! - [`metrics`]: counters ([`metrics::stats`]), the Prometheus endpoint, `$SYS` topics.
+//! - [`gate`]: the acknowledgement gate: a QoS 1/2 PUBLISH is answered once every owner holds it.
+//! - [`connection`]: the per-connection task that joins socket, codec, session and broker.
+//! - [`broker`]: the broker's core behind a narrow API ([`broker::core::Core`]): fan-out
+//!   ([`broker::routing`]), the client-id registry with takeover ([`broker::registry`]), offline
+//!   timers, in-process clients ([`broker::local`]), `$SYS`.
+//! - [`server`]: assembles all of it: [`server::Broker::start`] → [`server::BrokerHandle`].
+//! - [`metrics`]: counters ([`metrics::stats`]) and the Prometheus endpoint.
 //! - [`config`], [`tls`]: typed configuration, TLS setup.
 //!
-//! `main.rs` only parses the command line and calls [`broker::Broker::start`], as tests do.
+//! `main.rs` only parses the command line and calls [`server::Broker::start`], as tests do.
 
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod gate;
 pub mod metrics;
 pub mod protocol;
 pub mod router;
+pub mod server;
 pub mod session;
 pub mod store;
 pub mod tls;
 pub mod transport;
 
-pub use broker::{Broker, BrokerHandle};
 pub use config::Config;
 pub use metrics::stats;
+pub use server::{Broker, BrokerHandle};

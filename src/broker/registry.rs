@@ -1,18 +1,24 @@
 //! Which client id is connected where, and the hand-over of a session between connections.
 //!
-//! One slot per client id. A connection that CONNECTs claims the slot; if another connection
-//! holds it, that one is told to stop and hands its [`SessionState`] over through a oneshot
-//! channel (session takeover). A connection that ends releases its slot: a persistent session
-//! goes to the [`SessionStore`] and an expiry generation is returned so a timer can end it later
-//! unless it is resumed first.
+//! One slot per client id. A connection that CONNECTs first takes the client id's *claim lock*
+//! ([`Registry::lock_client_id`]), so that claims of one id are served one at a time: two
+//! connections racing for one id cannot both end up serving it, and each takeover starts from
+//! the connection that really drains the session. Under the lock it claims the slot; if another
+//! connection holds it, that one is told to stop (through the mailbox it drains) and hands its
+//! [`SessionState`] over through a oneshot channel. A connection that ends releases its slot: a
+//! persistent session goes to the [`SessionStore`] and an expiry generation is returned so a
+//! timer can end it later unless it is resumed first.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use ahash::AHashMap;
+use parking_lot::Mutex;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::session::mailbox::Mailbox;
 use crate::session::SessionState;
 use crate::store::SessionStore;
-use ahash::AHashMap;
-use parking_lot::Mutex;
 
 #[derive(Debug)]
 enum Slot {
@@ -33,7 +39,12 @@ pub enum Claim {
     /// A stored offline session (taken out of the store).
     Stored(SessionState),
     /// A live connection, which must be asked for its session through this mailbox.
-    Connected(Arc<Mailbox>),
+    Connected {
+        /// The connection holding it.
+        conn_id: u64,
+        /// The mailbox that connection drains.
+        mailbox: Arc<Mailbox>,
+    },
 }
 
 /// What releasing a client id did.
@@ -47,11 +58,34 @@ pub enum Release {
     TakenOver(SessionState),
 }
 
+/// Holds a client id's claim lock; dropping it lets the next claimant in.
+pub struct ClaimGuard<'a> {
+    registry: &'a Registry,
+    client_id: Box<str>,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        // Clones of a lock are made under the map's lock only, so the count read under it is
+        // exact: when no other claimant holds or waits for this lock, it leaves the map.
+        let mut claims = self.registry.claims.lock();
+        drop(self.guard.take());
+        if claims
+            .get(&self.client_id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            claims.remove(&self.client_id);
+        }
+    }
+}
+
 /// The client id registry.
 pub struct Registry {
-    slots: Mutex<AHashMap<String, Slot>>,
+    slots: Mutex<AHashMap<Box<str>, Slot>>,
+    claims: Mutex<AHashMap<Box<str>, Arc<tokio::sync::Mutex<()>>>>,
     store: Arc<dyn SessionStore>,
-    generation: std::sync::atomic::AtomicU64,
+    generation: AtomicU64,
 }
 
 impl Registry {
@@ -59,23 +93,70 @@ impl Registry {
     pub fn new(store: Arc<dyn SessionStore>) -> Registry {
         Registry {
             slots: Mutex::new(AHashMap::new()),
+            claims: Mutex::new(AHashMap::new()),
             store,
-            generation: Default::default(),
+            generation: AtomicU64::new(1),
         }
+    }
+
+    /// Waits for `client_id`'s claim lock: hold it from [`Registry::claim`] until the session
+    /// is attached (or the connection refused).
+    pub async fn lock_client_id(&self, client_id: &str) -> ClaimGuard<'_> {
+        let lock = self
+            .claims
+            .lock()
+            .entry(client_id.into())
+            .or_default()
+            .clone();
+        ClaimGuard {
+            registry: self,
+            client_id: client_id.into(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+
+    /// Number of client ids with a claim in progress (for tests: nothing is left behind).
+    pub fn claims_in_progress(&self) -> usize {
+        self.claims.lock().len()
     }
 
     /// Claims `client_id` for connection `conn_id`, which will drain `mailbox` (a fresh one:
     /// [`Registry::attach`] replaces it if the old session is resumed).
     pub fn claim(&self, client_id: &str, conn_id: u64, mailbox: Arc<Mailbox>) -> Claim {
         let mut slots = self.slots.lock();
-        let previous = slots.insert(client_id.to_owned(), Slot::Online { conn_id, mailbox });
+        let previous = slots.insert(client_id.into(), Slot::Online { conn_id, mailbox });
         match previous {
             None => Claim::Fresh,
             Some(Slot::Offline { .. }) => match self.store.take(client_id) {
                 Some(session) => Claim::Stored(session),
                 None => Claim::Fresh,
             },
-            Some(Slot::Online { mailbox, .. }) => Claim::Connected(mailbox),
+            Some(Slot::Online { conn_id, mailbox }) => Claim::Connected { conn_id, mailbox },
+        }
+    }
+
+    /// Gives the slot back to the connection it was claimed from (a takeover that could not
+    /// complete), if `conn_id` still holds it.
+    pub fn abandon(&self, client_id: &str, conn_id: u64, previous: (u64, Arc<Mailbox>)) {
+        let mut slots = self.slots.lock();
+        if matches!(slots.get(client_id), Some(Slot::Online { conn_id: holder, .. }) if *holder == conn_id)
+        {
+            slots.insert(
+                client_id.into(),
+                Slot::Online {
+                    conn_id: previous.0,
+                    mailbox: previous.1,
+                },
+            );
+        }
+    }
+
+    /// Forgets the claim of `conn_id` on `client_id` (a connection refused after claiming).
+    pub fn unclaim(&self, client_id: &str, conn_id: u64) {
+        let mut slots = self.slots.lock();
+        if matches!(slots.get(client_id), Some(Slot::Online { conn_id: holder, .. }) if *holder == conn_id)
+        {
+            slots.remove(client_id);
         }
     }
 
@@ -96,33 +177,26 @@ impl Registry {
     /// Releases `client_id` held by `conn_id`, keeping the session if `keep`.
     pub fn release(&self, conn_id: u64, session: SessionState, keep: bool) -> Release {
         let mut slots = self.slots.lock();
-        let id = session.client_id.to_string();
-        match slots.get(&id) {
-            Some(Slot::Online {
-                conn_id: holder, ..
-            }) if *holder == conn_id => {
-                if keep {
-                    let generation = self
-                        .generation
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let mailbox = session.mailbox.clone();
-                    slots.insert(
-                        id,
-                        Slot::Offline {
-                            generation,
-                            mailbox,
-                        },
-                    );
-                    session.mailbox.set_online(false);
-                    self.store.save(session);
-                    Release::Stored(generation)
-                } else {
-                    slots.remove(&id);
-                    Release::Ended(session)
-                }
-            }
-            _ => Release::TakenOver(session),
+        let id: &str = &session.client_id;
+        let held = matches!(slots.get(id), Some(Slot::Online { conn_id: holder, .. }) if *holder == conn_id);
+        if !held {
+            return Release::TakenOver(session);
         }
+        if !keep {
+            slots.remove(id);
+            return Release::Ended(session);
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        slots.insert(
+            id.into(),
+            Slot::Offline {
+                generation,
+                mailbox: session.mailbox.clone(),
+            },
+        );
+        session.mailbox.set_online(false);
+        self.store.save(session);
+        Release::Stored(generation)
     }
 
     /// Ends the stored session of `client_id` if it is still the one stored with `generation`.
@@ -155,6 +229,22 @@ impl Registry {
             }
             _ => None,
         }
+    }
+
+    /// Takes every stored session out (shutdown: their delayed wills are published).
+    pub fn drain_offline(&self) -> Vec<SessionState> {
+        let mut slots = self.slots.lock();
+        let ids: Vec<Box<str>> = slots
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Offline { .. }))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| {
+                slots.remove(&id);
+                self.store.take(&id)
+            })
+            .collect()
     }
 
     /// Number of sessions, online and offline.

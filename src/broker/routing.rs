@@ -2,17 +2,20 @@
 //!
 //! Wraps the router's plain data structures in reader/writer locks that are held only for a
 //! lookup or an update, never across an await. A publish takes the trie's read lock once, fills a
-//! caller-owned scratch buffer, releases the lock, then pushes one [`Delivery`] per subscriber
-//! (the payload is shared; per subscriber only an `Arc` count and a queue slot are spent).
+//! per-thread scratch buffer, releases the lock, then pushes one [`Delivery`] per subscriber
+//! (the message is shared; per subscriber only an `Arc` count and a queue slot are spent). Every
+//! owner that must answer before the publisher is (a full queue, an in-process owner) takes a
+//! ticket from the caller's [`TicketSource`]: the acknowledgement gate.
 
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::gate::TicketSource;
 use crate::metrics::stats::{DropReason, Stats};
 use crate::protocol::QoS;
 use crate::router::{RetainedStore, SubscriptionTrie};
-use crate::session::mailbox::{Delivery, Dropped, Mailbox, Message, Queued, Subscriber};
+use crate::session::mailbox::{Delivery, Dropped, Message, Subscriber};
 use crate::session::SubEntry;
 
 /// Matches of one publish.
@@ -24,16 +27,6 @@ thread_local! {
     static MATCHES: std::cell::RefCell<MatchBuf> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// What routing one message did.
-#[derive(Debug, Default)]
-pub struct Routed {
-    /// Sessions it was queued for.
-    pub queued: usize,
-    /// A connected session's queue it went past the limit of: the publisher must wait for room
-    /// there before it reads more (back-pressure).
-    pub pressure: Option<Arc<Mailbox>>,
-}
-
 /// Subscriptions and retained messages of the whole broker.
 #[derive(Default)]
 pub struct Router {
@@ -43,24 +36,36 @@ pub struct Router {
 
 impl Router {
     /// Routes `message` to every matching subscription and updates the retained store when
-    /// it carries the retain flag.
-    pub fn publish(&self, message: Arc<Message>, stats: &Stats) -> Routed {
+    /// it carries the retain flag. Returns the number of sessions it was queued for.
+    pub fn publish(
+        &self,
+        message: Arc<Message>,
+        tickets: &mut TicketSource<'_>,
+        stats: &Stats,
+    ) -> usize {
         // Taken out of the thread-local while in use (routing never nests, but this stays
         // correct if it did: the inner call would just start with an empty buffer).
         let mut scratch = MATCHES.with(|m| std::mem::take(&mut *m.borrow_mut()));
-        let routed = self.route(message, &mut scratch, stats);
+        let routed = self.route(message, tickets, &mut scratch, stats);
         scratch.clear();
         MATCHES.with(|m| *m.borrow_mut() = scratch);
         routed
     }
 
-    fn route(&self, message: Arc<Message>, scratch: &mut MatchBuf, stats: &Stats) -> Routed {
+    fn route(
+        &self,
+        message: Arc<Message>,
+        tickets: &mut TicketSource<'_>,
+        scratch: &mut MatchBuf,
+        stats: &Stats,
+    ) -> usize {
         if message.retain {
             let mut retained = self.retained.write();
             if message.payload.is_empty() {
                 retained.remove(&message.topic);
             } else {
-                retained.insert(&message.topic, Arc::new(message.compacted()));
+                // The message owns its memory already: the store shares it.
+                retained.insert(&message.topic, message.clone());
             }
         }
         scratch.clear();
@@ -71,7 +76,7 @@ impl Router {
         if scratch.len() > 1 && scratch.iter().any(|(s, _)| s.0.may_match_twice()) {
             scratch.sort_unstable_by_key(|(s, _)| s.0.id());
         }
-        let mut routed = Routed::default();
+        let mut queued = 0;
         let mut i = 0;
         while i < scratch.len() {
             // Overlapping subscriptions of one session: deliver once, at the highest granted QoS,
@@ -99,14 +104,11 @@ impl Router {
                     retain: retain_as_published && message.retain,
                     subscription_ids: ids,
                     message: message.clone(),
+                    ticket: None,
                 };
                 let qos = delivery.qos as u8;
-                match mailbox.push(delivery) {
-                    Ok(Queued::Normally) => routed.queued += 1,
-                    Ok(Queued::OverLimit) => {
-                        routed.queued += 1;
-                        routed.pressure = Some(mailbox.clone());
-                    }
+                match mailbox.push(delivery, tickets) {
+                    Ok(_) => queued += 1,
                     Err(Dropped::QueueFull) => stats.dropped(DropReason::QueueFull, qos),
                     Err(Dropped::OfflineQoS0) => stats.dropped(DropReason::OfflineQoS0, qos),
                     Err(Dropped::Closed) => {}
@@ -114,7 +116,7 @@ impl Router {
             }
             i = j;
         }
-        routed
+        queued
     }
 
     /// Adds or replaces a subscription; true if it is new.

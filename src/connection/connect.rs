@@ -11,14 +11,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::{Connection, TAKEOVER_TIMEOUT};
+use crate::broker::core::Core;
 use crate::broker::registry::Claim;
-use crate::broker::Shared;
+use crate::gate::AckQueue;
 use crate::metrics::stats::Stats;
 use crate::protocol::{
-    self, topic, ConnAck, ConnAckProperties, Connect, ConnectReason, DecodeError, Packet,
-    ProtocolVersion, Will, MAX_PACKET_SIZE,
+    self, topic, ConnAck, ConnAckProperties, Connect, ConnectReason, DecodeError, DecodeLimits,
+    Packet, ProtocolVersion, Will, WillProperties, MAX_PACKET_SIZE,
 };
-use crate::session::mailbox::Mailbox;
 use crate::session::SessionState;
 use crate::transport::{Accepted, Stream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -34,16 +34,16 @@ async fn read_packet(
     stream: &mut Stream,
     rbuf: &mut BytesMut,
     version: Option<ProtocolVersion>,
-    max_packet: u32,
+    limits: &DecodeLimits,
 ) -> Result<Packet, ReadFailure> {
     loop {
-        match protocol::decode(rbuf, version, max_packet) {
+        match protocol::decode(rbuf, version, limits) {
             Ok(Some(packet)) => return Ok(packet),
             Ok(None) => {}
             Err(error) => return Err(ReadFailure::Decode(error)),
         }
         match stream
-            .read_some(rbuf, super::read_size(rbuf, max_packet))
+            .read_some(rbuf, super::read_size(rbuf, limits.max_packet_size))
             .await
         {
             Ok(0) | Err(_) => return Err(ReadFailure::Closed),
@@ -56,9 +56,9 @@ async fn read_packet(
 pub(super) async fn accept(
     accepted: Accepted,
     conn_id: u64,
-    shared: Arc<Shared>,
+    core: Arc<Core>,
 ) -> Option<Box<Connection>> {
-    let shared = &shared;
+    let core = &core;
     let Accepted {
         mut stream,
         peer,
@@ -66,16 +66,25 @@ pub(super) async fn accept(
         permit,
     } = accepted;
     let mut rbuf = BytesMut::new();
-    let Some(connect) = handshake(&mut stream, &mut rbuf, peer, shared).await else {
+    let Some(connect) = handshake(&mut stream, &mut rbuf, peer, core).await else {
         let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
         return None;
     };
+    let version = connect.protocol;
     let io = Io {
         stream,
         rbuf,
         permit,
     };
-    let mut conn = establish(*connect, conn_id, peer, &listener, io, shared).await;
+    let mut conn = match establish(*connect, conn_id, peer, &listener, io, core).await {
+        Ok(conn) => conn,
+        Err(mut io) => {
+            // The session could not be taken over in time: refuse rather than start afresh
+            // (which would lose it).
+            refuse(&mut io.stream, version, ConnectReason::ServerBusy, core).await;
+            return None;
+        }
+    };
     // CONNACK and the resent inflight messages are written by the packet loop's first flush.
     conn.resend_inflight();
     Some(Box::new(conn))
@@ -93,13 +102,18 @@ async fn handshake(
     stream: &mut Stream,
     rbuf: &mut BytesMut,
     peer: SocketAddr,
-    shared: &Arc<Shared>,
+    core: &Arc<Core>,
 ) -> Option<Box<Connect>> {
-    let mqtt = &shared.config.mqtt;
+    let mqtt = &core.config().mqtt;
     let timeout = Duration::from_secs(mqtt.connect_timeout_secs);
+    // Before CONNECT succeeds, a connection gets a smaller packet limit.
+    let limits = DecodeLimits {
+        max_packet_size: mqtt.max_packet_size.min(mqtt.max_connect_packet_size),
+        max_user_properties: mqtt.max_user_properties,
+    };
     let first = tokio::select! {
-        first = tokio::time::timeout(timeout, read_packet(stream, rbuf, None, mqtt.max_packet_size)) => first,
-        _ = shared.shutdown.cancelled() => return None,
+        first = tokio::time::timeout(timeout, read_packet(stream, rbuf, None, &limits)) => first,
+        _ = core.shutdown_token().cancelled() => return None,
     };
     let connect = match first {
         Err(_) => {
@@ -113,38 +127,44 @@ async fn handshake(
                 stream,
                 ProtocolVersion::V3_1_1,
                 ConnectReason::UnsupportedProtocolVersion,
-                shared,
+                core,
             )
             .await;
             return None;
         }
         Ok(Err(ReadFailure::Decode(error))) => {
             let counter = match error {
-                DecodeError::Protocol { .. } => &shared.stats.protocol_errors,
-                _ => &shared.stats.malformed_packets,
+                DecodeError::Protocol { .. } => &core.stats().protocol_errors,
+                _ => &core.stats().malformed_packets,
             };
             Stats::bump(counter);
-            tracing::warn!(%peer, "closing connection before CONNECT: {error}");
+            if let Some(suppressed) = core.log_limiter().allow(core.clock().now_ms()) {
+                tracing::warn!(%peer, suppressed, "closing connection before CONNECT: {error}");
+            }
             return None;
         }
         Ok(Ok(Packet::Connect(connect))) => connect,
         Ok(Ok(other)) => {
-            Stats::bump(&shared.stats.protocol_errors);
-            tracing::warn!(
-                kind = other.kind(),
-                "first packet is not CONNECT (MQTT-3.1.0-1)"
-            );
+            Stats::bump(&core.stats().protocol_errors);
+            if let Some(suppressed) = core.log_limiter().allow(core.clock().now_ms()) {
+                tracing::warn!(
+                    %peer,
+                    suppressed,
+                    kind = other.kind(),
+                    "first packet is not CONNECT (MQTT-3.1.0-1)"
+                );
+            }
             return None;
         }
     };
     let version = connect.protocol;
-    if let Err(reason) = check_connect(&connect, shared) {
+    if let Err(reason) = check_connect(&connect, core) {
         tracing::info!(%peer, client_id = %connect.client_id, ?reason, "CONNECT refused");
         if version.is_v5() || reason.v3_return_code() != 3 {
-            refuse(stream, version, reason, shared).await;
+            refuse(stream, version, reason, core).await;
         } else {
             // 3.1.1 has no return code for this refusal ("server unavailable" would mislead).
-            shared.stats.refused(refusal_label(reason));
+            core.stats().refused(refusal_label(reason));
         }
         return None;
     }
@@ -152,8 +172,8 @@ async fn handshake(
 }
 
 /// The refusals a CONNECT can get before any session is touched.
-fn check_connect(connect: &Connect, shared: &Shared) -> Result<(), ConnectReason> {
-    let mqtt = &shared.config.mqtt;
+fn check_connect(connect: &Connect, core: &Core) -> Result<(), ConnectReason> {
+    let mqtt = &core.config().mqtt;
     let v5 = connect.protocol.is_v5();
     if v5 && connect.properties.authentication_method.is_some() {
         return Err(ConnectReason::BadAuthenticationMethod);
@@ -181,13 +201,8 @@ fn check_connect(connect: &Connect, shared: &Shared) -> Result<(), ConnectReason
 }
 
 /// Sends a refusing CONNACK and closes.
-async fn refuse(
-    stream: &mut Stream,
-    version: ProtocolVersion,
-    reason: ConnectReason,
-    shared: &Shared,
-) {
-    shared.stats.refused(refusal_label(reason));
+async fn refuse(stream: &mut Stream, version: ProtocolVersion, reason: ConnectReason, core: &Core) {
+    core.stats().refused(refusal_label(reason));
     let mut out = BytesMut::new();
     let connack = ConnAck {
         session_present: false,
@@ -210,16 +225,17 @@ async fn refuse(
     }
 }
 
-/// Claims the client id, takes over or resumes the session, and builds the CONNACK.
+/// Claims the client id, takes over or resumes the session, and builds the CONNACK. Gives the
+/// transport back when the old connection did not hand its session over in time.
 async fn establish(
     connect: Connect,
     conn_id: u64,
     peer: SocketAddr,
     listener: &Arc<str>,
     io: Io,
-    shared: &Arc<Shared>,
-) -> Connection {
-    let mqtt = &shared.config.mqtt;
+    core: &Arc<Core>,
+) -> Result<Connection, Io> {
+    let mqtt = &core.config().mqtt;
     let v5 = connect.protocol.is_v5();
     let mut props = ConnAckProperties::default();
 
@@ -255,24 +271,34 @@ async fn establish(
         mqtt.persistent_session_expiry_secs
     };
 
-    let fresh = SessionState::new(
-        client_id.clone(),
-        Mailbox::new(shared.mailbox_limits.clone()),
-    );
-    let previous = match shared
-        .registry
-        .claim(&client_id, conn_id, fresh.mailbox.clone())
-    {
+    let registry = core.registry();
+    // One claim of a client id at a time: each takeover starts from the connection that
+    // really holds the session (the previous claimant has attached it by then).
+    let claim_lock = registry.lock_client_id(&client_id).await;
+    let fresh = SessionState::new(client_id.clone(), core.new_mailbox());
+    let previous = match registry.claim(&client_id, conn_id, fresh.mailbox.clone()) {
         Claim::Fresh => None,
-        Claim::Stored(session) => Some(session),
-        Claim::Connected(old) => {
+        Claim::Stored(session) => {
+            core.cancel_timers(&client_id);
+            Some(session)
+        }
+        Claim::Connected {
+            conn_id: old_conn,
+            mailbox: old,
+        } => {
             let (reply_tx, reply_rx) = oneshot::channel();
             old.request_takeover(reply_tx);
-            tokio::time::timeout(TAKEOVER_TIMEOUT, reply_rx)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten()
+            match tokio::time::timeout(TAKEOVER_TIMEOUT, reply_rx).await {
+                Ok(Ok(handed)) => handed,
+                // The old connection ended without handing over: nothing outlived it.
+                Ok(Err(_)) => None,
+                Err(_) => {
+                    tracing::warn!(%client_id, "the connection holding this client id did not hand its session over in time; refusing");
+                    registry.abandon(&client_id, conn_id, (old_conn, old));
+                    drop(claim_lock);
+                    return Err(io);
+                }
+            }
         }
     };
     let previous = previous.map(|mut session| {
@@ -283,22 +309,22 @@ async fn establish(
     });
     let (session, session_present) = match previous {
         Some(session) if !connect.clean_start => {
-            shared
-                .registry
-                .attach(&client_id, conn_id, &session.mailbox);
+            registry.attach(&client_id, conn_id, &session.mailbox);
             (session, true)
         }
         previous => {
             if let Some(old) = previous {
-                shared.end_session(old);
+                core.end_session(old);
             }
             (fresh, false)
         }
     };
     session.mailbox.set_online(true);
+    drop(claim_lock);
 
     if v5 {
         props.maximum_packet_size = Some(mqtt.max_packet_size);
+        props.receive_maximum = Some(mqtt.receive_maximum);
         props.shared_subscription_available = Some(0);
         if !mqtt.retain_available {
             props.retain_available = Some(0);
@@ -314,11 +340,13 @@ async fn establish(
         .maximum_packet_size
         .unwrap_or(MAX_PACKET_SIZE);
     let receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+    let waker = session.mailbox.clone();
     let mut conn = Connection {
-        shared: shared.clone(),
+        core: core.clone(),
         conn_id,
         version: connect.protocol,
         session,
+        waker,
         will: connect.will.map(|will| Box::new(compact_will(will))),
         session_expiry,
         keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
@@ -326,17 +354,27 @@ async fn establish(
         listener: listener.clone(),
         client_max_packet,
         window: usize::from(mqtt.max_inflight.min(receive_maximum)),
-        wbuf: BytesMut::new(),
+        receive_maximum: usize::from(mqtt.receive_maximum),
+        limits: DecodeLimits {
+            max_packet_size: mqtt.max_packet_size,
+            max_user_properties: mqtt.max_user_properties,
+        },
+        acks: AckQueue::default(),
+        held: None,
         mailbox_pending: true,
-        pressure: None,
+        wbuf: BytesMut::new(),
+        unflushed: false,
+        write_stalled_since: None,
+        partial_since: None,
+        timer: None,
         stream: io.stream,
         rbuf: io.rbuf,
         _permit: io.permit,
     };
     tracing::debug!(%client_id, version = conn.version.label(), session_present, "connected");
     conn.send(Packet::ConnAck(connack));
-    shared.stats.connected(listener, conn.version.label());
-    conn
+    core.stats().connected(listener, conn.version.label());
+    Ok(conn)
 }
 
 /// A few bits of per-process randomness for assigned client ids.
@@ -354,10 +392,29 @@ fn rand_suffix() -> u64 {
 
 /// The will with its topic and payload copied out of the read buffer they slice, so a
 /// connection that idles for days does not keep its first read buffer alive.
-fn compact_will(mut will: Will) -> Will {
-    will.topic = ByteString::from(&*will.topic);
-    will.payload = Bytes::copy_from_slice(&will.payload);
-    will
+fn compact_will(will: Will) -> Will {
+    let string = |s: &Option<ByteString>| s.as_deref().map(ByteString::from);
+    let p = &will.properties;
+    let properties = WillProperties {
+        will_delay_interval: p.will_delay_interval,
+        payload_format_indicator: p.payload_format_indicator,
+        message_expiry_interval: p.message_expiry_interval,
+        content_type: string(&p.content_type),
+        response_topic: string(&p.response_topic),
+        correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
+        user_properties: p
+            .user_properties
+            .iter()
+            .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
+            .collect(),
+    };
+    Will {
+        topic: ByteString::from(&*will.topic),
+        payload: Bytes::copy_from_slice(&will.payload),
+        qos: will.qos,
+        retain: will.retain,
+        properties,
+    }
 }
 
 /// Metric label of a CONNECT refusal.

@@ -1,36 +1,27 @@
-//! Packet handling of a connected client, and delivery of its mailbox: the QoS flows, SUBSCRIBE
-//! with retained messages, UNSUBSCRIBE, DISCONNECT, and encoding into the write buffer.
+//! Packet handling of a connected client: the incoming QoS flows through the acknowledgement
+//! gate, acknowledgements of outgoing messages, SUBSCRIBE (with the retained messages it is
+//! owed), UNSUBSCRIBE, PINGREQ and DISCONNECT.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Connection, Exit, DRAIN_BATCH, WRITE_HIGH_WATER};
+use super::{Connection, Exit};
+use crate::gate::{TicketSource, Unanswered, Verdict};
 use crate::metrics::stats::DropReason;
 use crate::protocol::{
-    self, reason, AckProperties, Disconnect, EncodeError, Packet, PubResp, Publish,
-    PublishProperties, QoS, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
+    reason, AckProperties, Disconnect, Packet, PubResp, Publish, QoS, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
 };
-use crate::session::mailbox::{Delivery, Dropped, Message, Subscriber};
-use crate::session::{AckOutcome, OutState, SubEntry};
+use crate::session::mailbox::{Message, MessageParts};
+use crate::session::{AckOutcome, SubEntry};
 
-thread_local! {
-    /// Each worker thread's buffer for deliveries taken from a mailbox: reused, and not kept
-    /// per connection.
-    static BATCH: std::cell::RefCell<std::collections::VecDeque<Delivery>> =
-        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
-}
-
-/// Topics and filters deeper than this are refused (the trie walks levels recursively).
-pub(crate) const MAX_TOPIC_LEVELS: usize = 128;
-
-fn too_deep(topic: &str) -> bool {
-    topic.bytes().filter(|&b| b == b'/').count() >= MAX_TOPIC_LEVELS
-}
+/// Bytes a retained backlog entry holds (the message itself is the retained store's).
+const BACKLOG_ENTRY_COST: usize = std::mem::size_of::<(Arc<Message>, SubEntry)>();
 
 impl Connection {
     /// Handles one packet from the client; `Some` ends the connection.
     pub(super) fn handle(&mut self, packet: Packet, now: Instant) -> Option<Exit> {
-        self.shared.stats.shard().packet_in(packet.type_code());
+        self.core.stats().shard().packet_in(packet.type_code());
         match packet {
             Packet::Publish(publish) => return self.on_publish(publish, now),
             Packet::PubAck(ack) => {
@@ -42,6 +33,8 @@ impl Connection {
             Packet::PubRel(rel) => {
                 let found = self.session.on_pubrel(rel.pkid);
                 self.send(Packet::PubComp(ack(rel.pkid, found)));
+                // A QoS 2 flow ended: the Receive Maximum has room again.
+                self.release_held(now);
             }
             Packet::PubComp(comp) => {
                 if self.session.on_pubcomp(comp.pkid) == AckOutcome::Done {
@@ -74,6 +67,18 @@ impl Connection {
         None
     }
 
+    /// Incoming QoS 1/2 PUBLISH packets counted against the Receive Maximum. In 5.0, QoS 1
+    /// until its PUBACK and QoS 2 until its PUBCOMP (MQTT-4.9.0-2). 3.1.1 has no such limit:
+    /// there, only the packets not answered yet count, so that a client's PUBREL is never held
+    /// behind a PUBLISH that waits for it.
+    fn receive_quota_used(&self) -> usize {
+        if self.version.is_v5() {
+            self.acks.len() - self.acks.exactly_once_len() + self.session.incoming_qos2.len()
+        } else {
+            self.acks.len()
+        }
+    }
+
     fn on_publish(&mut self, publish: Publish, now: Instant) -> Option<Exit> {
         if publish.properties.topic_alias.is_some() {
             return Some(Exit::violation(
@@ -81,64 +86,139 @@ impl Connection {
                 "topic alias sent but Topic Alias Maximum is 0 (MQTT-3.3.2-9)",
             ));
         }
-        if publish.retain && !self.shared.config.mqtt.retain_available {
+        if !publish.properties.subscription_identifiers.is_empty() {
+            return Some(Exit::violation(
+                reason::PROTOCOL_ERROR,
+                "PUBLISH from a client carries a Subscription Identifier (MQTT-3.3.4-6)",
+            ));
+        }
+        if publish.retain && !self.core.config().mqtt.retain_available {
             return Some(Exit::violation(
                 reason::RETAIN_NOT_SUPPORTED,
                 "retained PUBLISH while retain is not available (MQTT-3.3.1-14)",
             ));
         }
-        if too_deep(&publish.topic) {
-            return Some(Exit::violation(
-                reason::TOPIC_NAME_INVALID,
-                format!("topic has more than {MAX_TOPIC_LEVELS} levels"),
-            ));
-        }
         let (qos, pkid) = (publish.qos, publish.pkid);
-        self.shared.stats.shard().received(qos as u8);
-        if qos == QoS::ExactlyOnce && !self.session.on_incoming_qos2(pkid) {
-            // A resend of a message already routed: acknowledge again, deliver once.
-            self.send(Packet::PubRec(PubResp::new(pkid)));
+        if qos == QoS::ExactlyOnce && self.session.incoming_qos2.contains(&pkid) {
+            // A resend of a message already routed: deliver once. Answer again unless the
+            // first answer is still waiting in the gate (it will come, in order).
+            if !self.acks.has_exactly_once(pkid) {
+                self.send(Packet::PubRec(PubResp::new(pkid)));
+            }
             return None;
         }
-        let mut properties = publish.properties;
-        properties.subscription_identifiers.clear();
-        let expires_at = properties
-            .message_expiry_interval
-            .map(|secs| now + std::time::Duration::from_secs(secs.into()));
-        let message = Arc::new(Message {
-            topic: publish.topic,
-            payload: publish.payload,
-            qos,
-            retain: publish.retain,
-            properties,
-            expires_at,
-            origin: self.session.mailbox.id(),
-            received_at: now,
-        });
-        let routed = self.shared.router.publish(message, &self.shared.stats);
-        if routed.pressure.is_some() {
-            // A connected subscriber's queue is full: read nothing more from this publisher
-            // until it has room (its keep alive is paused meanwhile).
-            self.pressure = routed.pressure;
-            self.session.mailbox.set_keep_alive(None, 0);
+        if qos != QoS::AtMostOnce && self.receive_quota_used() >= self.receive_maximum {
+            if self.version.is_v5() {
+                return Some(Exit::violation(
+                    reason::RECEIVE_MAXIMUM_EXCEEDED,
+                    format!(
+                        "more than the Receive Maximum ({}) of QoS 1/2 PUBLISH unanswered \
+                         (MQTT-3.3.4-9)",
+                        self.receive_maximum
+                    ),
+                ));
+            }
+            // 3.1.1 cannot be told the limit: hold this packet, and the input after it,
+            // until an answer leaves room.
+            self.held = Some(Box::new(publish));
+            return None;
         }
-        let code = if routed.queued == 0 {
-            self.shared
-                .stats
+        self.core.stats().shard().received(qos as u8);
+        if qos == QoS::ExactlyOnce {
+            self.session.incoming_qos2.insert(pkid);
+        }
+        let message = Message::new(
+            MessageParts {
+                topic: &publish.topic,
+                payload: &publish.payload,
+                qos,
+                retain: publish.retain,
+                properties: &publish.properties,
+                origin: self.session.mailbox.id(),
+            },
+            now,
+        );
+        let mut tickets = TicketSource::new(&self.waker, self.core.clock().ms_at(now));
+        let queued = self.core.route(Arc::new(message), &mut tickets);
+        let pending = tickets.finish();
+        let success = if queued == 0 {
+            self.core
+                .stats()
                 .dropped(DropReason::NoSubscribers, qos as u8);
             reason::NO_MATCHING_SUBSCRIBERS
         } else {
             reason::SUCCESS
         };
-        let response = PubResp {
+        if qos == QoS::AtMostOnce {
+            return None;
+        }
+        let entry = Unanswered {
             pkid,
+            exactly_once: qos == QoS::ExactlyOnce,
+            success,
+            pending,
+            since: now,
+        };
+        if let Some(entry) = self.acks.push(entry) {
+            // Owned by memory alone, nothing ahead of it: the common case, answered at once.
+            return self.answer(&entry, Verdict::Owned);
+        }
+        None
+    }
+
+    /// Answers every PUBLISH at the front of the gate whose owners have all answered, in
+    /// arrival order; then lets a held PUBLISH in if that made room.
+    pub(super) fn answer_acks(&mut self) -> Option<Exit> {
+        let mut answered = false;
+        while let Some((entry, verdict)) = self.acks.pop_ready() {
+            answered = true;
+            if let Some(exit) = self.answer(&entry, verdict) {
+                return Some(exit);
+            }
+        }
+        if answered {
+            return self.release_held(Instant::now());
+        }
+        None
+    }
+
+    /// The PUBACK or PUBREC for `entry`.
+    fn answer(&mut self, entry: &Unanswered, verdict: Verdict) -> Option<Exit> {
+        let code = match verdict {
+            Verdict::Owned => entry.success,
+            Verdict::Refused(_) if !self.version.is_v5() => return Some(Exit::Refused),
+            Verdict::Refused(code) => {
+                if entry.exactly_once {
+                    // A refused QoS 2 flow ends with its PUBREC (MQTT-4.3.3-4 / 5.0 4.13).
+                    self.session.incoming_qos2.remove(&entry.pkid);
+                }
+                code
+            }
+        };
+        let response = PubResp {
+            pkid: entry.pkid,
             reason: code,
             properties: AckProperties::default(),
         };
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send(Packet::PubAck(response)),
-            QoS::ExactlyOnce => self.send(Packet::PubRec(response)),
+        self.send(if entry.exactly_once {
+            Packet::PubRec(response)
+        } else {
+            Packet::PubAck(response)
+        });
+        None
+    }
+
+    /// Handles the held PUBLISH (and the input after it) once the Receive Maximum has room.
+    fn release_held(&mut self, now: Instant) -> Option<Exit> {
+        if self.held.is_none() || self.receive_quota_used() >= self.receive_maximum {
+            return None;
+        }
+        let publish = self.held.take()?;
+        if let Some(exit) = self.on_publish(*publish, now) {
+            return Some(exit);
+        }
+        if self.held.is_none() {
+            return self.process_input(now);
         }
         None
     }
@@ -155,44 +235,23 @@ impl Connection {
     fn on_subscribe(&mut self, subscribe: Subscribe) {
         let v5 = self.version.is_v5();
         let id = subscribe.properties.subscription_identifier;
-        let subscriber = Subscriber(self.session.mailbox.clone());
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         for (filter, options) in subscribe.filters {
-            if filter.starts_with("$share/") {
-                // Shared subscriptions come with their own issue; refuse them clearly for now.
-                reasons.push(if v5 {
-                    reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
-                } else {
-                    0x80
-                });
-                continue;
+            match self.core.subscribe(&mut self.session, &filter, options, id) {
+                Ok(is_new) => {
+                    reasons.push(options.qos as u8);
+                    let send_retained = match options.retain_handling {
+                        0 => true,
+                        1 => is_new,
+                        _ => false,
+                    };
+                    if send_retained {
+                        self.owe_retained(&filter, SubEntry { options, id });
+                    }
+                }
+                Err(refusal) => reasons.push(if v5 { refusal.reason_code() } else { 0x80 }),
             }
-            if too_deep(&filter) {
-                reasons.push(if v5 {
-                    reason::TOPIC_FILTER_INVALID
-                } else {
-                    0x80
-                });
-                continue;
-            }
-            let entry = SubEntry { options, id };
-            let is_new = self
-                .shared
-                .router
-                .subscribe(&filter, subscriber.clone(), entry);
-            reasons.push(options.qos as u8);
-            let send_retained = match options.retain_handling {
-                0 => true,
-                1 => is_new,
-                _ => false,
-            };
-            if send_retained {
-                self.queue_retained(&filter, entry);
-            }
-            self.session.subscriptions.insert(filter, entry);
         }
-        let filters = self.session.subscriptions.len();
-        self.session.mailbox.set_filter_count(filters);
         self.send(Packet::SubAck(SubAck {
             pkid: subscribe.pkid,
             reasons,
@@ -200,48 +259,37 @@ impl Connection {
         }));
     }
 
-    /// Queues the retained messages matching a new subscription (sent after the SUBACK).
-    fn queue_retained(&mut self, filter: &str, entry: SubEntry) {
-        let mut retained = Vec::new();
-        self.shared.router.retained(filter, &mut retained);
-        let now = Instant::now();
-        for message in retained {
-            if message.expired(now) {
+    /// Adds the retained messages matching a new subscription to the session's backlog, which
+    /// is sent after the SUBACK as the socket drains. The backlog is bounded by the session's
+    /// byte limit (entries are pointers to the retained store's messages); past it, the rest
+    /// is dropped and counted.
+    fn owe_retained(&mut self, filter: &str, entry: SubEntry) {
+        let limit = self.core.config().mqtt.max_queued_bytes / BACKLOG_ENTRY_COST;
+        for message in self.core.retained(filter) {
+            if self.session.retained_backlog.len() >= limit {
+                self.core.stats().dropped(
+                    DropReason::QueueFull,
+                    message.qos.min(entry.options.qos) as u8,
+                );
                 continue;
             }
-            let delivery = Delivery {
-                qos: message.qos.min(entry.options.qos),
-                retain: true,
-                subscription_ids: entry.id.into_iter().collect(),
-                message,
-            };
-            let qos = delivery.qos as u8;
-            if let Err(Dropped::QueueFull) = self.session.mailbox.push(delivery) {
-                // (Retained messages for a connected session's own subscribe cannot be
-                // refused with back-pressure: only QoS 0 or a full offline queue land here.)
-                self.shared.stats.dropped(DropReason::QueueFull, qos);
-            }
+            self.session.retained_backlog.push_back((message, entry));
         }
         self.mailbox_pending = true;
     }
 
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
-        let subscriber = Subscriber(self.session.mailbox.clone());
         let reasons = unsubscribe
             .filters
             .iter()
             .map(|filter| {
-                let existed = self.session.subscriptions.remove(filter).is_some();
-                self.shared.router.unsubscribe(filter, &subscriber);
-                if existed {
+                if self.core.unsubscribe(&mut self.session, filter) {
                     reason::SUCCESS
                 } else {
                     reason::NO_SUBSCRIPTION_EXISTED
                 }
             })
             .collect();
-        let filters = self.session.subscriptions.len();
-        self.session.mailbox.set_filter_count(filters);
         self.send(Packet::UnsubAck(UnsubAck {
             pkid: unsubscribe.pkid,
             reasons,
@@ -257,148 +305,11 @@ impl Connection {
                     "session expiry set on DISCONNECT after 0 on CONNECT (MQTT-3.14.2-2)",
                 );
             }
-            self.session_expiry = expiry.min(self.shared.config.mqtt.max_session_expiry_secs);
+            self.session_expiry = expiry.min(self.core.config().mqtt.max_session_expiry_secs);
         }
         Exit::Disconnect {
             will: disconnect.reason == reason::DISCONNECT_WITH_WILL,
         }
-    }
-
-    /// Moves deliveries from the mailbox into the write buffer while the inflight window and
-    /// the write high-water mark allow.
-    pub(super) fn drain_mailbox(&mut self) {
-        let now = Instant::now();
-        // The worker thread's batch buffer, taken out while in use.
-        let mut batch = BATCH.with(|b| std::mem::take(&mut *b.borrow_mut()));
-        loop {
-            let room = self.window.saturating_sub(self.session.outgoing.len());
-            let taken = self.session.mailbox.pop_into(&mut batch, DRAIN_BATCH, room);
-            if let Some(first) = batch.front() {
-                // One latency sample a batch: representative, and cheap on the hot path.
-                self.shared
-                    .metrics
-                    .record_latency(now.saturating_duration_since(first.message.received_at));
-            }
-            while let Some(delivery) = batch.pop_front() {
-                self.deliver(delivery, now);
-            }
-            if taken < DRAIN_BATCH {
-                self.mailbox_pending = false;
-                break;
-            }
-            if self.wbuf.len() >= WRITE_HIGH_WATER {
-                // More may be waiting: come back after writing.
-                break;
-            }
-        }
-        BATCH.with(|b| *b.borrow_mut() = batch);
-    }
-
-    fn deliver(&mut self, delivery: Delivery, now: Instant) {
-        if delivery.message.expired(now) {
-            self.shared
-                .stats
-                .dropped(DropReason::Expired, delivery.qos as u8);
-            return;
-        }
-        let pkid = match delivery.qos {
-            QoS::AtMostOnce => 0,
-            _ => match self.session.next_pkid() {
-                Some(pkid) => pkid,
-                None => return,
-            },
-        };
-        let publish = self.publish_packet(&delivery, pkid, false, now);
-        match protocol::encode(
-            &Packet::Publish(publish),
-            self.version,
-            self.client_max_packet,
-            &mut self.wbuf,
-        ) {
-            Ok(_) => {
-                let shard = self.shared.stats.shard();
-                shard.packet_out(3);
-                shard.delivered(delivery.qos as u8);
-                if pkid != 0 {
-                    self.session.sent(pkid, delivery);
-                }
-            }
-            Err(error) => {
-                // MQTT-3.1.2-25: a message too large for the client is discarded.
-                self.shared
-                    .stats
-                    .dropped(DropReason::TooLarge, delivery.qos as u8);
-                tracing::debug!(%error, topic = %delivery.message.topic, "delivery dropped");
-            }
-        }
-    }
-
-    /// The PUBLISH packet for `delivery`.
-    fn publish_packet(&self, delivery: &Delivery, pkid: u16, dup: bool, now: Instant) -> Publish {
-        let message = &delivery.message;
-        let properties = if self.version.is_v5() {
-            let mut properties = message.properties.clone();
-            properties
-                .subscription_identifiers
-                .clone_from(&delivery.subscription_ids);
-            if let Some(expires_at) = message.expires_at {
-                let left = expires_at.saturating_duration_since(now).as_millis();
-                properties.message_expiry_interval =
-                    Some(u32::try_from(left.div_ceil(1000)).unwrap_or(u32::MAX));
-            }
-            properties
-        } else {
-            PublishProperties::default()
-        };
-        Publish {
-            dup,
-            qos: delivery.qos,
-            retain: delivery.retain,
-            topic: message.topic.clone(),
-            pkid,
-            properties,
-            payload: message.payload.clone(),
-        }
-    }
-
-    /// Resends what was in flight when the session was last connected (MQTT-4.4.0-1).
-    pub(super) fn resend_inflight(&mut self) {
-        let now = Instant::now();
-        let mut packets = Vec::with_capacity(self.session.outgoing.len());
-        for out in &self.session.outgoing {
-            packets.push(match out.state {
-                OutState::AwaitPubComp => Packet::PubRel(PubResp::new(out.pkid)),
-                _ => Packet::Publish(self.publish_packet(&out.delivery, out.pkid, true, now)),
-            });
-        }
-        for packet in packets {
-            self.send(packet);
-        }
-    }
-
-    /// Encodes a packet into the write buffer; a packet the client cannot take is dropped.
-    pub(super) fn send(&mut self, packet: Packet) {
-        match protocol::encode(
-            &packet,
-            self.version,
-            self.client_max_packet,
-            &mut self.wbuf,
-        ) {
-            Ok(_) => self.shared.stats.shard().packet_out(packet.type_code()),
-            Err(EncodeError::TooLarge { .. }) => {
-                // Not a message: an acknowledgement or DISCONNECT the client cannot take.
-                tracing::debug!(
-                    kind = packet.kind(),
-                    "packet over the client's maximum size"
-                );
-            }
-            Err(error) => tracing::warn!(%error, kind = packet.kind(), "cannot encode packet"),
-        }
-    }
-
-    /// Publishes the will message as if the client had published it.
-    pub(super) fn publish_will(&mut self, will: Will) {
-        self.shared.publish_will(will, self.session.mailbox.id());
     }
 }
 

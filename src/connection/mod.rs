@@ -1,32 +1,52 @@
 //! One client connection, from the first byte to the last: the per-connection task.
 //!
-//! This is the only place where sockets, the codec, the session state and the router meet, and
-//! the only task that `select!`s, on two things: the socket and its session's mailbox. Keep
-//! alive, takeover, shutdown and back-pressure wake-ups all arrive through the mailbox, so an
-//! idle connection's task stays small (about 400 bytes of future). Everything it calls is
-//! synchronous. The life of a connection: [`serve`] reads CONNECT within the connect timeout
-//! (`connect.rs`), claims the client id (taking a session over from another connection or the
-//! store), answers CONNACK, resends what was in flight, then runs the packet loop
-//! ([`Connection::run`], packet handling in `handler.rs`) until an [`Exit`]; finally it says
+//! This is the only place where sockets, the codec, the session state and the broker meet, and
+//! the only task that waits on several things at once: the socket's input, the socket's output,
+//! its session's mailbox, and (only while one is due) a deadline. Every wait sits in one poll
+//! ([`Connection::poll_event`]), so a peer that stops reading never hides a control signal: keep
+//! alive, takeover and shutdown arrive through the mailbox and are seen while a write is
+//! blocked, and input (acks, pings, DISCONNECT, EOF) is read while output waits.
+//!
+//! The life of a connection: [`serve`] reads CONNECT within the connect timeout (`connect.rs`),
+//! claims the client id (taking a session over from another connection or the store), answers
+//! CONNACK, resends what was in flight, then runs the packet loop ([`Connection::run`]; packet
+//! handling in `handler.rs`, deliveries in `deliver.rs`) until an [`Exit`]; finally it says
 //! goodbye (5.0 DISCONNECT with a reason), publishes the will where the spec asks for it, and
-//! hands the session back to the registry.
+//! hands the session back to the registry, which keeps it, ends it, or passes it on.
+//!
+//! Flow control, in both directions, without a pause that could deadlock:
+//! - incoming QoS 1/2 PUBLISH packets are answered through the acknowledgement gate
+//!   ([`crate::gate`]), in arrival order, once every owner holds the message; at most the
+//!   server's Receive Maximum of them are unanswered (a 5.0 client sending more is disconnected
+//!   with 0x93; a 3.1.1 client, which cannot be told the limit, has its next PUBLISH held and
+//!   its input paused until one is answered);
+//! - outgoing QoS 1/2 messages are bounded by the inflight window, and the write buffer by a
+//!   high-water mark; what does not fit waits in the mailbox (bounded, see
+//!   [`crate::session::mailbox`]).
 
 mod connect;
+mod deliver;
 mod handler;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Sleep;
 
+use crate::broker::core::Core;
 use crate::broker::registry::Release;
-use crate::broker::Shared;
+use crate::gate::{AckQueue, GateWaker};
 use crate::metrics::stats::Stats;
-use crate::protocol::{self, reason, DecodeError, Disconnect, Packet, ProtocolVersion, Will};
+use crate::protocol::{
+    self, reason, DecodeError, DecodeLimits, Disconnect, Packet, ProtocolVersion, Publish, Will,
+};
 use crate::session::mailbox::{Control, TakeOver};
 use crate::session::SessionState;
 use crate::transport::{Accepted, Stream};
@@ -35,7 +55,7 @@ use crate::transport::{Accepted, Stream};
 const READ_CHUNK: usize = 4096;
 /// Deliveries taken from the mailbox at a time.
 const DRAIN_BATCH: usize = 64;
-/// Stop draining the mailbox once this much output is waiting to be written.
+/// Stop taking deliveries once this much output is waiting to be written.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Time allowed for the last write and close of a connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,8 +69,19 @@ pub(crate) enum Exit {
     Disconnect { will: bool },
     /// The socket closed or failed without DISCONNECT.
     Closed,
-    /// Nothing arrived within 1.5 × keep alive.
+    /// No whole packet arrived within 1.5 × keep alive.
     KeepAlive,
+    /// A started packet was not completed within `packet_timeout_secs`.
+    PacketTimeout,
+    /// Nothing could be written for `write_timeout_secs`: the peer does not read.
+    WriteTimeout,
+    /// An owner of a message did not answer within `ack_timeout_ms`.
+    AckTimeout,
+    /// An owner refused a 3.1.1 client's message, which has no negative acknowledgement: the
+    /// connection is closed without answering, so that the client sends it again.
+    Refused,
+    /// Publishers waited too long for room in this subscriber's queue.
+    SlowSubscriber,
     /// The client broke the protocol; `reason` is the 5.0 reason code.
     Violation {
         reason: u8,
@@ -83,8 +114,10 @@ impl Exit {
     /// The reason code of the DISCONNECT a 5.0 client gets, if any.
     fn disconnect_reason(&self) -> Option<u8> {
         match self {
-            Exit::Disconnect { .. } | Exit::Closed => None,
-            Exit::KeepAlive => Some(reason::KEEP_ALIVE_TIMEOUT),
+            Exit::Disconnect { .. } | Exit::Closed | Exit::WriteTimeout | Exit::Refused => None,
+            Exit::KeepAlive | Exit::PacketTimeout => Some(reason::KEEP_ALIVE_TIMEOUT),
+            Exit::AckTimeout => Some(reason::UNSPECIFIED_ERROR),
+            Exit::SlowSubscriber => Some(reason::QUOTA_EXCEEDED),
             Exit::Violation { reason, .. } => Some(*reason),
             Exit::TakenOver(_) => Some(reason::SESSION_TAKEN_OVER),
             Exit::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
@@ -101,32 +134,48 @@ impl Exit {
 ///
 /// This future is what every idle connection costs, so it is kept small: the CONNECT phase and
 /// the goodbye run once and hold large futures, so they are boxed; the packet loop's state is
-/// the [`Connection`] (boxed too) and two waits.
-pub fn serve(accepted: Accepted, shared: Arc<Shared>) -> impl Future<Output = ()> + Send {
-    Stats::bump(&shared.stats.sockets_accepted);
-    shared.stats.sockets_open.fetch_add(1, Ordering::Relaxed);
-    let conn_id = shared.next_conn_id();
+/// the [`Connection`] (boxed too) and one wait.
+pub fn serve(accepted: Accepted, core: Arc<Core>) -> impl Future<Output = ()> + Send {
+    Stats::bump(&core.stats().sockets_accepted);
+    core.stats().sockets_open.fetch_add(1, Ordering::Relaxed);
+    let conn_id = core.next_conn_id();
     // No tracing span around the task: it would cost every idle connection its size (and an
     // enabled one, a few hundred bytes more); log lines name the client and peer instead.
     tracing::debug!(conn_id, peer = %accepted.peer, listener = %accepted.listener, "accepted");
     // Built here, not inside the async block, so that the accepted socket is not also kept
     // as a captured argument for the connection's whole life.
-    let accept = Box::pin(connect::accept(accepted, conn_id, shared.clone()));
+    let accept = Box::pin(connect::accept(accepted, conn_id, core.clone()));
     async move {
         if let Some(mut conn) = accept.await {
             let exit = conn.run().await;
             Box::pin(conn.finish(exit)).await;
         }
-        shared.stats.sockets_open.fetch_sub(1, Ordering::Relaxed);
+        core.stats().sockets_open.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// What woke the packet loop.
+enum Event {
+    /// `n` bytes of input were read.
+    Read(usize),
+    /// The socket reached its end or failed.
+    Closed,
+    /// The mailbox was notified: deliveries, a signal, or an answer of the gate.
+    Notified,
+    /// A deadline passed.
+    Timer,
+    /// Output was written (or began to stall), or more deliveries fit: go round again.
+    Progress,
 }
 
 /// A connected client after CONNACK: its session and what the packet loop needs.
 pub(crate) struct Connection {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     conn_id: u64,
     version: ProtocolVersion,
     session: SessionState,
+    /// The session's mailbox as the waker of the gate's answers for this publisher.
+    waker: Arc<dyn GateWaker>,
     will: Option<Box<Will>>,
     /// Session expiry interval in seconds (0: ends with the connection; u32::MAX: never).
     session_expiry: u32,
@@ -140,12 +189,27 @@ pub(crate) struct Connection {
     client_max_packet: u32,
     /// Outgoing QoS 1/2 window: min(server max inflight, client Receive Maximum).
     window: usize,
-    wbuf: BytesMut,
-    /// The mailbox may hold deliveries we could take now.
+    /// The server's Receive Maximum: incoming QoS 1/2 PUBLISH packets unanswered at once.
+    receive_maximum: usize,
+    /// What the decoder refuses.
+    limits: DecodeLimits,
+    /// Incoming QoS 1/2 PUBLISH packets not answered yet, in arrival order.
+    acks: AckQueue,
+    /// A 3.1.1 client's PUBLISH beyond the Receive Maximum, held (with all input after it) until
+    /// one of its others is answered.
+    held: Option<Box<Publish>>,
+    /// The mailbox or the retained backlog may hold deliveries we could take now.
     mailbox_pending: bool,
-    /// A subscriber's queue that is over its limit because of this client's messages: no
-    /// input is read until it has room (back-pressure).
-    pressure: Option<Arc<crate::session::mailbox::Mailbox>>,
+    /// Output not written yet.
+    wbuf: BytesMut,
+    /// TLS records may be buffered in the TLS layer.
+    unflushed: bool,
+    /// Since when output has been waiting without any progress.
+    write_stalled_since: Option<Instant>,
+    /// Since when a started packet has been waiting in `rbuf` to be completed.
+    partial_since: Option<Instant>,
+    /// The next deadline, while one is due (none while idle: idle connections hold no timer).
+    timer: Option<Pin<Box<Sleep>>>,
     /// The client's byte pipe.
     stream: Stream,
     /// Input not yet decoded (empty, and unallocated, while idle).
@@ -155,90 +219,208 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// The packet loop. It waits on two things only, the socket and the mailbox, so that an
-    /// idle connection's task stays small: keep alive, takeover and shutdown arrive as a
-    /// [`Control`] through the mailbox (the broker's keep-alive sweeper checks the activity
-    /// stamp this loop leaves on it).
+    /// The packet loop.
     async fn run(&mut self) -> Exit {
         let mailbox = self.session.mailbox.clone();
-        let max_packet = self.shared.config.mqtt.max_packet_size;
-        mailbox.set_keep_alive(self.keep_alive, self.shared.clock.now_ms());
+        mailbox.set_keep_alive(self.keep_alive, self.core.clock().now_ms());
         // A signal left from the session's previous connection is stale, but a takeover
         // request may already be for this one.
         if let Some(Control::TakeOver(reply)) = mailbox.take_control() {
             return Exit::TakenOver(reply);
         }
-        if self.shared.shutdown.is_cancelled() {
+        if self.core.shutdown_token().is_cancelled() {
             // Shutdown began while this connection was claiming its client id.
             return Exit::Shutdown;
         }
         self.mailbox_pending = true;
+        // Packets that came in the same read as CONNECT are handled now, not after the next.
+        if let Some(exit) = self.process_input(Instant::now()) {
+            return exit;
+        }
         loop {
-            // Paused by a full subscriber queue: resume once it has room (else this task is
-            // registered to be woken then). Resuming may meet a full queue again.
-            while let Some(full) = &self.pressure {
-                if !full.room_or_wait(&mailbox) {
-                    break;
-                }
-                self.pressure = None;
-                mailbox.set_keep_alive(self.keep_alive, self.shared.clock.now_ms());
-                // Input held back while paused.
-                if let Some(exit) = self.process_input(max_packet, Instant::now()) {
-                    return exit;
-                }
+            if let Some(exit) = self.answer_acks() {
+                return exit;
             }
-            if self.mailbox_pending {
+            if self.mailbox_pending && self.wbuf.len() < WRITE_HIGH_WATER {
                 self.drain_mailbox();
             }
             mailbox.set_inflight(self.session.outgoing.len());
-            if !self.wbuf.is_empty() && self.flush().await.is_err() {
-                return Exit::Closed;
-            }
-            let want = read_size(&self.rbuf, max_packet);
-            tokio::select! {
-                read = self.stream.read_some(&mut self.rbuf, want), if self.pressure.is_none() => {
-                    let n = match read {
-                        Ok(0) | Err(_) => return Exit::Closed,
-                        Ok(n) => n,
-                    };
-                    self.shared.stats.shard().bytes_in(n);
-                    let now = Instant::now();
-                    mailbox.touch(self.shared.clock.ms_at(now));
-                    if let Some(exit) = self.process_input(max_packet, now) {
+            self.arm_timer();
+            let want = read_size(&self.rbuf, self.limits.max_packet_size);
+            let mut notified = std::pin::pin!(mailbox.notified());
+            let event =
+                std::future::poll_fn(|cx| self.poll_event(cx, notified.as_mut(), want)).await;
+            match event {
+                Event::Read(n) => {
+                    self.core.stats().shard().bytes_in(n);
+                    if let Some(exit) = self.process_input(Instant::now()) {
                         return exit;
                     }
                     // A read that filled its buffer means more input is waiting: after one
-                    // read's worth of work, the other tasks' turn. A publisher that always has
-                    // input must not starve its subscribers, the accept loop or other clients
-                    // (a single-threaded broker gets this fairness from its event loop; here
-                    // the scheduler needs the hint). A short read needs no yield: the next
-                    // wait on the socket gives way anyway, and latency stays low.
+                    // read's worth of work, the other tasks' turn, so that a publisher that
+                    // always has input cannot starve its subscribers, the accept loop or other
+                    // clients. A short read needs no yield: the next wait gives way anyway.
                     if n >= want {
                         tokio::task::yield_now().await;
                     }
                 }
-                // Deliveries left over from a drain cut short by the write high-water mark:
-                // go round again (fairly with reads) instead of waiting for a notification
-                // that was already consumed.
-                () = std::future::ready(()), if self.mailbox_pending => {}
-                _ = mailbox.notified(), if !self.mailbox_pending => {
-                    match mailbox.take_control() {
-                        Some(Control::TakeOver(reply)) => return Exit::TakenOver(reply),
-                        Some(Control::Shutdown) => return Exit::Shutdown,
-                        Some(Control::KeepAliveExpired) => return Exit::KeepAlive,
-                        None => self.mailbox_pending = true,
+                Event::Closed => return Exit::Closed,
+                Event::Notified => match mailbox.take_control() {
+                    Some(Control::TakeOver(reply)) => return Exit::TakenOver(reply),
+                    Some(Control::Shutdown) => return Exit::Shutdown,
+                    Some(Control::KeepAliveExpired) => return Exit::KeepAlive,
+                    Some(Control::SlowSubscriber) => return Exit::SlowSubscriber,
+                    None => self.mailbox_pending = true,
+                },
+                Event::Timer => {
+                    if let Some(exit) = self.deadline_passed(Instant::now()) {
+                        return exit;
                     }
                 }
+                Event::Progress => {}
             }
         }
     }
 
-    /// Handles every whole packet in the read buffer, stopping early when a subscriber's full
-    /// queue pushes back (the rest waits in the buffer). `Some` ends the connection.
-    fn process_input(&mut self, max_packet: u32, now: Instant) -> Option<Exit> {
-        while self.pressure.is_none() {
-            match protocol::decode(&mut self.rbuf, Some(self.version), max_packet) {
+    /// Waits for the next event: output is written meanwhile, input is read unless held back,
+    /// and the mailbox and the deadline are watched all along.
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+        notified: Pin<&mut impl Future<Output = ()>>,
+        want: usize,
+    ) -> Poll<Event> {
+        match self.poll_write(cx) {
+            Poll::Ready(Err(_)) => return Poll::Ready(Event::Closed),
+            Poll::Ready(Ok(true)) => return Poll::Ready(Event::Progress),
+            Poll::Ready(Ok(false)) | Poll::Pending => {}
+        }
+        if notified.poll(cx).is_ready() {
+            return Poll::Ready(Event::Notified);
+        }
+        if self.held.is_none() {
+            match self.stream.poll_read_some(cx, &mut self.rbuf, want) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Event::Closed),
+                Poll::Ready(Ok(n)) => return Poll::Ready(Event::Read(n)),
+                Poll::Pending => {}
+            }
+        }
+        if let Some(timer) = &mut self.timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Timer);
+            }
+        }
+        if self.mailbox_pending && self.wbuf.len() < WRITE_HIGH_WATER {
+            return Poll::Ready(Event::Progress);
+        }
+        Poll::Pending
+    }
+
+    /// Writes what it can. `Ok(true)` when the loop should go round (room appeared under the
+    /// high-water mark, or a stall began and its deadline must be armed).
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>> {
+        let before = self.wbuf.len();
+        while !self.wbuf.is_empty() {
+            match self.stream.poll_write_some(cx, &mut self.wbuf) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.core.stats().shard().bytes_out(n);
+                    self.write_stalled_since = None;
+                    self.unflushed = self.stream.is_tls();
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {
+                    if self.write_stalled_since.is_none() {
+                        self.write_stalled_since = Some(Instant::now());
+                        return Poll::Ready(Ok(true));
+                    }
+                    return Poll::Ready(Ok(
+                        before >= WRITE_HIGH_WATER && self.wbuf.len() < WRITE_HIGH_WATER
+                    ));
+                }
+            }
+        }
+        if self.unflushed {
+            match self.stream.poll_flush_tls(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.wbuf.capacity() > READ_CHUNK {
+            // Do not keep a burst's buffer while idle.
+            self.wbuf = BytesMut::new();
+        }
+        Poll::Ready(Ok(before > 0 && self.mailbox_pending))
+    }
+
+    /// The earliest deadline now due: a started packet, the oldest unanswered PUBLISH, a
+    /// stalled write.
+    fn next_deadline(&self) -> Option<Instant> {
+        let mqtt = &self.core.config().mqtt;
+        let partial = self
+            .partial_since
+            .map(|t| t + Duration::from_secs(mqtt.packet_timeout_secs));
+        let ack = self
+            .acks
+            .oldest()
+            .map(|t| t + Duration::from_millis(mqtt.ack_timeout_ms));
+        let write = self
+            .write_stalled_since
+            .map(|t| t + Duration::from_secs(mqtt.write_timeout_secs));
+        [partial, ack, write].into_iter().flatten().min()
+    }
+
+    /// Sets the timer to the next deadline, or drops it when none is due.
+    fn arm_timer(&mut self) {
+        match (self.next_deadline(), &mut self.timer) {
+            (None, _) => self.timer = None,
+            (Some(at), Some(timer)) => {
+                if timer.deadline() != at.into() {
+                    timer.as_mut().reset(at.into());
+                }
+            }
+            (Some(at), None) => self.timer = Some(Box::pin(tokio::time::sleep_until(at.into()))),
+        }
+    }
+
+    /// Which deadline passed, if one did.
+    fn deadline_passed(&mut self, now: Instant) -> Option<Exit> {
+        let mqtt = &self.core.config().mqtt;
+        if self
+            .write_stalled_since
+            .is_some_and(|t| now >= t + Duration::from_secs(mqtt.write_timeout_secs))
+        {
+            return Some(Exit::WriteTimeout);
+        }
+        if self
+            .acks
+            .oldest()
+            .is_some_and(|t| now >= t + Duration::from_millis(mqtt.ack_timeout_ms))
+        {
+            return Some(Exit::AckTimeout);
+        }
+        if self
+            .partial_since
+            .is_some_and(|t| now >= t + Duration::from_secs(mqtt.packet_timeout_secs))
+        {
+            return Some(Exit::PacketTimeout);
+        }
+        None
+    }
+
+    /// Handles every whole packet in the read buffer (stopping at a held PUBLISH). `Some`
+    /// ends the connection. Keep alive counts whole packets only, so a client trickling the
+    /// bytes of one packet does not keep its connection alive; a started packet has
+    /// `packet_timeout_secs` to complete.
+    fn process_input(&mut self, now: Instant) -> Option<Exit> {
+        let mut whole = false;
+        while self.held.is_none() {
+            match protocol::decode(&mut self.rbuf, Some(self.version), &self.limits) {
                 Ok(Some(packet)) => {
+                    whole = true;
                     if let Some(exit) = self.handle(packet, now) {
                         return Some(exit);
                     }
@@ -247,54 +429,28 @@ impl Connection {
                 Err(error) => return Some(Exit::from_decode(error)),
             }
         }
+        if whole {
+            self.session.mailbox.touch(self.core.clock().ms_at(now));
+        }
         if self.rbuf.is_empty() {
             // An idle connection keeps no read buffer.
             self.rbuf = BytesMut::new();
+            self.partial_since = None;
+        } else if whole || self.partial_since.is_none() {
+            self.partial_since = Some(now);
         }
         None
-    }
-
-    /// Writes out everything encoded so far.
-    async fn flush(&mut self) -> std::io::Result<()> {
-        self.stream.write_all(&self.wbuf).await?;
-        self.shared.stats.shard().bytes_out(self.wbuf.len());
-        self.stream.flush().await?;
-        self.wbuf.clear();
-        if self.wbuf.capacity() > READ_CHUNK {
-            // Do not keep a burst's buffer while idle.
-            self.wbuf = BytesMut::new();
-        }
-        Ok(())
     }
 
     /// Ends the connection: DISCONNECT (5.0), close, will, and the session's hand-back.
     async fn finish(mut self, exit: Exit) {
         self.session.mailbox.set_keep_alive(None, 0);
-        self.shared
-            .stats
-            .disconnected(&self.listener, self.version.label());
-        match &exit {
-            Exit::Violation {
-                malformed, detail, ..
-            } => {
-                let counter = if *malformed {
-                    &self.shared.stats.malformed_packets
-                } else {
-                    &self.shared.stats.protocol_errors
-                };
-                Stats::bump(counter);
-                tracing::warn!(client_id = %self.session.client_id, peer = %self.peer, "closing connection: {detail}");
-            }
-            Exit::KeepAlive => {
-                tracing::info!(client_id = %self.session.client_id, "keep alive timed out")
-            }
-            Exit::TakenOver(_) => {
-                Stats::bump(&self.shared.stats.sessions_taken_over);
-                tracing::info!(client_id = %self.session.client_id, "session taken over")
-            }
-            _ => tracing::debug!(client_id = %self.session.client_id, ?exit, "connection ended"),
-        }
-        if let (true, Some(code)) = (self.version.is_v5(), exit.disconnect_reason()) {
+        let stats = self.core.stats();
+        stats.disconnected(&self.listener, self.version.label());
+        self.log_exit(&exit);
+        let writable = !matches!(exit, Exit::WriteTimeout | Exit::Closed);
+        if let (true, true, Some(code)) = (writable, self.version.is_v5(), exit.disconnect_reason())
+        {
             self.send(Packet::Disconnect(Disconnect {
                 reason: code,
                 ..Disconnect::default()
@@ -320,39 +476,48 @@ impl Connection {
             session.delayed_will = will.take();
         }
         let release = match exit {
-            Exit::TakenOver(reply) => {
-                let _ = reply.send(self.hand_over(session));
-                None
-            }
+            Exit::TakenOver(reply) => match reply.send(self.hand_over(session)) {
+                Ok(()) => None,
+                // The claimant gave up: the session stays ours to release.
+                Err(returned) => returned,
+            },
             _ => Some(session),
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            if !self.wbuf.is_empty() {
-                let _ = self.flush().await;
-            }
-            let _ = self.stream.shutdown().await;
-        })
-        .await;
-        if let Some(will) = will {
-            self.publish_will(*will);
+        if writable {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                if !self.wbuf.is_empty() {
+                    let _ = self.stream.write_all(&self.wbuf).await;
+                }
+                let _ = self.stream.flush().await;
+                let _ = self.stream.shutdown().await;
+            })
+            .await;
         }
-        let Some(session) = release else { return };
-        let shared = self.shared.clone();
+        if let Some(will) = will {
+            self.core.publish_will(*will, self.session.mailbox.id());
+        }
+        if let Some(session) = release {
+            self.release(session, will_delay).await;
+        }
+    }
+
+    /// Hands the session back to the registry: stored, ended, or passed to the connection
+    /// that claimed the client id meanwhile. Every path ends or keeps the session.
+    async fn release(&self, session: SessionState, will_delay: Option<u32>) {
+        let core = &self.core;
         session.mailbox.set_online(false);
-        let client_id = session.client_id.to_string();
-        match shared
-            .registry
+        let client_id = session.client_id.clone();
+        match core
+            .registry()
             .release(self.conn_id, session, self.session_expiry > 0)
         {
             Release::Stored(generation) => {
-                if let Some(delay) = will_delay {
-                    shared.schedule_will(client_id.clone(), generation, delay);
-                }
-                shared.schedule_expiry(client_id, generation, self.session_expiry)
+                core.schedule_offline(&client_id, generation, self.session_expiry, will_delay)
             }
-            Release::Ended(session) => shared.end_session(session),
+            Release::Ended(session) => core.end_session(session),
             Release::TakenOver(session) => {
-                // The new connection has asked, or is about to ask, for this session.
+                // The new connection has asked, or is about to ask, for this session (it asks
+                // as soon as it has claimed the id, under the id's claim lock).
                 let mailbox = session.mailbox.clone();
                 let wait = async {
                     loop {
@@ -364,11 +529,55 @@ impl Connection {
                 };
                 match tokio::time::timeout(TAKEOVER_TIMEOUT, wait).await {
                     Ok(reply) => {
-                        let _ = reply.send(self.hand_over(session));
+                        if let Err(Some(session)) = reply.send(self.hand_over(session)) {
+                            core.end_session(session);
+                        }
                     }
-                    Err(_) => shared.end_session(session),
+                    Err(_) => core.end_session(session),
                 }
             }
+        }
+    }
+
+    fn log_exit(&self, exit: &Exit) {
+        let stats = self.core.stats();
+        let client_id = &self.session.client_id;
+        match exit {
+            Exit::Violation {
+                malformed, detail, ..
+            } => {
+                let counter = if *malformed {
+                    &stats.malformed_packets
+                } else {
+                    &stats.protocol_errors
+                };
+                Stats::bump(counter);
+                if let Some(suppressed) = self.core.log_limiter().allow(self.core.clock().now_ms())
+                {
+                    tracing::warn!(%client_id, peer = %self.peer, suppressed, "closing connection: {detail}");
+                }
+            }
+            Exit::KeepAlive => tracing::info!(%client_id, "keep alive timed out"),
+            Exit::PacketTimeout => {
+                Stats::bump(&stats.protocol_errors);
+                tracing::info!(%client_id, "a started packet was not completed in time")
+            }
+            Exit::WriteTimeout => {
+                tracing::info!(%client_id, "the client has not read its output in time")
+            }
+            Exit::AckTimeout => tracing::warn!(
+                %client_id,
+                "a message's owner did not answer in time; closing without acknowledging it"
+            ),
+            Exit::SlowSubscriber => {
+                Stats::bump(&stats.slow_subscribers);
+                tracing::info!(%client_id, "slow subscriber: publishers waited too long for its queue")
+            }
+            Exit::TakenOver(_) => {
+                Stats::bump(&stats.sessions_taken_over);
+                tracing::info!(%client_id, "session taken over")
+            }
+            _ => tracing::debug!(%client_id, ?exit, "connection ended"),
         }
     }
 
@@ -378,7 +587,7 @@ impl Connection {
         if self.session_expiry > 0 {
             Some(session)
         } else {
-            self.shared.end_session(session);
+            self.core.end_session(session);
             None
         }
     }

@@ -1,5 +1,9 @@
 //! The metrics listener: `/metrics` (Prometheus text format), `/healthz` (the process answers)
 //! and `/readyz` (the broker accepts connections; 503 once shutdown has begun).
+//!
+//! It serves whatever implements [`Endpoints`] and stops only when told to, which the broker
+//! does at the very end of its shutdown: while connections are being closed, `/readyz` answers
+//! 503 instead of the port refusing connections.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,43 +16,56 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::broker::Shared;
+/// What the HTTP endpoints read.
+pub trait Endpoints: Send + Sync + 'static {
+    /// The Prometheus text exposition.
+    fn metrics(&self) -> String;
+    /// False once shutdown has begun.
+    fn ready(&self) -> bool;
+}
 
 /// Binds the metrics listener.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves HTTP on `listener` until the broker shuts down.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// Serves HTTP on `listener` until `stop`; each HTTP connection is a task of `tasks`.
+pub async fn serve(
+    listener: TcpListener,
+    endpoints: Arc<dyn Endpoints>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
     loop {
         let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let Ok((tcp, _)) = accepted else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
-        let shared = shared.clone();
-        let shutdown = shared.shutdown.clone();
-        shared.tasks.clone().spawn(async move {
+        let endpoints = endpoints.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
             let service = service_fn(move |request| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(respond(&request, &shared)) }
+                let endpoints = endpoints.clone();
+                async move { Ok::<_, Infallible>(respond(&request, &*endpoints)) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service);
             tokio::select! {
                 _ = connection => {}
-                _ = shutdown.cancelled() => {}
+                _ = stop.cancelled() => {}
             }
         });
     }
 }
 
-fn respond(request: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+fn respond(request: &Request<Incoming>, endpoints: &dyn Endpoints) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
@@ -59,7 +76,7 @@ fn respond(request: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
     }
     match request.uri().path() {
         "/metrics" => {
-            let mut response = text(StatusCode::OK, shared.metrics.render(shared));
+            let mut response = text(StatusCode::OK, endpoints.metrics());
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -67,7 +84,7 @@ fn respond(request: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             response
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
-        "/readyz" if shared.shutdown.is_cancelled() => {
+        "/readyz" if !endpoints.ready() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into())
         }
         "/readyz" => text(StatusCode::OK, "ready\n".into()),

@@ -5,11 +5,10 @@
 //! the Prometheus text format at scrape time, through a per-broker
 //! `metrics-exporter-prometheus` recorder (not the process-global one, so several brokers in one
 //! process, as in the tests, keep their own figures). [`http`] serves `/metrics`, `/healthz` and
-//! `/readyz`; [`sys`] publishes the retained `$SYS/broker/...` topics.
+//! `/readyz`. It renders what it is given and knows nothing of the broker's structures.
 
 pub mod http;
 pub mod stats;
-pub mod sys;
 
 use std::time::Duration;
 
@@ -18,9 +17,8 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::broker::Shared;
 use crate::protocol::PACKET_TYPE_NAMES;
-use stats::DropReason;
+use stats::{DropReason, StatsSnapshot};
 
 static META: Metadata<'static> = Metadata::new("warren", metrics::Level::INFO, None);
 
@@ -61,6 +59,7 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("warren_wills_published_total", Counter, Some(Unit::Count), "will messages published"),
     ("warren_sessions_taken_over_total", Counter, Some(Unit::Count), "connections closed by a takeover"),
     ("warren_sessions_expired_total", Counter, Some(Unit::Count), "offline sessions ended by expiry"),
+    ("warren_slow_subscribers_total", Counter, Some(Unit::Count), "subscribers disconnected because publishers waited too long for room in their queue"),
     ("warren_sessions", Gauge, Some(Unit::Count), "sessions by state (online, offline)"),
     ("warren_subscriptions", Gauge, Some(Unit::Count), "subscriptions"),
     ("warren_retained_messages", Gauge, Some(Unit::Count), "retained messages"),
@@ -134,9 +133,8 @@ impl Metrics {
             .set(value);
     }
 
-    /// The Prometheus text exposition of the broker's current state.
-    pub fn render(&self, shared: &Shared) -> String {
-        let s = shared.stats.snapshot();
+    /// The Prometheus text exposition of the counters `s`, the gauges `gauges` and `uptime`.
+    pub fn render(&self, s: &StatsSnapshot, gauges: &Gauges, uptime: Duration) -> String {
         self.counter("warren_sockets_accepted_total", &[], s.connections_total);
         self.gauge("warren_sockets_open", &[], s.connections_current as f64);
         for ((listener, protocol), count) in &s.connections_by {
@@ -189,10 +187,10 @@ impl Metrics {
             s.sessions_taken_over,
         );
         self.counter("warren_sessions_expired_total", &[], s.sessions_expired);
+        self.counter("warren_slow_subscribers_total", &[], s.slow_subscribers);
         self.counter("warren_accept_errors_total", &[], s.accept_errors);
         self.gauge("warren_open_files_limit", &[], s.open_files_limit as f64);
 
-        let gauges = Gauges::read(shared);
         self.gauge(
             "warren_sessions",
             &[("state", "online")],
@@ -207,16 +205,12 @@ impl Metrics {
         self.gauge("warren_retained_messages", &[], gauges.retained as f64);
         self.gauge("warren_inflight_messages", &[], gauges.inflight as f64);
         self.gauge("warren_queued_messages", &[], gauges.queued as f64);
-        self.gauge(
-            "warren_uptime_seconds",
-            &[],
-            shared.clock.started().elapsed().as_secs_f64(),
-        );
+        self.gauge("warren_uptime_seconds", &[], uptime.as_secs_f64());
         self.handle.render()
     }
 }
 
-/// Gauges read from the broker's structures at scrape time.
+/// Gauges read from the broker's structures at scrape time (by the broker).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
     /// Connected sessions.
@@ -231,22 +225,6 @@ pub struct Gauges {
     pub inflight: usize,
     /// Messages waiting in session queues.
     pub queued: usize,
-}
-
-impl Gauges {
-    /// Reads them now.
-    pub fn read(shared: &Shared) -> Gauges {
-        let sessions = shared.registry.session_count();
-        let offline = shared.registry.offline_count();
-        Gauges {
-            online: sessions.saturating_sub(offline),
-            offline,
-            subscriptions: shared.router.subscription_count(),
-            retained: shared.router.retained_count(),
-            inflight: shared.registry.sum_mailboxes(|m| m.inflight()),
-            queued: shared.registry.sum_mailboxes(|m| m.len()),
-        }
-    }
 }
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

@@ -71,16 +71,19 @@ pub enum DropReason {
     Expired = 3,
     /// No subscription matched it.
     NoSubscribers = 4,
+    /// Dropped from a slow subscriber's queue (`slow_subscriber = "drop_qos0"`).
+    SlowSubscriber = 5,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::QueueFull,
         DropReason::OfflineQoS0,
         DropReason::TooLarge,
         DropReason::Expired,
         DropReason::NoSubscribers,
+        DropReason::SlowSubscriber,
     ];
 
     /// Metric label.
@@ -91,6 +94,7 @@ impl DropReason {
             DropReason::TooLarge => "too_large",
             DropReason::Expired => "expired",
             DropReason::NoSubscribers => "no_subscribers",
+            DropReason::SlowSubscriber => "slow_subscriber",
         }
     }
 }
@@ -113,10 +117,11 @@ pub struct Stats {
     pub(crate) malformed_packets: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
     /// Messages not delivered, by [`DropReason`] and QoS.
-    dropped: [[AtomicU64; 3]; 5],
+    dropped: [[AtomicU64; 3]; 6],
     pub(crate) wills_published: AtomicU64,
     pub(crate) sessions_taken_over: AtomicU64,
     pub(crate) sessions_expired: AtomicU64,
+    pub(crate) slow_subscribers: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     /// The process's open-file limit, as raised at start (0 if unknown).
     pub(crate) open_files_limit: AtomicU64,
@@ -136,6 +141,7 @@ impl Default for Stats {
             wills_published: AtomicU64::new(0),
             sessions_taken_over: AtomicU64::new(0),
             sessions_expired: AtomicU64::new(0),
+            slow_subscribers: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
             open_files_limit: AtomicU64::new(0),
             connections: Mutex::new(BTreeMap::new()),
@@ -172,13 +178,15 @@ pub struct StatsSnapshot {
     /// Published messages that matched no subscription.
     pub dropped_no_subscribers: u64,
     /// Dropped messages by [`DropReason`] (index) and QoS.
-    pub dropped_by: [[u64; 3]; 5],
+    pub dropped_by: [[u64; 3]; 6],
     /// Will messages published.
     pub wills_published: u64,
     /// Connections closed because their client id connected again.
     pub sessions_taken_over: u64,
     /// Offline sessions ended by their expiry interval.
     pub sessions_expired: u64,
+    /// Subscribers disconnected for keeping publishers waiting.
+    pub slow_subscribers: u64,
     /// Failed accepts (e.g. the open-file limit).
     pub accept_errors: u64,
     /// The process's open-file limit.
@@ -249,6 +257,7 @@ impl Stats {
             wills_published: self.wills_published.load(Relaxed),
             sessions_taken_over: self.sessions_taken_over.load(Relaxed),
             sessions_expired: self.sessions_expired.load(Relaxed),
+            slow_subscribers: self.slow_subscribers.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
             open_files_limit: self.open_files_limit.load(Relaxed),
             ..StatsSnapshot::default()

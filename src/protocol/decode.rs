@@ -98,6 +98,25 @@ pub fn frame_len(buf: &[u8], max_packet_size: u32) -> Result<Option<usize>, Deco
     Ok(fixed_header(buf, max_packet_size)?.map(|h| h.len + h.remaining))
 }
 
+/// What the decoder refuses before doing the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest whole packet accepted, fixed header included.
+    pub max_packet_size: u32,
+    /// Most user properties accepted in one packet.
+    pub max_user_properties: usize,
+}
+
+impl DecodeLimits {
+    /// Limits with `max_packet_size` and the default of 128 user properties.
+    pub fn new(max_packet_size: u32) -> DecodeLimits {
+        DecodeLimits {
+            max_packet_size,
+            max_user_properties: 128,
+        }
+    }
+}
+
 /// Decodes one packet from the front of `buf`.
 ///
 /// `version` is `None` until CONNECT has been read: then only CONNECT is accepted (anything else
@@ -109,9 +128,9 @@ pub fn frame_len(buf: &[u8], max_packet_size: u32) -> Result<Option<usize>, Deco
 pub fn decode(
     buf: &mut BytesMut,
     version: Option<ProtocolVersion>,
-    max_packet_size: u32,
+    limits: &DecodeLimits,
 ) -> Result<Option<Packet>, DecodeError> {
-    let Some(header) = fixed_header(buf, max_packet_size)? else {
+    let Some(header) = fixed_header(buf, limits.max_packet_size)? else {
         return Ok(None);
     };
     check_type_and_flags(header.byte, version)?;

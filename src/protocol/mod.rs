@@ -18,7 +18,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode, frame_len};
+pub use decode::{decode, frame_len, DecodeLimits};
 pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;

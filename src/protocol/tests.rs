@@ -51,7 +51,7 @@ fn bs(v: &str) -> ByteString {
 /// Decodes `bytes`, which must hold exactly one complete packet.
 fn dec(bytes: &[u8], v: Option<ProtocolVersion>) -> Result<Packet, DecodeError> {
     let mut buf = BytesMut::from(bytes);
-    let p = decode(&mut buf, v, MAX)?.expect("complete packet");
+    let p = decode(&mut buf, v, &DecodeLimits::new(MAX))?.expect("complete packet");
     assert!(buf.is_empty(), "packet not fully consumed");
     Ok(p)
 }
@@ -162,7 +162,7 @@ fn frame_len_refuses_five_byte_remaining_length() {
     // Detected as soon as the fourth length byte still has the continuation bit.
     assert!(frame_len(&bytes[..5], MAX).is_err());
     let mut buf = BytesMut::from(&bytes[..]);
-    assert!(decode(&mut buf, Some(V5), MAX).is_err());
+    assert!(decode(&mut buf, Some(V5), &DecodeLimits::new(MAX)).is_err());
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn frame_len_refuses_oversized_declaration_immediately() {
     assert_eq!(err.reason_code(), 0x95);
     let mut buf = BytesMut::from(&bytes[..]);
     assert!(matches!(
-        decode(&mut buf, Some(V5), 1 << 20),
+        decode(&mut buf, Some(V5), &DecodeLimits::new(1 << 20)),
         Err(DecodeError::TooLarge { .. })
     ));
     // The limit is on the total, fixed header included.
@@ -187,18 +187,21 @@ fn decode_incomplete_leaves_buffer_untouched() {
     let full = frame(0x30, &cat(&[&s("a/b"), b"payload"]));
     for cut in 0..full.len() {
         let mut buf = BytesMut::from(&full[..cut]);
-        assert_eq!(decode(&mut buf, Some(V3_1_1), MAX), Ok(None));
+        assert_eq!(
+            decode(&mut buf, Some(V3_1_1), &DecodeLimits::new(MAX)),
+            Ok(None)
+        );
         assert_eq!(&buf[..], &full[..cut]);
     }
     // Two packets back to back: exactly one is consumed.
     let mut buf = BytesMut::from(&cat(&[&full, &[0xc0, 0x00]])[..]);
     assert!(matches!(
-        decode(&mut buf, Some(V3_1_1), MAX),
+        decode(&mut buf, Some(V3_1_1), &DecodeLimits::new(MAX)),
         Ok(Some(Packet::Publish(_)))
     ));
     assert_eq!(&buf[..], &[0xc0, 0x00]);
     assert_eq!(
-        decode(&mut buf, Some(V3_1_1), MAX),
+        decode(&mut buf, Some(V3_1_1), &DecodeLimits::new(MAX)),
         Ok(Some(Packet::PingReq))
     );
     assert!(buf.is_empty());
@@ -534,7 +537,8 @@ fn publish_qos0_is_zero_copy() {
     let bytes = frame(0x31, &cat(&[&s("a/b"), b"payload"]));
     let mut buf = BytesMut::from(&bytes[..]);
     let base = buf.as_ptr() as usize;
-    let Some(Packet::Publish(p)) = decode(&mut buf, Some(V3_1_1), MAX).unwrap() else {
+    let Some(Packet::Publish(p)) = decode(&mut buf, Some(V3_1_1), &DecodeLimits::new(MAX)).unwrap()
+    else {
         panic!()
     };
     assert_eq!(p.topic, "a/b");
@@ -1481,7 +1485,7 @@ mod proptests {
         ) {
             let mut buf = BytesMut::from(&bytes[..]);
             let _ = frame_len(&bytes, MAX);
-            if let Ok(Some(p)) = decode(&mut buf, v, MAX) {
+            if let Ok(Some(p)) = decode(&mut buf, v, &DecodeLimits::new(MAX)) {
                 // Whatever decodes re-encodes (CONNECT at the version it announced).
                 let enc_v = match (&p, v) {
                     (Packet::Connect(c), _) => c.protocol,
@@ -1502,9 +1506,9 @@ mod proptests {
             // A correct remaining length so that the body parsers are exercised.
             let bytes = frame(first, &body);
             let mut buf = BytesMut::from(&bytes[..]);
-            let _ = decode(&mut buf, Some(v), MAX);
+            let _ = decode(&mut buf, Some(v), &DecodeLimits::new(MAX));
             let mut buf = BytesMut::from(&bytes[..]);
-            let _ = decode(&mut buf, None, MAX);
+            let _ = decode(&mut buf, None, &DecodeLimits::new(MAX));
         }
 
         #[test]
@@ -1516,7 +1520,7 @@ mod proptests {
             let name: &str = if level == 3 { "MQIsdp" } else { "MQTT" };
             let bytes = frame(0x10, &cat(&[&s(name), &[level, flags], &rest]));
             let mut buf = BytesMut::from(&bytes[..]);
-            let _ = decode(&mut buf, None, MAX);
+            let _ = decode(&mut buf, None, &DecodeLimits::new(MAX));
         }
 
         #[test]

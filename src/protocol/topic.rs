@@ -2,9 +2,20 @@
 //! topics, SUBSCRIBE/UNSUBSCRIBE filters) and the rest of the broker. `$share/...` filters are
 //! validated as ordinary filters here; shared-subscription semantics live in the router.
 
+/// Most levels a topic name or filter may have: nothing deeper reaches the router.
+pub const MAX_TOPIC_LEVELS: usize = 128;
+
+/// True when `s` has at most [`MAX_TOPIC_LEVELS`] levels.
+pub fn within_level_limit(s: &str) -> bool {
+    s.bytes().filter(|&b| b == b'/').count() < MAX_TOPIC_LEVELS
+}
+
 /// True when `topic` is a valid topic name: non-empty, no `+` or `#`, no U+0000, ≤ 65,535 bytes.
 pub fn valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty() && !topic.contains(['+', '#', '\0']) && topic.len() <= 65_535
+    !topic.is_empty()
+        && !topic.contains(['+', '#', '\0'])
+        && topic.len() <= 65_535
+        && within_level_limit(topic)
 }
 
 /// True when `filter` is a valid topic filter: non-empty, `#` only as the whole last level, `+`

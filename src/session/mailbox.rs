@@ -1,33 +1,43 @@
-//! Messages on their way to one session, and the bounded queue that holds them.
+//! The bounded queue between the router and one session, and the signals to the task that
+//! drains it.
 //!
-//! A [`Message`] is built once per PUBLISH and shared (`Arc`) by every subscriber it reaches; a
-//! [`Delivery`] adds what differs per subscriber (granted QoS, retain flag, subscription ids). The
-//! [`Mailbox`] is the one queue a session has: the router pushes into it whether the session is
-//! online or not, and the connection task drains it into its inflight window. That one queue is
-//! therefore both the offline queue of a persistent session and the backlog of a slow subscriber,
-//! bounded by count and bytes. Policy when full: QoS 0 deliveries, and any delivery to an
-//! offline session, are dropped (the newest) and counted; a QoS 1/2 delivery to a connected
-//! session is queued past the limit and its publisher pauses until there is room again
-//! (back-pressure), so an acknowledged message is not dropped for a slow subscriber.
+//! The [`Mailbox`] is the one queue a session has: the router pushes into it whether the session
+//! is online or not, and the connection task (or an in-process client) drains it into its
+//! inflight window. That one queue is therefore both the offline queue of a persistent session
+//! and the backlog of a slow subscriber, bounded by count and by the bytes its deliveries really
+//! hold ([`Delivery::cost`]).
+//!
+//! Policy when full:
+//! - QoS 0 deliveries, and any delivery to an offline session, are dropped (the newest) and
+//!   counted;
+//! - a QoS 1/2 delivery to a connected session is queued past the limit, and the publisher's
+//!   answer waits (a [`Ticket`] of the acknowledgement gate, kept here) until the queue has room
+//!   again, the session goes offline, or it ends. A publisher therefore slows down to the pace
+//!   of its slowest subscriber, within its Receive Maximum, while it keeps reading acks, pings
+//!   and new input. [`Mailbox::waiting_since`] tells the broker's sweeper how long the oldest
+//!   publisher has waited, so that past a limit the slow subscriber pays (its QoS 0 backlog is
+//!   dropped, or it is disconnected), not the publishers.
+//! - An *owner* mailbox (an in-process client that must confirm what it takes, like the AMQP
+//!   bridge) gives each QoS 1/2 delivery a ticket of its own instead.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use bytes::Bytes;
-use bytestring::ByteString;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 
-use crate::protocol::{PublishProperties, QoS};
+use crate::gate::{GateWaker, Ticket, TicketSource};
+use crate::protocol::QoS;
 use crate::session::SessionState;
+
+pub use super::message::{Delivery, Message, MessageParts};
 
 /// A request to the connection that drains a mailbox: stop, and hand the session over if it
 /// outlives its connection (`None` when it ended with it: the new connection starts afresh).
 pub type TakeOver = oneshot::Sender<Option<SessionState>>;
 
-/// What the broker can tell the connection draining a mailbox (besides "deliveries waiting").
+/// What the broker can tell the task draining a mailbox (besides "deliveries waiting").
 #[derive(Debug)]
 pub enum Control {
     /// Another connection claimed the client id.
@@ -36,62 +46,8 @@ pub enum Control {
     Shutdown,
     /// Nothing arrived within 1.5 × keep alive.
     KeepAliveExpired,
-}
-
-/// One application message as published, shared by all its deliveries.
-#[derive(Debug)]
-pub struct Message {
-    /// Topic name.
-    pub topic: ByteString,
-    /// Payload, shared without copy.
-    pub payload: Bytes,
-    /// QoS it was published with.
-    pub qos: QoS,
-    /// Retain flag it was published with.
-    pub retain: bool,
-    /// 5.0 properties to forward (topic alias and subscription ids removed).
-    pub properties: PublishProperties,
-    /// When the Message Expiry Interval runs out, if one was given.
-    pub expires_at: Option<Instant>,
-    /// Mailbox id of the publishing session (for No Local); 0 for the broker itself.
-    pub origin: u64,
-    /// When the broker received it (delivery latency).
-    pub received_at: Instant,
-}
-
-impl Message {
-    /// A copy whose topic and payload own their memory instead of slicing the read buffer they
-    /// arrived in (which may be much larger): for messages kept long, like retained ones.
-    pub fn compacted(&self) -> Message {
-        Message {
-            topic: ByteString::from(&*self.topic),
-            payload: Bytes::copy_from_slice(&self.payload),
-            qos: self.qos,
-            retain: self.retain,
-            properties: self.properties.clone(),
-            expires_at: self.expires_at,
-            origin: self.origin,
-            received_at: self.received_at,
-        }
-    }
-
-    /// True once the message's expiry interval has passed.
-    pub fn expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|t| t <= now)
-    }
-}
-
-/// A message bound for one session, with what that session's subscriptions granted.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// The shared message.
-    pub message: Arc<Message>,
-    /// QoS to deliver at: min(published, granted).
-    pub qos: QoS,
-    /// Retain flag to deliver with.
-    pub retain: bool,
-    /// Subscription identifiers of the matching subscriptions (5.0).
-    pub subscription_ids: Vec<u32>,
+    /// Publishers have waited too long for room in this session's queue: disconnect it.
+    SlowSubscriber,
 }
 
 /// How a delivery was queued.
@@ -100,8 +56,7 @@ pub enum Queued {
     /// Within the limits.
     Normally,
     /// A QoS 1/2 delivery to a connected session whose queue is full: queued past the limit so
-    /// that nothing acknowledged is lost, and the publisher must pause until
-    /// there is room again
+    /// that nothing acknowledged is lost; the publisher's answer waits for room.
     OverLimit,
 }
 
@@ -121,7 +76,7 @@ pub enum Dropped {
 pub struct MailboxLimits {
     /// Maximum queued messages.
     pub max_messages: usize,
-    /// Maximum queued payload bytes.
+    /// Maximum bytes held by queued deliveries ([`Delivery::cost`]).
     pub max_bytes: usize,
     /// Queue QoS 0 messages while the session is offline.
     pub queue_qos0_offline: bool,
@@ -134,22 +89,26 @@ struct Inner {
     online: bool,
     closed: bool,
     control: Option<Control>,
-    /// Mailboxes of publishers paused until this queue drops below its limits.
-    room_waiters: Vec<Arc<Mailbox>>,
+    /// Publishers' tickets for deliveries queued past the limit: answered once there is room.
+    room_tickets: VecDeque<Ticket>,
 }
 
 /// The queue between the router and one session.
 #[derive(Debug)]
 pub struct Mailbox {
     id: u64,
+    /// Deliveries at QoS 1/2 carry a ticket that the drainer completes (in-process owners).
+    owner: bool,
     /// Shared by every mailbox of the broker.
     limits: Arc<MailboxLimits>,
     inner: Mutex<Inner>,
     notify: Notify,
     /// 1.5 × the connection's keep alive in milliseconds; 0 when none.
     keep_alive_ms: AtomicU64,
-    /// When the connection last read input, in the broker clock's milliseconds.
+    /// When the connection last read a whole packet, in the broker clock's milliseconds.
     last_activity_ms: AtomicU64,
+    /// Broker clock (ms, at least 1) when the oldest room ticket was taken; 0 when none waits.
+    waiting_since_ms: AtomicU64,
     /// QoS 1/2 messages sent and not yet acknowledged (kept up to date by the connection).
     inflight: AtomicU64,
     /// Number of topic filters the session subscribes to (kept up to date by the connection):
@@ -162,8 +121,19 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl Mailbox {
     /// A new, empty, offline mailbox with a process-unique id.
     pub fn new(limits: Arc<MailboxLimits>) -> Arc<Mailbox> {
+        Self::build(limits, false)
+    }
+
+    /// A mailbox for an in-process owner: its QoS 1/2 deliveries each carry a ticket that the
+    /// publisher's answer waits for.
+    pub fn new_owner(limits: Arc<MailboxLimits>) -> Arc<Mailbox> {
+        Self::build(limits, true)
+    }
+
+    fn build(limits: Arc<MailboxLimits>, owner: bool) -> Arc<Mailbox> {
         Arc::new(Mailbox {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            owner,
             limits,
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
@@ -171,11 +141,12 @@ impl Mailbox {
                 online: false,
                 closed: false,
                 control: None,
-                room_waiters: Vec::new(),
+                room_tickets: VecDeque::new(),
             }),
             notify: Notify::new(),
             keep_alive_ms: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
+            waiting_since_ms: AtomicU64::new(0),
             inflight: AtomicU64::new(0),
             filters: AtomicU64::new(0),
         })
@@ -186,9 +157,14 @@ impl Mailbox {
         self.id
     }
 
-    /// Queues `delivery`, or says why not. Wakes the connection task if one is attached.
-    pub fn push(&self, delivery: Delivery) -> Result<Queued, Dropped> {
-        let len = delivery.message.payload.len();
+    /// Queues `delivery`, or says why not; a delivery that goes past the limit takes a ticket
+    /// from `tickets`. Wakes the draining task if the session is online.
+    pub fn push(
+        &self,
+        mut delivery: Delivery,
+        tickets: &mut TicketSource<'_>,
+    ) -> Result<Queued, Dropped> {
+        let cost = delivery.cost();
         let mut inner = self.inner.lock();
         if inner.closed {
             return Err(Dropped::Closed);
@@ -197,16 +173,28 @@ impl Mailbox {
             return Err(Dropped::OfflineQoS0);
         }
         let mut queued = Queued::Normally;
-        if !Self::has_room(&inner, &self.limits, len) {
+        if !Self::has_room(&inner, &self.limits, cost) {
             // QoS 0, and anything for an offline session (nothing would drain the queue while
             // the publisher waited), is dropped; QoS 1/2 to a connected session goes over the
-            // limit and pushes back on its publisher.
+            // limit and holds its publisher's answer.
             if delivery.qos == QoS::AtMostOnce || !inner.online {
                 return Err(Dropped::QueueFull);
             }
             queued = Queued::OverLimit;
+            if !self.owner {
+                if let Some(ticket) = tickets.take() {
+                    if inner.room_tickets.is_empty() {
+                        self.waiting_since_ms
+                            .store(tickets.now_ms().max(1), Ordering::Relaxed);
+                    }
+                    inner.room_tickets.push_back(ticket);
+                }
+            }
         }
-        inner.bytes += len;
+        if self.owner && delivery.qos != QoS::AtMostOnce {
+            delivery.ticket = tickets.take();
+        }
+        inner.bytes += cost;
         inner.queue.push_back(delivery);
         let online = inner.online;
         drop(inner);
@@ -220,28 +208,16 @@ impl Mailbox {
         inner.queue.len() < limits.max_messages && inner.bytes + extra <= limits.max_bytes
     }
 
-    /// True when the queue is below its limits, or nothing would drain it (offline, closed);
-    /// otherwise registers `waiter`, the paused publisher's own mailbox, to be notified when
-    /// that changes. This is how a publisher paused by [`Queued::OverLimit`] waits, without a
-    /// future of its own: the wake-up arrives like a delivery.
-    pub fn room_or_wait(&self, waiter: &Arc<Mailbox>) -> bool {
-        let mut inner = self.inner.lock();
-        if inner.closed || !inner.online || Self::has_room(&inner, &self.limits, 0) {
-            return true;
-        }
-        if !inner.room_waiters.iter().any(|w| w.id == waiter.id) {
-            inner.room_waiters.push(waiter.clone());
-        }
-        false
-    }
-
-    fn wake_room_waiters(&self, inner: &mut Inner) {
-        if !inner.room_waiters.is_empty()
+    /// Answers the waiting publishers' tickets if nothing holds them any more: there is room,
+    /// or nothing will drain the queue (offline, closed).
+    fn release_room_tickets(&self, inner: &mut Inner) {
+        if !inner.room_tickets.is_empty()
             && (inner.closed || !inner.online || Self::has_room(inner, &self.limits, 0))
         {
-            for waiter in inner.room_waiters.drain(..) {
-                waiter.notify.notify_one();
+            for ticket in inner.room_tickets.drain(..) {
+                ticket.owned();
             }
+            self.waiting_since_ms.store(0, Ordering::Relaxed);
         }
     }
 
@@ -265,12 +241,35 @@ impl Mailbox {
             let Some(d) = inner.queue.pop_front() else {
                 break;
             };
-            inner.bytes -= d.message.payload.len();
+            inner.bytes -= d.cost();
             out.push_back(d);
             taken += 1;
         }
-        self.wake_room_waiters(&mut inner);
+        if inner.queue.is_empty() && inner.queue.capacity() > 64 {
+            // Do not keep a burst's queue while idle.
+            inner.queue = VecDeque::new();
+        }
+        self.release_room_tickets(&mut inner);
         taken
+    }
+
+    /// Drops every queued QoS 0 delivery (a slow subscriber's cheapest relief); returns how
+    /// many were dropped.
+    pub fn drop_qos0(&self) -> usize {
+        let mut inner = self.inner.lock();
+        let before = inner.queue.len();
+        let mut freed = 0;
+        inner.queue.retain(|d| {
+            let keep = d.qos != QoS::AtMostOnce;
+            if !keep {
+                freed += d.cost();
+            }
+            keep
+        });
+        inner.bytes -= freed;
+        let dropped = before - inner.queue.len();
+        self.release_room_tickets(&mut inner);
+        dropped
     }
 
     /// Number of queued deliveries.
@@ -283,24 +282,33 @@ impl Mailbox {
         self.len() == 0
     }
 
-    /// Marks the session online (a connection drains it) or offline.
+    /// Marks the session online (a task drains it) or offline.
     pub fn set_online(&self, online: bool) {
         let mut inner = self.inner.lock();
         inner.online = online;
-        self.wake_room_waiters(&mut inner);
+        self.release_room_tickets(&mut inner);
     }
 
-    /// Refuses every later push and drops what is queued (the session has ended).
+    /// Refuses every later push and drops what is queued (the session has ended). Tickets of
+    /// an owner's undelivered messages are dropped with them, which refuses them.
     pub fn close(&self) {
         let mut inner = self.inner.lock();
         inner.closed = true;
-        inner.queue.clear();
+        let queue = std::mem::take(&mut inner.queue);
         inner.bytes = 0;
-        self.wake_room_waiters(&mut inner);
+        self.release_room_tickets(&mut inner);
+        drop(inner);
+        drop(queue);
+        self.notify.notify_one();
     }
 
-    /// Tells the connection draining this mailbox something. A takeover request is never
-    /// replaced by a lesser signal.
+    /// True once [`Mailbox::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+
+    /// Tells the task draining this mailbox something. A takeover request is never replaced by
+    /// a lesser signal.
     pub fn signal(&self, control: Control) {
         let mut inner = self.inner.lock();
         if matches!(inner.control, Some(Control::TakeOver(_)))
@@ -350,20 +358,36 @@ impl Mailbox {
         self.filters.load(Ordering::Relaxed) > 1
     }
 
-    /// Records input from the client at `now_ms`.
+    /// Records a whole packet from the client at `now_ms`.
     pub fn touch(&self, now_ms: u64) {
         self.last_activity_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// True when keep alive is on and nothing arrived within its window before `now_ms`.
+    /// True when keep alive is on and no whole packet arrived within its window before `now_ms`.
     pub fn keep_alive_expired(&self, now_ms: u64) -> bool {
         let window = self.keep_alive_ms.load(Ordering::Relaxed);
         window != 0 && now_ms.saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)) > window
     }
 
-    /// Waits until a push happens while online, or a signal arrives.
+    /// Since when (broker clock, ms) the oldest publisher has waited for room here, if one does.
+    pub fn waiting_since(&self) -> Option<u64> {
+        match self.waiting_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(since),
+        }
+    }
+
+    /// Waits until a push happens while online, a signal arrives, or a ticket this mailbox
+    /// waits on (as a publisher) is answered.
     pub async fn notified(&self) {
         self.notify.notified().await
+    }
+}
+
+/// A publisher's mailbox is woken when the owners of its message have all answered.
+impl GateWaker for Mailbox {
+    fn wake(&self) {
+        self.notify.notify_one();
     }
 }
 

@@ -7,6 +7,7 @@
 //! changed, so the QoS flows are unit-tested without a network.
 
 pub mod mailbox;
+pub mod message;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use std::sync::Arc;
 use bytestring::ByteString;
 
 use crate::protocol::{SubscriptionOptions, Will};
-use mailbox::{Delivery, Mailbox};
+use mailbox::Mailbox;
+use message::{Delivery, Message};
 
 /// What one subscription of this session asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +39,7 @@ pub enum OutState {
 }
 
 /// An outgoing QoS 1/2 message not yet acknowledged.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outgoing {
     /// Packet identifier it was sent with.
     pub pkid: u16,
@@ -73,6 +75,10 @@ pub struct SessionState {
     /// A will waiting for its Will Delay Interval (5.0) while the session is offline; cancelled
     /// if the client reconnects first, published when the delay or the session ends.
     pub delayed_will: Option<Box<Will>>,
+    /// Retained messages owed to new subscriptions, oldest subscription first: sent as the
+    /// connection drains, so a subscription to thousands of retained topics neither floods the
+    /// queue nor loses any (the messages are shared with the retained store, not copied).
+    pub retained_backlog: VecDeque<(Arc<Message>, SubEntry)>,
     last_pkid: u16,
 }
 
@@ -86,6 +92,7 @@ impl SessionState {
             outgoing: VecDeque::new(),
             incoming_qos2: BTreeSet::new(),
             delayed_will: None,
+            retained_backlog: VecDeque::new(),
             last_pkid: 0,
         }
     }

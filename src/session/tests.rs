@@ -1,11 +1,12 @@
-//! QoS flow transitions of [`SessionState`], driven without a network.
+//! QoS flow transitions of [`SessionState`] and the mailbox's limits, driven without a network.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
-use super::mailbox::{Delivery, Dropped, Mailbox, MailboxLimits, Message, Queued};
+use super::mailbox::{
+    Control, Delivery, Dropped, Mailbox, MailboxLimits, Message, MessageParts, Queued,
+};
 use super::{AckOutcome, OutState, SessionState};
+use crate::gate::{GateWaker, Pending, TicketSource, Verdict};
 use crate::protocol::{PublishProperties, QoS};
 
 fn limits(max_messages: usize, max_bytes: usize) -> Arc<MailboxLimits> {
@@ -17,25 +18,28 @@ fn limits(max_messages: usize, max_bytes: usize) -> Arc<MailboxLimits> {
 }
 
 fn delivery(qos: QoS, payload: &'static [u8]) -> Delivery {
-    Delivery {
-        message: Arc::new(Message {
-            topic: "t".into(),
-            payload: Bytes::from_static(payload),
+    let properties = PublishProperties::default();
+    let message = Message::new(
+        MessageParts {
+            topic: "t",
+            payload,
             qos,
             retain: false,
-            properties: PublishProperties::default(),
-            expires_at: None,
+            properties: &properties,
             origin: 0,
-            received_at: std::time::Instant::now(),
-        }),
-        qos,
-        retain: false,
-        subscription_ids: Vec::new(),
-    }
+        },
+        std::time::Instant::now(),
+    );
+    Delivery::new(Arc::new(message), qos, false)
+}
+
+/// Pushes with nobody waiting for an answer.
+fn push(mailbox: &Mailbox, d: Delivery) -> Result<Queued, Dropped> {
+    mailbox.push(d, &mut TicketSource::none(1))
 }
 
 fn session() -> SessionState {
-    SessionState::new("c".into(), Mailbox::new(limits(10, 1000)))
+    SessionState::new("c".into(), Mailbox::new(limits(10, 100_000)))
 }
 
 #[test]
@@ -124,11 +128,11 @@ fn packet_ids_skip_zero_and_ids_in_flight() {
 #[test]
 fn mailbox_bounds_by_count_and_bytes_and_drops_newest() {
     // Offline: the newest is dropped, whatever its QoS.
-    let mailbox = Mailbox::new(limits(2, 1000));
-    mailbox.push(delivery(QoS::AtLeastOnce, b"1")).unwrap();
-    mailbox.push(delivery(QoS::AtLeastOnce, b"2")).unwrap();
+    let mailbox = Mailbox::new(limits(2, 100_000));
+    push(&mailbox, delivery(QoS::AtLeastOnce, b"1")).unwrap();
+    push(&mailbox, delivery(QoS::AtLeastOnce, b"2")).unwrap();
     assert_eq!(
-        mailbox.push(delivery(QoS::AtLeastOnce, b"3")),
+        push(&mailbox, delivery(QoS::AtLeastOnce, b"3")),
         Err(Dropped::QueueFull)
     );
     let mut out = Default::default();
@@ -136,83 +140,139 @@ fn mailbox_bounds_by_count_and_bytes_and_drops_newest() {
     let payloads: Vec<_> = out.iter().map(|d| d.message.payload.clone()).collect();
     assert_eq!(payloads, [&b"1"[..], &b"2"[..]], "oldest kept, in order");
 
-    // Online: QoS 0 over the byte limit is dropped.
-    let mailbox = Mailbox::new(limits(100, 4));
+    // Online: QoS 0 over the byte limit is dropped; the limit counts what a delivery really
+    // holds, not only its payload.
+    let one = delivery(QoS::AtMostOnce, b"abc").cost();
+    let mailbox = Mailbox::new(limits(100, one + one / 2));
     mailbox.set_online(true);
-    mailbox.push(delivery(QoS::AtMostOnce, b"abc")).unwrap();
+    push(&mailbox, delivery(QoS::AtMostOnce, b"abc")).unwrap();
     assert_eq!(
-        mailbox.push(delivery(QoS::AtMostOnce, b"de")),
+        push(&mailbox, delivery(QoS::AtMostOnce, b"de")),
         Err(Dropped::QueueFull),
         "byte limit"
     );
 }
 
-#[test]
-fn online_qos1_past_the_limit_is_kept_and_pushes_back_until_there_is_room() {
-    let full = Mailbox::new(limits(1, 1000));
-    full.set_online(true);
-    let publisher = Mailbox::new(limits(10, 1000));
-    publisher.set_online(true);
-    assert_eq!(
-        full.push(delivery(QoS::AtLeastOnce, b"1")),
-        Ok(Queued::Normally)
-    );
-    assert_eq!(
-        full.push(delivery(QoS::AtLeastOnce, b"2")),
-        Ok(Queued::OverLimit)
-    );
-    assert!(
-        !full.room_or_wait(&publisher),
-        "no room: the publisher waits"
-    );
-    assert!(publisher.take_control().is_none());
-    let mut out = Default::default();
-    assert_eq!(full.pop_into(&mut out, 1, 1), 1);
-    assert!(!full.room_or_wait(&publisher), "still at the limit");
-    assert_eq!(full.pop_into(&mut out, 1, 1), 1);
-    // The publisher's own mailbox was notified; a fresh wait completes at once.
-    let woken = futures_now(publisher.notified());
-    assert!(woken, "publisher woken when room appeared");
-    assert!(full.room_or_wait(&publisher));
-    // Going offline also releases waiters (nothing would drain the queue).
-    full.push(delivery(QoS::AtLeastOnce, b"3")).unwrap();
-    full.push(delivery(QoS::AtLeastOnce, b"4")).unwrap();
-    assert!(!full.room_or_wait(&publisher));
-    full.set_online(false);
-    assert!(futures_now(publisher.notified()));
-    assert!(full.room_or_wait(&publisher));
+/// Counts wake-ups.
+#[derive(Default)]
+struct Wakes(std::sync::atomic::AtomicUsize);
+impl GateWaker for Wakes {
+    fn wake(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
-/// Polls `fut` once: true if it is ready at once.
-fn futures_now(fut: impl std::future::Future<Output = ()>) -> bool {
-    let mut fut = std::pin::pin!(fut);
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    fut.as_mut().poll(&mut cx).is_ready()
+/// Pushes `d` for a publisher whose answer is tracked; returns the pending answer, if any.
+fn push_tracked(
+    mailbox: &Mailbox,
+    d: Delivery,
+    waker: &Arc<dyn GateWaker>,
+) -> Option<Arc<Pending>> {
+    let mut tickets = TicketSource::new(waker, 5);
+    mailbox.push(d, &mut tickets).unwrap();
+    tickets.finish()
+}
+
+#[test]
+fn online_qos1_past_the_limit_is_kept_and_holds_the_answer_until_there_is_room() {
+    let full = Mailbox::new(limits(1, 100_000));
+    full.set_online(true);
+    let wakes = Arc::new(Wakes::default());
+    let waker: Arc<dyn GateWaker> = wakes.clone();
+    assert!(
+        push_tracked(&full, delivery(QoS::AtLeastOnce, b"1"), &waker).is_none(),
+        "room: answered at once"
+    );
+    let held = push_tracked(&full, delivery(QoS::AtLeastOnce, b"2"), &waker)
+        .expect("over the limit: held");
+    assert_eq!(held.verdict(), None);
+    assert_eq!(full.waiting_since(), Some(5));
+    let mut out = Default::default();
+    assert_eq!(full.pop_into(&mut out, 1, 1), 1);
+    assert_eq!(held.verdict(), None, "still at the limit");
+    assert_eq!(full.pop_into(&mut out, 1, 1), 1);
+    assert_eq!(held.verdict(), Some(Verdict::Owned), "room appeared");
+    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(full.waiting_since(), None);
+    // Going offline also answers (nothing would drain the queue); so does ending the session.
+    push(&full, delivery(QoS::AtLeastOnce, b"3")).unwrap();
+    let held = push_tracked(&full, delivery(QoS::AtLeastOnce, b"4"), &waker).unwrap();
+    full.set_online(false);
+    assert_eq!(held.verdict(), Some(Verdict::Owned));
+    full.set_online(true);
+    let held = push_tracked(&full, delivery(QoS::AtLeastOnce, b"5"), &waker).unwrap();
+    full.close();
+    assert_eq!(held.verdict(), Some(Verdict::Owned));
+}
+
+#[test]
+fn dropping_qos0_makes_room_for_waiting_publishers() {
+    let full = Mailbox::new(limits(2, 100_000));
+    full.set_online(true);
+    let waker: Arc<dyn GateWaker> = Arc::new(Wakes::default());
+    push(&full, delivery(QoS::AtMostOnce, b"a")).unwrap();
+    push(&full, delivery(QoS::AtLeastOnce, b"b")).unwrap();
+    let held = push_tracked(&full, delivery(QoS::AtLeastOnce, b"c"), &waker).unwrap();
+    assert_eq!(full.drop_qos0(), 1);
+    assert_eq!(full.len(), 2);
+    assert_eq!(held.verdict(), None, "two QoS 1 left: still full");
+    let mut out = Default::default();
+    full.pop_into(&mut out, 1, 1);
+    assert_eq!(held.verdict(), Some(Verdict::Owned));
+}
+
+#[test]
+fn an_owner_mailbox_gives_each_qos1_delivery_a_ticket() {
+    let owner = Mailbox::new_owner(limits(10, 100_000));
+    owner.set_online(true);
+    let waker: Arc<dyn GateWaker> = Arc::new(Wakes::default());
+    let pending = push_tracked(&owner, delivery(QoS::AtLeastOnce, b"x"), &waker).unwrap();
+    assert!(push_tracked(&owner, delivery(QoS::AtMostOnce, b"y"), &waker).is_none());
+    let mut out = std::collections::VecDeque::new();
+    owner.pop_into(&mut out, 10, 10);
+    let first = out.pop_front().unwrap();
+    assert_eq!(pending.verdict(), None);
+    first.ticket.expect("QoS 1 carries a ticket").owned();
+    assert_eq!(pending.verdict(), Some(Verdict::Owned));
+    assert!(out.pop_front().unwrap().ticket.is_none(), "QoS 0 does not");
+    // An owner that goes away with undelivered messages refuses them.
+    let pending = push_tracked(&owner, delivery(QoS::AtLeastOnce, b"z"), &waker).unwrap();
+    owner.close();
+    assert_eq!(pending.verdict(), Some(Verdict::Refused(0x80)));
+}
+
+#[test]
+fn signals_reach_the_drainer_and_takeover_is_not_overwritten() {
+    let mailbox = Mailbox::new(limits(10, 100_000));
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    mailbox.request_takeover(tx);
+    mailbox.signal(Control::KeepAliveExpired);
+    assert!(matches!(mailbox.take_control(), Some(Control::TakeOver(_))));
+    assert!(mailbox.take_control().is_none());
 }
 
 #[test]
 fn offline_mailbox_refuses_qos0_unless_configured() {
-    let mailbox = Mailbox::new(limits(10, 1000));
+    let mailbox = Mailbox::new(limits(10, 100_000));
     assert_eq!(
-        mailbox.push(delivery(QoS::AtMostOnce, b"x")),
+        push(&mailbox, delivery(QoS::AtMostOnce, b"x")),
         Err(Dropped::OfflineQoS0)
     );
-    mailbox.push(delivery(QoS::AtLeastOnce, b"x")).unwrap();
+    push(&mailbox, delivery(QoS::AtLeastOnce, b"x")).unwrap();
     let mailbox = Mailbox::new(Arc::new(MailboxLimits {
         queue_qos0_offline: true,
-        ..*limits(10, 1000)
+        ..*limits(10, 100_000)
     }));
-    mailbox.push(delivery(QoS::AtMostOnce, b"x")).unwrap();
+    push(&mailbox, delivery(QoS::AtMostOnce, b"x")).unwrap();
 }
 
 #[test]
 fn pop_respects_inflight_room_but_lets_qos0_pass_in_order() {
-    let mailbox = Mailbox::new(limits(10, 1000));
+    let mailbox = Mailbox::new(limits(10, 100_000));
     mailbox.set_online(true);
-    mailbox.push(delivery(QoS::AtMostOnce, b"a")).unwrap();
-    mailbox.push(delivery(QoS::AtLeastOnce, b"b")).unwrap();
-    mailbox.push(delivery(QoS::AtLeastOnce, b"c")).unwrap();
+    push(&mailbox, delivery(QoS::AtMostOnce, b"a")).unwrap();
+    push(&mailbox, delivery(QoS::AtLeastOnce, b"b")).unwrap();
+    push(&mailbox, delivery(QoS::AtLeastOnce, b"c")).unwrap();
     let mut out = Default::default();
     assert_eq!(mailbox.pop_into(&mut out, 10, 1), 2, "QoS 0 + one QoS 1");
     assert_eq!(
@@ -225,12 +285,12 @@ fn pop_respects_inflight_room_but_lets_qos0_pass_in_order() {
 
 #[test]
 fn closed_mailbox_refuses_everything() {
-    let mailbox = Mailbox::new(limits(10, 1000));
-    mailbox.push(delivery(QoS::AtLeastOnce, b"x")).unwrap();
+    let mailbox = Mailbox::new(limits(10, 100_000));
+    push(&mailbox, delivery(QoS::AtLeastOnce, b"x")).unwrap();
     mailbox.close();
     assert!(mailbox.is_empty());
     assert_eq!(
-        mailbox.push(delivery(QoS::AtLeastOnce, b"x")),
+        push(&mailbox, delivery(QoS::AtLeastOnce, b"x")),
         Err(Dropped::Closed)
     );
 }

@@ -27,6 +27,10 @@ use crate::config::{ListenerConfig, ListenerKind};
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Interval between TCP keepalive probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// TCP keepalive probes before the kernel gives up on the peer.
+const KEEPALIVE_PROBES: u32 = 5;
 /// Pause after an accept error (e.g. EMFILE) before accepting again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -98,13 +102,20 @@ impl AsyncWrite for Stream {
 }
 
 impl Stream {
-    /// Waits for input and reads what is there into `buf`. On plain TCP the buffer gets its
+    /// Polls for input and reads what is there into `buf`. On plain TCP the buffer gets its
     /// `reserve` bytes only once input has arrived, so an idle connection holds no read buffer;
-    /// TLS keeps its own buffers and reads as usual. Cancel-safe. `Ok(0)` means end of stream.
-    pub async fn read_some(&mut self, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
+    /// TLS keeps its own buffers and reads as usual. `Ready(Ok(0))` means end of stream.
+    pub fn poll_read_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        reserve: usize,
+    ) -> Poll<io::Result<usize>> {
         match self {
             Stream::Tcp(tcp) => loop {
-                tcp.readable().await?;
+                if let Err(error) = std::task::ready!(tcp.poll_read_ready(cx)) {
+                    return Poll::Ready(Err(error));
+                }
                 if buf.capacity() - buf.len() < reserve {
                     buf.reserve(reserve);
                 }
@@ -113,17 +124,60 @@ impl Stream {
                         if buf.is_empty() {
                             *buf = BytesMut::new();
                         }
+                        // Readiness was cleared: the next poll registers the waker.
                     }
-                    other => return other,
+                    other => return Poll::Ready(other),
                 }
             },
             Stream::Tls(tls) => {
                 if buf.capacity() - buf.len() < reserve {
                     buf.reserve(reserve);
                 }
-                tokio::io::AsyncReadExt::read_buf(tls.as_mut(), buf).await
+                tokio_util::io::poll_read_buf(Pin::new(tls.as_mut()), cx, buf)
             }
         }
+    }
+
+    /// Waits for input and reads it (see [`Stream::poll_read_some`]). Cancel-safe.
+    pub async fn read_some(&mut self, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_some(cx, buf, reserve)).await
+    }
+
+    /// Polls writing the front of `buf`, removing what was written from it. On TLS the
+    /// records are pushed towards the socket as well; call [`Stream::poll_flush_tls`] until
+    /// it is ready once `buf` is empty.
+    pub fn poll_write_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        let written = match self {
+            Stream::Tcp(tcp) => std::task::ready!(Pin::new(tcp).poll_write(cx, buf)),
+            Stream::Tls(tls) => {
+                let n = std::task::ready!(Pin::new(tls.as_mut()).poll_write(cx, buf));
+                // Best effort now; the caller flushes until done.
+                let _ = Pin::new(tls.as_mut()).poll_flush(cx);
+                n
+            }
+        };
+        if let Ok(n) = written {
+            bytes::Buf::advance(buf, n);
+        }
+        Poll::Ready(written)
+    }
+
+    /// Polls pushing TLS records buffered by earlier writes to the socket (ready at once on
+    /// plain TCP).
+    pub fn poll_flush_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(_) => Poll::Ready(Ok(())),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    /// True for TLS (which buffers records that need flushing).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
     }
 }
 
@@ -146,6 +200,8 @@ pub struct Listener {
     tls: Option<TlsAcceptor>,
     limit: Arc<Semaphore>,
     local_addr: SocketAddr,
+    keepalive: Option<socket2::TcpKeepalive>,
+    user_timeout: Option<Duration>,
 }
 
 impl Listener {
@@ -170,6 +226,14 @@ impl Listener {
             tls,
             limit: Arc::new(Semaphore::new(config.max_connections)),
             local_addr,
+            keepalive: (config.tcp_keepalive_secs > 0).then(|| {
+                socket2::TcpKeepalive::new()
+                    .with_time(Duration::from_secs(config.tcp_keepalive_secs))
+                    .with_interval(KEEPALIVE_INTERVAL)
+                    .with_retries(KEEPALIVE_PROBES)
+            }),
+            user_timeout: (config.tcp_user_timeout_secs > 0)
+                .then(|| Duration::from_secs(config.tcp_user_timeout_secs)),
         })
     }
 
@@ -186,6 +250,23 @@ impl Listener {
     /// True for a TLS listener.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// No Nagle delay; TCP keepalive and `TCP_USER_TIMEOUT`, so that a peer that vanished
+    /// without a FIN is found by the kernel even when MQTT keep alive is 0 or output is stuck.
+    fn tune(&self, tcp: &TcpStream) {
+        let _ = tcp.set_nodelay(true);
+        let socket = socket2::SockRef::from(tcp);
+        if let Some(keepalive) = &self.keepalive {
+            if let Err(error) = socket.set_tcp_keepalive(keepalive) {
+                tracing::debug!(%error, "cannot set TCP keepalive");
+            }
+        }
+        if let Some(timeout) = self.user_timeout {
+            if let Err(error) = socket.set_tcp_user_timeout(Some(timeout)) {
+                tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
+            }
+        }
     }
 
     /// Accepts until `shutdown`, running `handler` for each connection as a task of `tasks`
@@ -218,7 +299,7 @@ impl Listener {
                 tracing::warn!(listener = %self.name, %peer, "connection limit reached; refusing");
                 continue;
             };
-            let _ = tcp.set_nodelay(true);
+            self.tune(&tcp);
             let listener = self.name.clone();
             let Some(acceptor) = self.tls.clone() else {
                 // Plain TCP: the task is the handler's future itself, nothing around it.

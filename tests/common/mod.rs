@@ -83,9 +83,12 @@ impl Raw {
     pub async fn recv(&mut self) -> Option<Packet> {
         within(async {
             loop {
-                if let Some(packet) =
-                    protocol::decode(&mut self.buf, Some(self.version), protocol::MAX_PACKET_SIZE)
-                        .expect("server sent a valid packet")
+                if let Some(packet) = protocol::decode(
+                    &mut self.buf,
+                    Some(self.version),
+                    &protocol::DecodeLimits::new(protocol::MAX_PACKET_SIZE),
+                )
+                .expect("server sent a valid packet")
                 {
                     return Some(packet);
                 }

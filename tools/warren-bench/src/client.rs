@@ -39,7 +39,12 @@ pub fn put(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Res
 
 /// Decodes the next whole packet in `buf`, if there is one.
 pub fn next_packet(buf: &mut BytesMut, version: ProtocolVersion) -> Result<Option<Packet>> {
-    decode(buf, Some(version), MAX_PACKET_SIZE).map_err(|e| anyhow!("decode: {e}"))
+    decode(
+        buf,
+        Some(version),
+        &warren::protocol::DecodeLimits::new(MAX_PACKET_SIZE),
+    )
+    .map_err(|e| anyhow!("decode: {e}"))
 }
 
 impl Conn {

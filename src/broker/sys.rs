@@ -4,48 +4,50 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use super::Gauges;
-use crate::broker::Shared;
+use super::core::Core;
+use crate::gate::TicketSource;
 use crate::protocol::{PublishProperties, QoS};
-use crate::session::mailbox::Message;
+use crate::session::mailbox::{Message, MessageParts};
 
 /// Publishes the `$SYS` topics every `interval` until shutdown.
-pub async fn publish_every(shared: Arc<Shared>, interval: Duration) {
+pub async fn publish_every(core: Arc<Core>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let properties = PublishProperties::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shared.shutdown.cancelled() => return,
+            _ = core.shutdown_token().cancelled() => return,
         }
-        for (topic, value) in topics(&shared) {
-            let message = Arc::new(Message {
-                topic: topic.into(),
-                payload: Bytes::from(value),
-                qos: QoS::AtMostOnce,
-                retain: true,
-                properties: PublishProperties::default(),
-                expires_at: None,
-                origin: 0,
-                received_at: Instant::now(),
-            });
-            shared.router.publish(message, &shared.stats);
+        let now = Instant::now();
+        let mut tickets = TicketSource::none(core.clock().ms_at(now));
+        for (topic, value) in topics(&core) {
+            let message = Message::new(
+                MessageParts {
+                    topic: &topic,
+                    payload: value.as_bytes(),
+                    qos: QoS::AtMostOnce,
+                    retain: true,
+                    properties: &properties,
+                    origin: 0,
+                },
+                now,
+            );
+            core.route(Arc::new(message), &mut tickets);
         }
     }
 }
 
 /// The topics and their values now.
-pub fn topics(shared: &Shared) -> Vec<(String, String)> {
-    let s = shared.stats.snapshot();
-    let g = Gauges::read(shared);
+pub fn topics(core: &Core) -> Vec<(String, String)> {
+    let s = core.stats().snapshot();
+    let g = core.gauges();
     let received: u64 = s.messages_received.iter().sum();
     let sent: u64 = s.messages_delivered.iter().sum();
     let dropped =
         s.dropped_queue_full + s.dropped_offline_qos0 + s.dropped_too_large + s.dropped_expired;
     let connected: u64 = s.connections_by.values().map(|c| c.current).sum();
-    let uptime = shared.clock.started().elapsed().as_secs();
+    let uptime = core.clock().started().elapsed().as_secs();
     [
         ("version", format!("warren {}", env!("CARGO_PKG_VERSION"))),
         ("uptime", format!("{uptime} seconds")),

@@ -1,0 +1,188 @@
+//! Output of a connected client: the retained messages its subscriptions are owed, then its
+//! mailbox, moved into the write buffer as the inflight window and the write high-water mark
+//! allow; resending what was in flight; encoding.
+
+use std::time::Instant;
+
+use super::{Connection, DRAIN_BATCH, WRITE_HIGH_WATER};
+use crate::metrics::stats::DropReason;
+use crate::protocol::{self, EncodeError, Packet, PubResp, Publish, PublishProperties, QoS};
+use crate::session::mailbox::Delivery;
+use crate::session::OutState;
+
+thread_local! {
+    /// Each worker thread's buffer for deliveries taken from a mailbox: reused, and not kept
+    /// per connection.
+    static BATCH: std::cell::RefCell<std::collections::VecDeque<Delivery>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+}
+
+impl Connection {
+    /// Free slots of the outgoing inflight window.
+    fn window_room(&self) -> usize {
+        self.window.saturating_sub(self.session.outgoing.len())
+    }
+
+    /// Moves deliveries into the write buffer while the inflight window and the write
+    /// high-water mark allow: first the retained backlog, then the mailbox.
+    pub(super) fn drain_mailbox(&mut self) {
+        let now = Instant::now();
+        if !self.drain_retained(now) {
+            // Window or buffer full: an ack or a write brings us back.
+            self.mailbox_pending = self.wbuf.len() >= WRITE_HIGH_WATER;
+            return;
+        }
+        // The worker thread's batch buffer, taken out while in use.
+        let mut batch = BATCH.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        loop {
+            let room = self.window_room();
+            let taken = self.session.mailbox.pop_into(&mut batch, DRAIN_BATCH, room);
+            if let Some(first) = batch.front() {
+                // One latency sample a batch: representative, and cheap on the hot path.
+                self.core
+                    .metrics()
+                    .record_latency(now.saturating_duration_since(first.message.received_at));
+            }
+            while let Some(delivery) = batch.pop_front() {
+                self.deliver(delivery, now);
+            }
+            if taken < DRAIN_BATCH {
+                self.mailbox_pending = false;
+                break;
+            }
+            if self.wbuf.len() >= WRITE_HIGH_WATER {
+                // More may be waiting: come back after writing.
+                break;
+            }
+        }
+        BATCH.with(|b| *b.borrow_mut() = batch);
+    }
+
+    /// Sends retained messages owed to new subscriptions; true once none is left.
+    fn drain_retained(&mut self, now: Instant) -> bool {
+        while let Some((message, entry)) = self.session.retained_backlog.front() {
+            if self.wbuf.len() >= WRITE_HIGH_WATER {
+                return false;
+            }
+            let qos = message.qos.min(entry.options.qos);
+            if qos != QoS::AtMostOnce && self.window_room() == 0 {
+                return false;
+            }
+            let delivery = Delivery {
+                message: message.clone(),
+                qos,
+                retain: true,
+                subscription_ids: entry.id.into_iter().collect(),
+                ticket: None,
+            };
+            self.session.retained_backlog.pop_front();
+            self.deliver(delivery, now);
+        }
+        if self.session.retained_backlog.capacity() > 64 {
+            self.session.retained_backlog = Default::default();
+        }
+        true
+    }
+
+    fn deliver(&mut self, delivery: Delivery, now: Instant) {
+        if delivery.message.expired(now) {
+            self.core
+                .stats()
+                .dropped(DropReason::Expired, delivery.qos as u8);
+            return;
+        }
+        let pkid = match delivery.qos {
+            QoS::AtMostOnce => 0,
+            _ => match self.session.next_pkid() {
+                Some(pkid) => pkid,
+                None => return,
+            },
+        };
+        let publish = self.publish_packet(&delivery, pkid, false, now);
+        match protocol::encode(
+            &Packet::Publish(publish),
+            self.version,
+            self.client_max_packet,
+            &mut self.wbuf,
+        ) {
+            Ok(_) => {
+                let shard = self.core.stats().shard();
+                shard.packet_out(3);
+                shard.delivered(delivery.qos as u8);
+                if pkid != 0 {
+                    self.session.sent(pkid, delivery);
+                }
+            }
+            Err(error) => {
+                // MQTT-3.1.2-25: a message too large for the client is discarded.
+                self.core
+                    .stats()
+                    .dropped(DropReason::TooLarge, delivery.qos as u8);
+                tracing::debug!(%error, topic = %delivery.message.topic, "delivery dropped");
+            }
+        }
+    }
+
+    /// The PUBLISH packet for `delivery`.
+    fn publish_packet(&self, delivery: &Delivery, pkid: u16, dup: bool, now: Instant) -> Publish {
+        let message = &delivery.message;
+        let properties = if self.version.is_v5() {
+            let mut properties = message.properties.clone();
+            properties
+                .subscription_identifiers
+                .clone_from(&delivery.subscription_ids);
+            if let Some(expires_at) = message.expires_at {
+                let left = expires_at.saturating_duration_since(now).as_millis();
+                properties.message_expiry_interval =
+                    Some(u32::try_from(left.div_ceil(1000)).unwrap_or(u32::MAX));
+            }
+            properties
+        } else {
+            PublishProperties::default()
+        };
+        Publish {
+            dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: message.topic.clone(),
+            pkid,
+            properties,
+            payload: message.payload.clone(),
+        }
+    }
+
+    /// Resends what was in flight when the session was last connected (MQTT-4.4.0-1).
+    pub(super) fn resend_inflight(&mut self) {
+        let now = Instant::now();
+        let mut packets = Vec::with_capacity(self.session.outgoing.len());
+        for out in &self.session.outgoing {
+            packets.push(match out.state {
+                OutState::AwaitPubComp => Packet::PubRel(PubResp::new(out.pkid)),
+                _ => Packet::Publish(self.publish_packet(&out.delivery, out.pkid, true, now)),
+            });
+        }
+        for packet in packets {
+            self.send(packet);
+        }
+    }
+
+    /// Encodes a packet into the write buffer; a packet the client cannot take is dropped.
+    pub(super) fn send(&mut self, packet: Packet) {
+        match protocol::encode(
+            &packet,
+            self.version,
+            self.client_max_packet,
+            &mut self.wbuf,
+        ) {
+            Ok(_) => self.core.stats().shard().packet_out(packet.type_code()),
+            Err(EncodeError::TooLarge { .. }) => {
+                // Not a message: an acknowledgement or DISCONNECT the client cannot take.
+                tracing::debug!(
+                    kind = packet.kind(),
+                    "packet over the client's maximum size"
+                );
+            }
+            Err(error) => tracing::warn!(%error, kind = packet.kind(), "cannot encode packet"),
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Assembles a running broker: listeners, the broker's core, the metrics endpoint, and their
+//! shutdown.
+//!
+//! [`Broker::start`] binds every configured listener (refusing to start if one cannot bind),
+//! spawns the accept loops and returns a [`BrokerHandle`]; tests, benches and the binary all
+//! start the broker this way. [`BrokerHandle::shutdown`] works in two phases: it stops accepting
+//! and tells every connection to close (each publishes its will, as the spec says for a
+//! connection the server closes), waits for them within the configured grace period, then ends
+//! what is left (delayed wills of offline sessions are published) and only then stops the
+//! metrics endpoint, which answers `/readyz` with 503 meanwhile.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::core::Core;
+use crate::broker::local::LocalClient;
+use crate::config::Config;
+use crate::metrics::stats::StatsSnapshot;
+use crate::session::mailbox::Control;
+use crate::store::{MemoryStore, SessionStore};
+use crate::transport::{self, Listener};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The metrics listener could not be bound.
+    #[error("metrics listener: cannot bind {addr}: {source}")]
+    Metrics {
+        /// Address from the config.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// A listener could not be set up.
+    #[error("listener {name:?}: {source}")]
+    Listener {
+        /// Listener name from the config.
+        name: String,
+        /// What went wrong.
+        source: transport::ListenerError,
+    },
+}
+
+/// Entry point: starts a broker.
+pub struct Broker;
+
+impl Broker {
+    /// Binds every listener of `config` and starts serving. Must run inside a tokio runtime.
+    pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
+        let mut listeners = Vec::new();
+        for (name, listener) in &config.listeners {
+            let bound =
+                Listener::bind(name, listener)
+                    .await
+                    .map_err(|source| StartError::Listener {
+                        name: name.clone(),
+                        source,
+                    })?;
+            listeners.push(bound);
+        }
+        let metrics_listener = if config.metrics.enabled {
+            let addr = config.metrics.bind;
+            let bound = crate::metrics::http::bind(addr)
+                .await
+                .map_err(|source| StartError::Metrics { addr, source })?;
+            Some(bound)
+        } else {
+            None
+        };
+        let open_files_limit = raise_open_files_limit();
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+        let core = Core::new(config, store);
+        core.stats()
+            .open_files_limit
+            .store(open_files_limit, Ordering::Relaxed);
+        let tasks = core.tasks();
+        tasks.spawn(core.clone().sweep());
+        tasks.spawn(metrics_upkeep(core.clone()));
+        let sys_interval = core.config().metrics.sys_interval_secs;
+        if sys_interval > 0 {
+            tasks.spawn(crate::broker::sys::publish_every(
+                core.clone(),
+                Duration::from_secs(sys_interval),
+            ));
+        }
+        let http_stop = CancellationToken::new();
+        let http_tasks = TaskTracker::new();
+        let mut metrics_addr = None;
+        if let Some(listener) = metrics_listener {
+            metrics_addr = listener.local_addr().ok();
+            tracing::info!(addr = ?metrics_addr, "metrics at /metrics, /healthz, /readyz");
+            http_tasks.spawn(crate::metrics::http::serve(
+                listener,
+                core.clone(),
+                http_stop.clone(),
+                http_tasks.clone(),
+            ));
+        }
+        let mut addrs = BTreeMap::new();
+        for listener in listeners {
+            addrs.insert(listener.name().to_owned(), listener.local_addr());
+            tracing::info!(
+                listener = listener.name(),
+                addr = %listener.local_addr(),
+                tls = listener.is_tls(),
+                "listening"
+            );
+            let on_error = core.clone();
+            let serve = core.clone();
+            tasks.spawn(listener.run(
+                core.shutdown_token().clone(),
+                tasks.clone(),
+                move |name, error| accept_failed(&on_error, name, error),
+                move |accepted| crate::connection::serve(accepted, serve.clone()),
+            ));
+        }
+        Ok(BrokerHandle {
+            core,
+            addrs,
+            metrics_addr,
+            http_stop,
+            http_tasks,
+        })
+    }
+}
+
+/// Drains histogram samples now and then, so memory stays bounded without scrapes.
+async fn metrics_upkeep(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => core.metrics().upkeep(),
+            _ = core.shutdown_token().cancelled() => return,
+        }
+    }
+}
+
+/// Counts and reports a failed accept; says so clearly when the open-file limit is what caps
+/// the connections (logged at most once a minute).
+fn accept_failed(core: &Core, listener: &str, error: &std::io::Error) {
+    use crate::metrics::stats::Stats;
+    Stats::bump(&core.stats().accept_errors);
+    if !core.accept_warning_due() {
+        return;
+    }
+    // EMFILE (24) / ENFILE (23): out of file descriptors.
+    if matches!(error.raw_os_error(), Some(23 | 24)) {
+        tracing::error!(
+            listener,
+            limit = core.stats().open_files_limit.load(Ordering::Relaxed),
+            "open-file limit reached: new connections are refused until some close"
+        );
+    } else {
+        tracing::warn!(listener, %error, "accept failed; backing off");
+    }
+}
+
+/// A running broker.
+pub struct BrokerHandle {
+    core: Arc<Core>,
+    addrs: BTreeMap<String, SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    http_stop: CancellationToken,
+    http_tasks: TaskTracker,
+}
+
+impl BrokerHandle {
+    /// The address listener `name` is bound to (useful with port 0).
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.addrs.get(name).copied()
+    }
+
+    /// The address of the metrics listener, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The Prometheus text exposition, as `/metrics` serves it.
+    pub fn render_metrics(&self) -> String {
+        self.core.render_metrics()
+    }
+
+    /// Current event counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.core.stats().snapshot()
+    }
+
+    /// Number of subscriptions in the trie.
+    pub fn subscription_count(&self) -> usize {
+        self.core.subscription_count()
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.core.retained_count()
+    }
+
+    /// Number of sessions (online and offline).
+    pub fn session_count(&self) -> usize {
+        self.core.registry().session_count()
+    }
+
+    /// Number of offline sessions kept in the store.
+    pub fn offline_session_count(&self) -> usize {
+        self.core.registry().offline_count()
+    }
+
+    /// Entries waiting in the offline-session timer wheel (expiry, delayed wills).
+    pub fn pending_timers(&self) -> usize {
+        self.core.pending_timers()
+    }
+
+    /// Client ids with a claim (CONNECT) in progress.
+    pub fn claims_in_progress(&self) -> usize {
+        self.core.registry().claims_in_progress()
+    }
+
+    /// A client of this broker inside the process (see [`LocalClient`]).
+    pub fn local_client(&self, name: &str, owner: bool) -> LocalClient {
+        LocalClient::new(&self.core, name, owner)
+    }
+
+    /// The broker's core, for in-process components (the bridge).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Stops accepting, closes every connection (wills are published), waits for them up to
+    /// the configured grace period, ends the offline sessions, and stops the metrics endpoint
+    /// last. Returns false if some connections did not finish in time.
+    pub async fn shutdown(self) -> bool {
+        let core = &self.core;
+        core.shutdown_token().cancel();
+        core.registry()
+            .for_each_online(|mailbox| mailbox.signal(Control::Shutdown));
+        core.tasks().close();
+        let grace = Duration::from_secs(core.config().mqtt.shutdown_grace_secs);
+        let finished = tokio::time::timeout(grace, core.tasks().wait())
+            .await
+            .is_ok();
+        core.end_offline_sessions();
+        self.http_stop.cancel();
+        self.http_tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.http_tasks.wait()).await;
+        finished
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit: every connection holds a file. Returns the
+/// limit in force (0 if it cannot be read).
+fn raise_open_files_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::info!(
+                limit,
+                "open-file limit: at most about {} connections (each holds one file)",
+                limit.saturating_sub(64)
+            );
+            limit
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit");
+            0
+        }
+    }
+}

@@ -236,7 +236,7 @@ impl Core {
 
     /// Routes `message` to every matching subscription (and the retained store), taking a
     /// ticket from `tickets` for every owner that must answer before the publisher is. Returns
-    /// the number of sessions it was queued for.
+    /// the number of sessions it matched.
     pub fn route(&self, message: Arc<Message>, tickets: &mut TicketSource<'_>) -> usize {
         self.router.publish(message, tickets, &self.stats)
     }

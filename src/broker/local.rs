@@ -140,8 +140,8 @@ impl LocalClient {
         let notify = Arc::new(Notify::new());
         let waker: Arc<dyn GateWaker> = notify.clone();
         let mut tickets = TicketSource::new(&waker, self.core.clock().ms_at(now));
-        let queued = self.core.route(message, &mut tickets);
-        let outcome = if queued == 0 {
+        let matched = self.core.route(message, &mut tickets);
+        let outcome = if matched == 0 {
             Published::NoMatchingSubscribers
         } else {
             Published::Accepted

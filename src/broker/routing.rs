@@ -36,7 +36,8 @@ pub struct Router {
 
 impl Router {
     /// Routes `message` to every matching subscription and updates the retained store when
-    /// it carries the retain flag. Returns the number of sessions it was queued for.
+    /// it carries the retain flag. Returns the number of sessions it matched (queued for them,
+    /// or dropped and counted).
     pub fn publish(
         &self,
         message: Arc<Message>,
@@ -76,7 +77,7 @@ impl Router {
         if scratch.len() > 1 && scratch.iter().any(|(s, _)| s.0.may_match_twice()) {
             scratch.sort_unstable_by_key(|(s, _)| s.0.id());
         }
-        let mut queued = 0;
+        let mut matched = 0;
         let mut i = 0;
         while i < scratch.len() {
             // Overlapping subscriptions of one session: deliver once, at the highest granted QoS,
@@ -107,8 +108,9 @@ impl Router {
                     ticket: None,
                 };
                 let qos = delivery.qos as u8;
+                matched += 1;
                 match mailbox.push(delivery, tickets) {
-                    Ok(_) => queued += 1,
+                    Ok(_) => {}
                     Err(Dropped::QueueFull) => stats.dropped(DropReason::QueueFull, qos),
                     Err(Dropped::OfflineQoS0) => stats.dropped(DropReason::OfflineQoS0, qos),
                     Err(Dropped::Closed) => {}
@@ -116,7 +118,7 @@ impl Router {
             }
             i = j;
         }
-        queued
+        matched
     }
 
     /// Adds or replaces a subscription; true if it is new.

@@ -9,8 +9,8 @@ use super::{Connection, Exit};
 use crate::gate::{TicketSource, Unanswered, Verdict};
 use crate::metrics::stats::DropReason;
 use crate::protocol::{
-    reason, AckProperties, Disconnect, Packet, PubResp, Publish, QoS, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
+    reason, topic, AckProperties, Disconnect, Packet, PubResp, Publish, QoS, SubAck, Subscribe,
+    UnsubAck, Unsubscribe,
 };
 use crate::session::mailbox::{Message, MessageParts};
 use crate::session::{AckOutcome, SubEntry};
@@ -92,6 +92,12 @@ impl Connection {
                 "PUBLISH from a client carries a Subscription Identifier (MQTT-3.3.4-6)",
             ));
         }
+        if !topic::within_level_limit(&publish.topic) {
+            return Some(Exit::violation(
+                reason::TOPIC_NAME_INVALID,
+                format!("topic has more than {} levels", topic::MAX_TOPIC_LEVELS),
+            ));
+        }
         if publish.retain && !self.core.config().mqtt.retain_available {
             return Some(Exit::violation(
                 reason::RETAIN_NOT_SUPPORTED,
@@ -139,9 +145,9 @@ impl Connection {
             now,
         );
         let mut tickets = TicketSource::new(&self.waker, self.core.clock().ms_at(now));
-        let queued = self.core.route(Arc::new(message), &mut tickets);
+        let matched = self.core.route(Arc::new(message), &mut tickets);
         let pending = tickets.finish();
-        let success = if queued == 0 {
+        let success = if matched == 0 {
             self.core
                 .stats()
                 .dropped(DropReason::NoSubscribers, qos as u8);

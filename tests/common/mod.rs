@@ -292,3 +292,76 @@ pub async fn raw_read_to_close(raw: &mut Raw) -> Vec<u8> {
     .await;
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of the flow-control and takeover tests.
+
+/// A raw connection with a tiny receive buffer, for a client that will stop reading: the
+/// broker's writes to it block once a few kilobytes are in flight.
+pub async fn raw_small_window(addr: SocketAddr, version: ProtocolVersion) -> Raw {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = within(socket.connect(addr)).await.expect("tcp connect");
+    Raw {
+        stream,
+        buf: BytesMut::new(),
+        version,
+    }
+}
+
+/// Publishes `count` QoS 0 messages of `size` bytes on `topic` from a fresh client, then
+/// disconnects: enough output to fill a subscriber's socket buffers when it does not read.
+pub async fn flood_qos0(addr: SocketAddr, topic: &str, count: usize, size: usize) {
+    let mut publisher = raw_connected(addr, ProtocolVersion::V3_1_1, "").await;
+    let payload = vec![b'x'; size];
+    for _ in 0..count {
+        publisher
+            .send(&Packet::Publish(protocol::Publish {
+                dup: false,
+                qos: protocol::QoS::AtMostOnce,
+                retain: false,
+                topic: topic.into(),
+                pkid: 0,
+                properties: Default::default(),
+                payload: bytes::Bytes::copy_from_slice(&payload),
+            }))
+            .await;
+    }
+    raw_ping(&mut publisher).await;
+    raw_disconnect(publisher).await;
+}
+
+/// Reads until the server closes the connection and returns the reason of the DISCONNECT it
+/// sent first, if any (5.0). Anything else on the way is skipped.
+pub async fn disconnect_reason(raw: &mut Raw) -> Option<u8> {
+    let mut reason = None;
+    while let Some(packet) = raw.recv().await {
+        if let Packet::Disconnect(d) = packet {
+            reason = Some(d.reason);
+        }
+    }
+    reason
+}
+
+/// Runs `tests/scripts/<script>` with `python3` and `args`, returning its stdout; fails the
+/// test with stderr if it fails (scripts/test installs paho-mqtt).
+pub async fn python(script: &str, args: &[String]) -> String {
+    let path = format!("{}/tests/scripts/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("python3")
+            .arg(&path)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("python script timed out")
+    .expect("python3 runs (scripts/test installs it with paho-mqtt)");
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

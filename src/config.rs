@@ -39,6 +39,17 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub metrics: MetricsConfig,
     pub bridge: BridgeConfig,
+    pub runtime: RuntimeConfig,
+}
+
+/// `[runtime]`: the threads the broker runs on.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Default 0: one worker per CPU. 1: one thread, which handles connections' input in the
+    /// order it arrived (a SUBSCRIBE read before another client's PUBLISH is handled first).
+    #[serde(deserialize_with = "strict::uint")]
+    pub worker_threads: usize,
 }
 
 /// `[log]`
@@ -308,6 +319,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             metrics: MetricsConfig::default(),
             bridge: BridgeConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
     }
 }

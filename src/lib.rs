@@ -24,6 +24,7 @@ pub mod gate;
 pub mod metrics;
 pub mod protocol;
 pub mod router;
+pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod store;

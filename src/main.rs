@@ -138,13 +138,16 @@ fn main() -> ExitCode {
     init_logging(&config);
     // On one CPU (e.g. pinned with taskset) a single-threaded runtime does the same work
     // without the multi-threaded scheduler's bookkeeping; otherwise one worker per CPU.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut builder = if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    let cpus = match config.runtime.worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
-    let runtime = match builder.enable_all().build() {
+    let runtime = if cpus == 1 {
+        warren::runtime::current_thread()
+    } else {
+        warren::runtime::multi_thread(cpus)
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("warren: cannot start the runtime: {error}");

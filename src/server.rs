@@ -211,6 +211,12 @@ impl BrokerHandle {
         self.core.registry().offline_count()
     }
 
+    /// Messages waiting in session queues, and the bytes they hold.
+    pub fn queued(&self) -> (usize, usize) {
+        let gauges = self.core.gauges();
+        (gauges.queued, gauges.queued_bytes)
+    }
+
     /// Entries waiting in the offline-session timer wheel (expiry, delayed wills).
     pub fn pending_timers(&self) -> usize {
         self.core.pending_timers()

@@ -278,3 +278,82 @@ async fn retained_dollar_topics_are_not_sent_for_leading_wildcards() {
     let topics: Vec<_> = got.iter().map(|p| p.topic.to_string()).collect();
     assert_eq!(topics, ["$SYS/broker/info"]);
 }
+
+/// Publishes `count` retained messages `ret/<i>` of `size` bytes from one client.
+async fn publish_many_retained(addr: std::net::SocketAddr, count: usize, size: usize, qos: WQoS) {
+    let mut publisher = common::raw_connected(addr, ProtocolVersion::V3_1_1, "many").await;
+    let payload = vec![b'r'; size];
+    for i in 0..count {
+        let pkid = if qos == WQoS::AtMostOnce { 0 } else { 1 };
+        publisher
+            .send(&clients::publish(
+                &format!("ret/{i}"),
+                &payload,
+                qos,
+                pkid,
+                true,
+            ))
+            .await;
+        if qos != WQoS::AtMostOnce {
+            assert!(matches!(publisher.recv().await, Some(Packet::PubAck(_))));
+        }
+    }
+    clients::raw_ping(&mut publisher).await;
+}
+
+/// The old core pushed retained messages through the session queue: a QoS 0 subscriber to
+/// `ret/#` over 2,000 retained topics got 163 of them (100 KiB payloads), silently. They go
+/// out as the subscriber's socket drains: all of them, even when it reads slowly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_retained_message_reaches_a_slow_qos0_subscriber() {
+    let (broker, addr) = common::start_with(|c| c.mqtt.max_queued_messages = 10).await;
+    publish_many_retained(addr, 2000, 10 * 1024, WQoS::AtMostOnce).await;
+    assert_eq!(broker.retained_count(), 2000);
+    let mut sub = common::raw_small_window(addr, ProtocolVersion::V3_1_1).await;
+    sub.send(&common::connect_packet(
+        ProtocolVersion::V3_1_1,
+        "slow-reader",
+        true,
+    ))
+    .await;
+    assert!(matches!(sub.recv().await, Some(Packet::ConnAck(_))));
+    raw_subscribe(&mut sub, 1, &[("ret/#", WQoS::AtMostOnce)]).await;
+    let mut topics = std::collections::HashSet::new();
+    while topics.len() < 2000 {
+        match sub.recv().await {
+            Some(Packet::Publish(p)) => {
+                assert!(p.retain);
+                topics.insert(p.topic.to_string());
+            }
+            other => panic!("after {} retained messages: {other:?}", topics.len()),
+        }
+    }
+    assert_eq!(broker.stats().dropped_queue_full, 0);
+}
+
+/// At QoS 1 the retained set is sent through the inflight window as acknowledgements come,
+/// without ever going past the queue limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_at_qos1_respect_the_window_and_the_queue() {
+    let (broker, addr) = common::start_with(|c| {
+        c.mqtt.max_queued_messages = 10;
+        c.mqtt.max_inflight = 4;
+    })
+    .await;
+    publish_many_retained(addr, 500, 100, WQoS::AtLeastOnce).await;
+    let mut sub = common::raw_connected(addr, ProtocolVersion::V3_1_1, "qos1-reader").await;
+    raw_subscribe(&mut sub, 1, &[("ret/#", WQoS::AtLeastOnce)]).await;
+    let mut topics = std::collections::HashSet::new();
+    while topics.len() < 500 {
+        match sub.recv().await {
+            Some(Packet::Publish(p)) => {
+                assert_eq!(p.qos, WQoS::AtLeastOnce);
+                assert!(broker.queued().0 <= 10);
+                topics.insert(p.topic.to_string());
+                sub.send(&Packet::PubAck(clients::resp(p.pkid))).await;
+            }
+            other => panic!("after {} retained messages: {other:?}", topics.len()),
+        }
+    }
+    assert_eq!(broker.stats().dropped_queue_full, 0);
+}

@@ -446,6 +446,7 @@ impl Core {
             retained: self.router.retained_count(),
             inflight: self.registry.sum_mailboxes(|m| m.inflight()),
             queued: self.registry.sum_mailboxes(|m| m.len()),
+            queued_bytes: self.registry.sum_mailboxes(|m| m.bytes()),
         }
     }
 
@@ -476,5 +477,20 @@ impl crate::metrics::http::Endpoints for Core {
 
     fn ready(&self) -> bool {
         !self.shutdown.is_cancelled()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogLimiter;
+
+    #[test]
+    fn the_log_limiter_lets_a_burst_through_per_second_and_counts_the_rest() {
+        let limiter = LogLimiter::default();
+        let allowed = (0..100).filter(|_| limiter.allow(5_000).is_some()).count();
+        assert_eq!(allowed, 10);
+        // The next second: allowed again, and told how many were held back.
+        assert_eq!(limiter.allow(6_000), Some(90));
+        assert_eq!(limiter.allow(6_001), Some(0));
     }
 }

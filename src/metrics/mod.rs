@@ -65,6 +65,7 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("warren_retained_messages", Gauge, Some(Unit::Count), "retained messages"),
     ("warren_inflight_messages", Gauge, Some(Unit::Count), "QoS 1/2 messages sent and not yet acknowledged"),
     ("warren_queued_messages", Gauge, Some(Unit::Count), "messages waiting in session queues"),
+    ("warren_queued_bytes", Gauge, Some(Unit::Bytes), "bytes held by the messages waiting in session queues (topic, properties, payload and bookkeeping)"),
     ("warren_accept_errors_total", Counter, Some(Unit::Count), "failed accepts (e.g. the open-file limit)"),
     ("warren_open_files_limit", Gauge, Some(Unit::Count), "the process's open-file limit (caps connections)"),
     ("warren_uptime_seconds", Gauge, Some(Unit::Seconds), "seconds since the broker started"),
@@ -205,6 +206,7 @@ impl Metrics {
         self.gauge("warren_retained_messages", &[], gauges.retained as f64);
         self.gauge("warren_inflight_messages", &[], gauges.inflight as f64);
         self.gauge("warren_queued_messages", &[], gauges.queued as f64);
+        self.gauge("warren_queued_bytes", &[], gauges.queued_bytes as f64);
         self.gauge("warren_uptime_seconds", &[], uptime.as_secs_f64());
         self.handle.render()
     }
@@ -225,6 +227,8 @@ pub struct Gauges {
     pub inflight: usize,
     /// Messages waiting in session queues.
     pub queued: usize,
+    /// Bytes those messages hold.
+    pub queued_bytes: usize,
 }
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

@@ -277,6 +277,11 @@ impl Mailbox {
         self.inner.lock().queue.len()
     }
 
+    /// Bytes held by the queued deliveries ([`Delivery::cost`]).
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().bytes
+    }
+
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -334,7 +334,7 @@ async fn answers_wait_for_every_owner_and_leave_in_packet_order() {
     let mut tickets = Vec::new();
     for i in 1..=3u8 {
         let delivery = within(owner.recv()).await.expect("delivery");
-        assert_eq!(&delivery.message.payload[..], &[i]);
+        assert_eq!(delivery.message.payload(), &[i]);
         assert_eq!(delivery.qos, QoS::AtLeastOnce);
         tickets.push(
             delivery

@@ -314,7 +314,7 @@ impl Core {
             },
             Instant::now(),
         );
-        tracing::debug!(topic = %message.topic, "publishing will");
+        tracing::debug!(topic = message.topic(), "publishing will");
         Stats::bump(&self.stats.wills_published);
         let mut tickets = TicketSource::none(self.clock.now_ms());
         self.route(Arc::new(message), &mut tickets);

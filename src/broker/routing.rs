@@ -62,15 +62,15 @@ impl Router {
     ) -> usize {
         if message.retain {
             let mut retained = self.retained.write();
-            if message.payload.is_empty() {
-                retained.remove(&message.topic);
+            if message.payload().is_empty() {
+                retained.remove(message.topic());
             } else {
                 // The message owns its memory already: the store shares it.
-                retained.insert(&message.topic, message.clone());
+                retained.insert(message.topic(), message.clone());
             }
         }
         scratch.clear();
-        self.trie.read().matches(&message.topic, scratch);
+        self.trie.read().matches(message.topic(), scratch);
         // Overlapping subscriptions of one session must be merged; they exist only for a
         // session with several filters, so the common case (fan-out to many single-filter
         // devices) skips the sort that brings them together.

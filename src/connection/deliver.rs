@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{Connection, DRAIN_BATCH, WRITE_HIGH_WATER};
 use crate::metrics::stats::DropReason;
-use crate::protocol::{self, EncodeError, Packet, PubResp, Publish, PublishProperties, QoS};
+use crate::protocol::{self, EncodeError, Packet, PubResp, PublishOut, QoS};
 use crate::session::mailbox::Delivery;
 use crate::session::OutState;
 
@@ -98,13 +98,7 @@ impl Connection {
                 None => return,
             },
         };
-        let publish = self.publish_packet(&delivery, pkid, false, now);
-        match protocol::encode(
-            &Packet::Publish(publish),
-            self.version,
-            self.client_max_packet,
-            &mut self.wbuf,
-        ) {
+        match self.encode_delivery(&delivery, pkid, false, now) {
             Ok(_) => {
                 let shard = self.core.stats().shard();
                 shard.packet_out(3);
@@ -118,52 +112,61 @@ impl Connection {
                 self.core
                     .stats()
                     .dropped(DropReason::TooLarge, delivery.qos as u8);
-                tracing::debug!(%error, topic = %delivery.message.topic, "delivery dropped");
+                tracing::debug!(%error, topic = delivery.message.topic(), "delivery dropped");
             }
         }
     }
 
-    /// The PUBLISH packet for `delivery`.
-    fn publish_packet(&self, delivery: &Delivery, pkid: u16, dup: bool, now: Instant) -> Publish {
+    /// Encodes the PUBLISH for `delivery` into the write buffer, borrowing the message.
+    fn encode_delivery(
+        &mut self,
+        delivery: &Delivery,
+        pkid: u16,
+        dup: bool,
+        now: Instant,
+    ) -> Result<usize, EncodeError> {
         let message = &delivery.message;
-        let properties = if self.version.is_v5() {
-            let mut properties = message.properties.clone();
-            properties
-                .subscription_identifiers
-                .clone_from(&delivery.subscription_ids);
-            if let Some(expires_at) = message.expires_at {
-                let left = expires_at.saturating_duration_since(now).as_millis();
-                properties.message_expiry_interval =
-                    Some(u32::try_from(left.div_ceil(1000)).unwrap_or(u32::MAX));
-            }
-            properties
-        } else {
-            PublishProperties::default()
-        };
-        Publish {
+        let message_expiry_interval = message.expires_at.map(|expires_at| {
+            let left = expires_at.saturating_duration_since(now).as_millis();
+            u32::try_from(left.div_ceil(1000)).unwrap_or(u32::MAX)
+        });
+        let publish = PublishOut {
             dup,
             qos: delivery.qos,
             retain: delivery.retain,
-            topic: message.topic.clone(),
+            topic: message.topic(),
             pkid,
-            properties,
-            payload: message.payload.clone(),
-        }
+            properties: &message.properties,
+            subscription_ids: &delivery.subscription_ids,
+            message_expiry_interval,
+            payload: message.payload(),
+        };
+        protocol::encode_publish(
+            &publish,
+            self.version,
+            self.client_max_packet,
+            &mut self.wbuf,
+        )
     }
 
     /// Resends what was in flight when the session was last connected (MQTT-4.4.0-1).
     pub(super) fn resend_inflight(&mut self) {
         let now = Instant::now();
-        let mut packets = Vec::with_capacity(self.session.outgoing.len());
-        for out in &self.session.outgoing {
-            packets.push(match out.state {
-                OutState::AwaitPubComp => Packet::PubRel(PubResp::new(out.pkid)),
-                _ => Packet::Publish(self.publish_packet(&out.delivery, out.pkid, true, now)),
-            });
+        let outgoing = std::mem::take(&mut self.session.outgoing);
+        for out in &outgoing {
+            match out.state {
+                OutState::AwaitPubComp => self.send(Packet::PubRel(PubResp::new(out.pkid))),
+                _ => {
+                    if self
+                        .encode_delivery(&out.delivery, out.pkid, true, now)
+                        .is_ok()
+                    {
+                        self.core.stats().shard().packet_out(3);
+                    }
+                }
+            }
         }
-        for packet in packets {
-            self.send(packet);
-        }
+        self.session.outgoing = outgoing;
     }
 
     /// Encodes a packet into the write buffer; a packet the client cannot take is dropped.

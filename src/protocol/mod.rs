@@ -10,6 +10,7 @@
 mod decode;
 mod encode;
 mod error;
+mod outgoing;
 pub mod packet;
 mod properties;
 pub mod topic;
@@ -21,6 +22,7 @@ mod tests;
 pub use decode::{decode, frame_len, DecodeLimits};
 pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
+pub use outgoing::{encode_publish, PublishOut};
 pub use packet::*;
 
 /// The largest total packet size MQTT can express: 1-byte fixed header, 4-byte remaining length

@@ -506,20 +506,36 @@ impl Props for ConnAckProperties {
 
 impl Props for PublishProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        opt_u8(s, PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
-        opt_u32(s, MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
-        if self.topic_alias == Some(0) {
-            return Err(EncodeError::Invalid("topic alias 0"));
-        }
-        opt_u16(s, TOPIC_ALIAS, self.topic_alias);
-        opt_str(s, RESPONSE_TOPIC, &self.response_topic)?;
-        opt_bin(s, CORRELATION_DATA, &self.correlation_data)?;
-        users(s, &self.user_properties)?;
-        for &v in &self.subscription_identifiers {
-            subscription_id_out(s, v)?;
-        }
-        opt_str(s, CONTENT_TYPE, &self.content_type)
+        write_publish(
+            s,
+            self,
+            &self.subscription_identifiers,
+            self.message_expiry_interval,
+        )
     }
+}
+
+/// The properties of a PUBLISH, with the two that differ per delivery (subscription
+/// identifiers, the expiry left) given apart from the message's own.
+pub(crate) fn write_publish<S: Sink>(
+    s: &mut S,
+    p: &PublishProperties,
+    subscription_ids: &[u32],
+    message_expiry_interval: Option<u32>,
+) -> Result<(), EncodeError> {
+    opt_u8(s, PAYLOAD_FORMAT_INDICATOR, p.payload_format_indicator);
+    opt_u32(s, MESSAGE_EXPIRY_INTERVAL, message_expiry_interval);
+    if p.topic_alias == Some(0) {
+        return Err(EncodeError::Invalid("topic alias 0"));
+    }
+    opt_u16(s, TOPIC_ALIAS, p.topic_alias);
+    opt_str(s, RESPONSE_TOPIC, &p.response_topic)?;
+    opt_bin(s, CORRELATION_DATA, &p.correlation_data)?;
+    users(s, &p.user_properties)?;
+    for &v in subscription_ids {
+        subscription_id_out(s, v)?;
+    }
+    opt_str(s, CONTENT_TYPE, &p.content_type)
 }
 
 impl Props for AckProperties {

@@ -245,8 +245,9 @@ impl Mailbox {
             out.push_back(d);
             taken += 1;
         }
-        if inner.queue.is_empty() && inner.queue.capacity() > 64 {
-            // Do not keep a burst's queue while idle.
+        if inner.queue.is_empty() && inner.queue.capacity() > 1024 {
+            // Do not keep a large burst's queue while idle (small ones are kept: regrowing
+            // them on every burst would cost more than they hold).
             inner.queue = VecDeque::new();
         }
         self.release_room_tickets(&mut inner);

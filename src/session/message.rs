@@ -7,25 +7,66 @@
 //!
 //! A message owns its memory: topic, payload and properties are copied out of the read buffer
 //! they arrived in ([`Message::new`]), so a message kept in a queue for hours holds exactly its
-//! own bytes, not the 4 KiB to 1 MiB buffer that carried it. [`Message::cost`] is what it holds,
-//! all of it (topic, properties, payload and the fixed parts), and is what queue limits count.
+//! own bytes, not the 4 KiB to 1 MiB buffer that carried it. Topic and payload sit together,
+//! inside the message itself when they are small (one allocation for a typical device message,
+//! as many as a slice of the read buffer cost) or in one buffer of their own; deliveries borrow
+//! them for encoding ([`crate::protocol::PublishOut`]) instead of cloning anything.
+//! [`Message::cost`] is what a message holds, all of it (topic, properties, payload and the
+//! fixed parts), and is what queue limits count.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use compact_str::CompactString;
 
 use crate::gate::Ticket;
 use crate::protocol::{PublishProperties, QoS};
 
+/// Payloads of up to this many bytes live inside the message.
+const INLINE: usize = 96;
+
+/// The payload: inside the message when small, else in a buffer of its own.
+#[derive(Debug)]
+enum Data {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Data {
+    fn new(payload: &[u8]) -> Data {
+        match u8::try_from(payload.len()) {
+            Ok(len) if payload.len() <= INLINE => {
+                let mut bytes = [0u8; INLINE];
+                bytes[..payload.len()].copy_from_slice(payload);
+                Data::Inline { len, bytes }
+            }
+            _ => Data::Heap(payload.into()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Data::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Data::Heap(heap) => heap,
+        }
+    }
+
+    fn heap_len(&self) -> usize {
+        match self {
+            Data::Inline { .. } => 0,
+            Data::Heap(heap) => heap.len(),
+        }
+    }
+}
+
 /// One application message as published, shared by all its deliveries.
 #[derive(Debug)]
 pub struct Message {
-    /// Topic name.
-    pub topic: ByteString,
-    /// Payload, shared without copy between deliveries.
-    pub payload: Bytes,
+    /// Topic name (inline up to 24 bytes).
+    topic: CompactString,
+    payload: Data,
     /// QoS it was published with.
     pub qos: QoS,
     /// Retain flag it was published with.
@@ -67,8 +108,8 @@ impl Message {
             .message_expiry_interval
             .map(|secs| now + Duration::from_secs(secs.into()));
         let mut message = Message {
-            topic: ByteString::from(parts.topic),
-            payload: Bytes::copy_from_slice(parts.payload),
+            topic: CompactString::new(parts.topic),
+            payload: Data::new(parts.payload),
             qos: parts.qos,
             retain: parts.retain,
             properties,
@@ -81,19 +122,14 @@ impl Message {
         message
     }
 
-    /// The same message as another value (for the retained store, which keeps its own).
-    pub fn duplicate(&self) -> Message {
-        Message {
-            topic: self.topic.clone(),
-            payload: self.payload.clone(),
-            qos: self.qos,
-            retain: self.retain,
-            properties: self.properties.clone(),
-            expires_at: self.expires_at,
-            origin: self.origin,
-            received_at: self.received_at,
-            cost: self.cost,
-        }
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Payload.
+    pub fn payload(&self) -> &[u8] {
+        self.payload.as_slice()
     }
 
     /// Bytes held: the struct, its shared allocation header, topic, payload and properties.
@@ -102,8 +138,8 @@ impl Message {
     }
 
     fn measure(&self) -> usize {
-        /// The `Arc` counts and the allocation headers of topic and payload.
-        const OVERHEAD: usize = 16 + 2 * 32;
+        /// The `Arc` counts and allocator headers.
+        const OVERHEAD: usize = 16 + 2 * 16;
         let p = &self.properties;
         let strings = [&p.content_type, &p.response_topic]
             .iter()
@@ -111,8 +147,12 @@ impl Message {
             .sum::<usize>();
         std::mem::size_of::<Message>()
             + OVERHEAD
-            + self.topic.len()
-            + self.payload.len()
+            + self.payload.heap_len()
+            + if self.topic.is_heap_allocated() {
+                self.topic.len()
+            } else {
+                0
+            }
             + strings
             + p.correlation_data.as_ref().map_or(0, Bytes::len)
             + user_properties_cost(p)
@@ -143,11 +183,14 @@ fn owned_properties(p: &PublishProperties) -> PublishProperties {
         topic_alias: None,
         response_topic: string(&p.response_topic),
         correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
-        user_properties: p
-            .user_properties
-            .iter()
-            .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
-            .collect(),
+        user_properties: if p.user_properties.is_empty() {
+            Vec::new()
+        } else {
+            p.user_properties
+                .iter()
+                .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
+                .collect()
+        },
         subscription_identifiers: Vec::new(),
         content_type: string(&p.content_type),
     }
@@ -215,9 +258,9 @@ mod tests {
             },
             Instant::now(),
         );
-        assert_eq!(message.payload.len(), 10);
+        assert_eq!(message.payload(), &wire[..10]);
         assert_ne!(
-            message.payload.as_ptr(),
+            message.payload().as_ptr(),
             wire.as_ptr(),
             "copied, not sliced"
         );
@@ -226,5 +269,19 @@ mod tests {
         let cost = message.cost();
         assert!(cost >= 10 + 3 + 10 + 2, "{cost}");
         assert!(cost < 1024, "{cost}");
+        // A large one lives in a buffer of its own, counted in full.
+        let big = Message::new(
+            MessageParts {
+                topic: "big",
+                payload: &wire,
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: &PublishProperties::default(),
+                origin: 0,
+            },
+            Instant::now(),
+        );
+        assert_eq!(big.payload().len(), wire.len());
+        assert!(big.cost() > wire.len() && big.cost() < wire.len() + 1024);
     }
 }

@@ -137,7 +137,7 @@ fn mailbox_bounds_by_count_and_bytes_and_drops_newest() {
     );
     let mut out = Default::default();
     assert_eq!(mailbox.pop_into(&mut out, 10, 10), 2);
-    let payloads: Vec<_> = out.iter().map(|d| d.message.payload.clone()).collect();
+    let payloads: Vec<_> = out.iter().map(|d| d.message.payload().to_vec()).collect();
     assert_eq!(payloads, [&b"1"[..], &b"2"[..]], "oldest kept, in order");
 
     // Online: QoS 0 over the byte limit is dropped; the limit counts what a delivery really

@@ -484,6 +484,7 @@ async fn an_in_process_publish_resolves_when_its_owner_answers() {
         retain: false,
         properties: &properties,
         origin: 0,
+        publisher: None,
     });
     let answer = async {
         let delivery = within(owner.recv()).await.unwrap();
@@ -500,6 +501,7 @@ async fn an_in_process_publish_resolves_when_its_owner_answers() {
         retain: false,
         properties: &properties,
         origin: 0,
+        publisher: None,
     });
     assert_eq!(
         within(publish).await,

@@ -208,6 +208,11 @@ impl Core {
         Mailbox::new_owner(self.mailbox_limits.clone())
     }
 
+    /// A fresh owner mailbox whose No Local identity is `origin`.
+    pub fn new_owner_mailbox_with_origin(&self, origin: u64) -> Arc<Mailbox> {
+        Mailbox::new_owner_with_origin(self.mailbox_limits.clone(), origin)
+    }
+
     /// A process-unique connection id.
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
@@ -311,6 +316,7 @@ impl Core {
                 retain: will.retain && self.config.mqtt.retain_available,
                 properties: &properties,
                 origin,
+                publisher: None,
             },
             Instant::now(),
         );

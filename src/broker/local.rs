@@ -68,6 +68,16 @@ impl LocalClient {
         } else {
             core.new_mailbox()
         };
+        Self::with_mailbox(core, name, mailbox)
+    }
+
+    /// A new owner client whose No Local identity is `origin`: clients of one component share
+    /// it, so that with No Local none of them receives what another one published.
+    pub fn with_origin(core: &Arc<Core>, name: &str, origin: u64) -> LocalClient {
+        Self::with_mailbox(core, name, core.new_owner_mailbox_with_origin(origin))
+    }
+
+    fn with_mailbox(core: &Arc<Core>, name: &str, mailbox: Arc<Mailbox>) -> LocalClient {
         mailbox.set_online(true);
         LocalClient {
             core: core.clone(),
@@ -79,7 +89,7 @@ impl LocalClient {
 
     /// The id No Local compares with: messages this client publishes carry it.
     pub fn origin(&self) -> u64 {
-        self.mailbox.id()
+        self.mailbox.origin()
     }
 
     /// Subscribes to `filter` (no retained messages are sent to an in-process client).
@@ -133,6 +143,7 @@ impl LocalClient {
     pub async fn publish(&self, parts: MessageParts<'_>) -> Result<Published, PublishError> {
         let parts = MessageParts {
             origin: self.origin(),
+            publisher: None,
             ..parts
         };
         let now = Instant::now();

@@ -98,7 +98,7 @@ impl Router {
                 }
                 j += 1;
             }
-            let skip = no_local && mailbox.id() == message.origin;
+            let skip = no_local && mailbox.origin() == message.origin;
             if !skip {
                 let delivery = Delivery {
                     qos: message.qos.min(granted),

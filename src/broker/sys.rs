@@ -30,6 +30,7 @@ pub async fn publish_every(core: Arc<Core>, interval: Duration) {
                     retain: true,
                     properties: &properties,
                     origin: 0,
+                    publisher: None,
                 },
                 now,
             );

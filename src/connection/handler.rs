@@ -140,7 +140,8 @@ impl Connection {
                 qos,
                 retain: publish.retain,
                 properties: &publish.properties,
-                origin: self.session.mailbox.id(),
+                origin: self.session.mailbox.origin(),
+                publisher: Some(&self.session.client_id),
             },
             now,
         );

@@ -97,6 +97,9 @@ struct Inner {
 #[derive(Debug)]
 pub struct Mailbox {
     id: u64,
+    /// Who the session is for No Local: its own id, or one shared by in-process clients of one
+    /// component (so that what the bridge publishes never comes back to it).
+    origin: u64,
     /// Deliveries at QoS 1/2 carry a ticket that the drainer completes (in-process owners).
     owner: bool,
     /// Shared by every mailbox of the broker.
@@ -130,9 +133,20 @@ impl Mailbox {
         Self::build(limits, true)
     }
 
+    /// An owner mailbox (see [`Mailbox::new_owner`]) whose No Local identity is `origin`.
+    pub fn new_owner_with_origin(limits: Arc<MailboxLimits>, origin: u64) -> Arc<Mailbox> {
+        let mut mailbox = Self::build(limits, true);
+        if let Some(m) = Arc::get_mut(&mut mailbox) {
+            m.origin = origin;
+        }
+        mailbox
+    }
+
     fn build(limits: Arc<MailboxLimits>, owner: bool) -> Arc<Mailbox> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Arc::new(Mailbox {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
+            origin: id,
             owner,
             limits,
             inner: Mutex::new(Inner {
@@ -155,6 +169,11 @@ impl Mailbox {
     /// Process-unique id of this mailbox (never 0).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The id No Local compares with messages' origin.
+    pub fn origin(&self) -> u64 {
+        self.origin
     }
 
     /// Queues `delivery`, or says why not; a delivery that goes past the limit takes a ticket

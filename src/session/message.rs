@@ -77,6 +77,8 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// Mailbox id of the publishing session (for No Local); 0 for the broker itself.
     pub origin: u64,
+    /// Client id of the publisher, when a client published it (the bridge's headers).
+    pub publisher: Option<ByteString>,
     /// When the broker received it (delivery latency).
     pub received_at: Instant,
     /// Bytes this message holds in memory (see [`Message::cost`]).
@@ -98,6 +100,8 @@ pub struct MessageParts<'a> {
     pub properties: &'a PublishProperties,
     /// Mailbox id of the publisher (0: the broker).
     pub origin: u64,
+    /// Client id of the publisher (shared, not copied).
+    pub publisher: Option<&'a ByteString>,
 }
 
 impl Message {
@@ -115,6 +119,7 @@ impl Message {
             properties,
             expires_at,
             origin: parts.origin,
+            publisher: parts.publisher.cloned(),
             received_at: now,
             cost: 0,
         };
@@ -255,6 +260,7 @@ mod tests {
                 retain: false,
                 properties: &properties,
                 origin: 1,
+                publisher: None,
             },
             Instant::now(),
         );
@@ -278,6 +284,7 @@ mod tests {
                 retain: false,
                 properties: &PublishProperties::default(),
                 origin: 0,
+                publisher: None,
             },
             Instant::now(),
         );

@@ -27,6 +27,7 @@ fn delivery(qos: QoS, payload: &'static [u8]) -> Delivery {
             retain: false,
             properties: &properties,
             origin: 0,
+            publisher: None,
         },
         std::time::Instant::now(),
     );

@@ -1,0 +1,236 @@
+//! The AMQP bridge inside the broker: [`InProcessSide`] implements the bridge's
+//! [`MqttSide`] seam with in-process clients of the broker's core.
+//!
+//! This is where the bridge's guarantees meet the acknowledgement gate. An outbound rule
+//! subscribes through an *owner* client: every QoS 1/2 message it is handed carries a gate
+//! ticket, which the bridge's [`Ack`] completes once it owns the message (RabbitMQ's confirm,
+//! the spool's fsync, or receipt, per rule), so the device's PUBACK/PUBREC waits for that and
+//! a refusal reaches the device. An inbound rule publishes through [`InProcessSide::publish`],
+//! which resolves once every session the message matched holds it (and any other owner has
+//! answered): only then does the bridge ack the AMQP delivery. All clients of one side share a
+//! No Local identity, so what the bridge publishes never comes back to it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use warren_bridge::{
+    Ack, AckResult, BridgeMessage, Delivery, Filter, MqttProperties, MqttSide, Published,
+    Subscription,
+};
+
+use crate::broker::core::{Core, SubscribeRefusal};
+use crate::broker::local::{LocalClient, PublishError};
+use crate::gate::{GateWaker, TicketSource, Verdict};
+use crate::protocol::{PublishProperties, QoS, SubscriptionOptions};
+use crate::session::mailbox::{Message, MessageParts};
+
+/// Deliveries handed to the bridge but not yet taken by it, per subscription.
+const CHANNEL: usize = 256;
+
+/// Why the in-process side could not do what the bridge asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SideError {
+    /// A filter was refused.
+    #[error("subscription to {filter:?} refused: {refusal:?}")]
+    Subscribe {
+        /// The filter.
+        filter: String,
+        /// Why.
+        refusal: SubscribeRefusal,
+    },
+    /// A publish was not owned.
+    #[error("publish to {topic:?}: {source}")]
+    Publish {
+        /// The topic.
+        topic: String,
+        /// Why.
+        source: PublishError,
+    },
+    /// The broker is shutting down.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+/// The broker, as the bridge sees it.
+pub struct InProcessSide {
+    core: Arc<Core>,
+    /// Publishes as this client; its origin is the side's No Local identity.
+    publisher: LocalClient,
+}
+
+impl InProcessSide {
+    /// A side over `core`.
+    pub fn new(core: &Arc<Core>) -> InProcessSide {
+        InProcessSide {
+            core: core.clone(),
+            publisher: LocalClient::new(core, "$bridge", false),
+        }
+    }
+}
+
+impl MqttSide for InProcessSide {
+    type Error = SideError;
+
+    fn publish(
+        &self,
+        message: BridgeMessage,
+    ) -> impl Future<Output = Result<Published, Self::Error>> + Send {
+        // Routed here, before the future is returned: messages enter MQTT in call order.
+        let routed = self.route(&message);
+        let deadline = std::time::Duration::from_millis(self.core.config().mqtt.ack_timeout_ms);
+        async move {
+            let (outcome, wait) = routed?;
+            let Some((pending, notify)) = wait else {
+                return Ok(outcome);
+            };
+            let answered = async {
+                loop {
+                    let notified = notify.notified();
+                    if let Some(verdict) = pending.verdict() {
+                        return verdict;
+                    }
+                    notified.await;
+                }
+            };
+            let error = match tokio::time::timeout(deadline, answered).await {
+                Ok(Verdict::Owned) => return Ok(outcome),
+                Ok(Verdict::Refused(code)) => PublishError::Refused(code),
+                Err(_) => PublishError::Timeout,
+            };
+            Err(SideError::Publish {
+                topic: message.topic,
+                source: error,
+            })
+        }
+    }
+
+    fn subscribe(
+        &self,
+        filters: Vec<Filter>,
+    ) -> impl Future<Output = Result<Subscription, Self::Error>> + Send {
+        let result = self.open(filters);
+        async move { result }
+    }
+}
+
+/// A pending answer and what wakes its waiter.
+type Wait = (Arc<crate::gate::Pending>, Arc<tokio::sync::Notify>);
+
+impl InProcessSide {
+    fn route(&self, message: &BridgeMessage) -> Result<(Published, Option<Wait>), SideError> {
+        if self.core.shutdown_token().is_cancelled() {
+            return Err(SideError::ShuttingDown);
+        }
+        let p = &message.properties;
+        let properties = PublishProperties {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            content_type: p.content_type.as_deref().map(Into::into),
+            response_topic: p.response_topic.as_deref().map(Into::into),
+            correlation_data: p.correlation_data.clone(),
+            user_properties: p
+                .user_properties
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+            ..PublishProperties::default()
+        };
+        let now = Instant::now();
+        let built = Message::new(
+            MessageParts {
+                topic: &message.topic,
+                payload: &message.payload,
+                qos: QoS::from_u8(message.qos.min(2)).unwrap_or(QoS::AtMostOnce),
+                retain: message.retain && self.core.config().mqtt.retain_available,
+                properties: &properties,
+                origin: self.publisher.origin(),
+                publisher: None,
+            },
+            now,
+        );
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let waker: Arc<dyn GateWaker> = notify.clone();
+        let mut tickets = TicketSource::new(&waker, self.core.clock().ms_at(now));
+        let matched = self.core.route(Arc::new(built), &mut tickets);
+        let outcome = if matched == 0 {
+            Published::NoMatchingSubscribers
+        } else {
+            Published::Accepted
+        };
+        Ok((outcome, tickets.finish().map(|pending| (pending, notify))))
+    }
+
+    fn open(&self, filters: Vec<Filter>) -> Result<Subscription, SideError> {
+        let client = LocalClient::with_origin(&self.core, "$bridge", self.publisher.origin());
+        for f in &filters {
+            let options = SubscriptionOptions {
+                qos: QoS::from_u8(f.qos.min(2)).unwrap_or(QoS::AtMostOnce),
+                no_local: true,
+                retain_as_published: true,
+                retain_handling: 2,
+            };
+            client
+                .subscribe(&f.filter, options)
+                .map_err(|refusal| SideError::Subscribe {
+                    filter: f.filter.clone(),
+                    refusal,
+                })?;
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        self.core.tasks().spawn(forward(client, tx));
+        Ok(Subscription::new(rx))
+    }
+}
+
+/// Moves the client's deliveries to the bridge until either side goes away; then the client
+/// is dropped, which ends its session (tickets of what was not handed over refuse).
+async fn forward(client: LocalClient, tx: mpsc::Sender<Delivery>) {
+    loop {
+        let delivery = tokio::select! {
+            delivery = client.recv() => delivery,
+            _ = tx.closed() => return,
+        };
+        let Some(delivery) = delivery else { return };
+        if tx.send(to_bridge(delivery)).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn to_bridge(delivery: crate::session::mailbox::Delivery) -> Delivery {
+    let message = &delivery.message;
+    let p = &message.properties;
+    let bridged = BridgeMessage {
+        topic: message.topic().to_owned(),
+        payload: Bytes::copy_from_slice(message.payload()),
+        qos: delivery.qos as u8,
+        retain: delivery.retain,
+        properties: MqttProperties {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            content_type: p.content_type.as_deref().map(str::to_owned),
+            response_topic: p.response_topic.as_deref().map(str::to_owned),
+            correlation_data: p.correlation_data.clone(),
+            user_properties: p
+                .user_properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        },
+    };
+    let ack = match delivery.ticket {
+        Some(ticket) => Ack::new(move |result| match result {
+            AckResult::Owned => ticket.owned(),
+            AckResult::Refused(code) => ticket.refuse(code),
+        }),
+        None => Ack::none(),
+    };
+    Delivery {
+        message: bridged,
+        client_id: message.publisher.as_ref().map(|id| id.to_string()),
+        ack,
+    }
+}

@@ -20,13 +20,6 @@ thread_local! {
         const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
 }
 
-/// Topics and filters deeper than this are refused (the trie walks levels recursively).
-pub(crate) const MAX_TOPIC_LEVELS: usize = 128;
-
-fn too_deep(topic: &str) -> bool {
-    topic.bytes().filter(|&b| b == b'/').count() >= MAX_TOPIC_LEVELS
-}
-
 impl Connection {
     /// Handles one packet from the client; `Some` ends the connection.
     pub(super) fn handle(&mut self, packet: Packet, now: Instant) -> Option<Exit> {
@@ -85,12 +78,6 @@ impl Connection {
             return Some(Exit::violation(
                 reason::RETAIN_NOT_SUPPORTED,
                 "retained PUBLISH while retain is not available (MQTT-3.3.1-14)",
-            ));
-        }
-        if too_deep(&publish.topic) {
-            return Some(Exit::violation(
-                reason::TOPIC_NAME_INVALID,
-                format!("topic has more than {MAX_TOPIC_LEVELS} levels"),
             ));
         }
         let (qos, pkid) = (publish.qos, publish.pkid);
@@ -167,7 +154,7 @@ impl Connection {
                 });
                 continue;
             }
-            if too_deep(&filter) {
+            if !protocol::topic::within_level_limit(&filter) {
                 reasons.push(if v5 {
                     reason::TOPIC_FILTER_INVALID
                 } else {

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 
 use super::packet::*;
 use super::properties as props;
-use super::topic::valid_topic_filter;
+use super::topic::{valid_topic_filter, valid_topic_name, within_level_limit, MAX_TOPIC_LEVELS};
 use super::wire::{malformed, protocol, Reader};
 use super::DecodeError;
 
@@ -281,8 +281,9 @@ fn will(r: &mut Reader<'_>, v5: bool, qos: QoS, retain: bool) -> Result<Will, De
     } else {
         WillProperties::default()
     };
-    // A will topic that is not a valid topic name is refused by the broker with CONNACK 0x90
-    // (5.0), which needs the CONNECT decoded first.
+    // A will topic that is not a valid topic name (wildcards, too many levels) is refused by the
+    // broker with CONNACK 0x90 (5.0), which needs the CONNECT decoded first: see
+    // `connection::connect::check_connect`, which applies `topic::valid_topic_name`.
     let topic = r.string()?;
     let payload = r.binary()?;
     Ok(Will {
@@ -343,7 +344,8 @@ fn publish(byte: u8, v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Publish, 
     })
 }
 
-/// A PUBLISH topic name: no wildcards; empty only in 5.0 with a Topic Alias.
+/// A PUBLISH topic name: a valid topic name ([`valid_topic_name`], so no wildcards and at most
+/// [`MAX_TOPIC_LEVELS`] levels); empty only in 5.0 with a Topic Alias.
 fn check_publish_topic(
     topic: &str,
     v: ProtocolVersion,
@@ -359,8 +361,15 @@ fn check_publish_topic(
                 "empty topic name without topic alias",
             ));
         }
+        return Ok(());
     }
-    if topic.bytes().any(|b| b == b'+' || b == b'#') {
+    if !within_level_limit(topic) {
+        return Err(DecodeError::TopicTooDeep {
+            max: MAX_TOPIC_LEVELS,
+        });
+    }
+    // Length and U+0000 were checked when the string was read: what is left is wildcards.
+    if !valid_topic_name(topic) {
         return Err(malformed("MQTT-3.3.2-2", "wildcard in topic name"));
     }
     Ok(())

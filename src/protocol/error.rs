@@ -30,6 +30,12 @@ pub enum DecodeError {
         /// Allowed maximum.
         max: u32,
     },
+    /// A PUBLISH topic name has more levels than the broker allows (0x90 Topic Name invalid).
+    #[error("topic name has more than {max} levels")]
+    TopicTooDeep {
+        /// The limit, [`super::topic::MAX_TOPIC_LEVELS`].
+        max: usize,
+    },
     /// CONNECT names a protocol name/level this server does not speak (0x84; 3.1.1 return code 1).
     #[error("unsupported protocol {name:?} level {level}")]
     UnsupportedProtocol {
@@ -47,6 +53,7 @@ impl DecodeError {
             DecodeError::Malformed { .. } => reason::MALFORMED_PACKET,
             DecodeError::Protocol { .. } => reason::PROTOCOL_ERROR,
             DecodeError::TooLarge { .. } => reason::PACKET_TOO_LARGE,
+            DecodeError::TopicTooDeep { .. } => reason::TOPIC_NAME_INVALID,
             DecodeError::UnsupportedProtocol { .. } => 0x84,
         }
     }
@@ -57,6 +64,7 @@ impl DecodeError {
             DecodeError::Malformed { .. } => "malformed",
             DecodeError::Protocol { .. } => "protocol_error",
             DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::TopicTooDeep { .. } => "topic_too_deep",
             DecodeError::UnsupportedProtocol { .. } => "unsupported_protocol",
         }
     }

@@ -600,6 +600,52 @@ fn publish_topic_rules() {
 }
 
 #[test]
+fn publish_topic_level_limit() {
+    let at_limit = vec!["a"; topic::MAX_TOPIC_LEVELS].join("/");
+    let over = format!("{at_limit}/a");
+    for v in ALL {
+        let publish = |topic: &str| {
+            if v.is_v5() {
+                v5_publish_props(&[], topic)
+            } else {
+                frame(0x30, &s(topic))
+            }
+        };
+        ok(&publish(&at_limit), Some(v));
+        for topic in [over.as_str(), &"/".repeat(65_000)] {
+            let err = dec(&publish(topic), Some(v)).unwrap_err();
+            assert_eq!(
+                err,
+                DecodeError::TopicTooDeep {
+                    max: topic::MAX_TOPIC_LEVELS
+                }
+            );
+            assert_eq!(err.reason_code(), reason::TOPIC_NAME_INVALID);
+        }
+    }
+    // A response topic is a topic name too.
+    let mut props = vec![0x08];
+    props.extend_from_slice(&s(&over));
+    let mut body = s("t");
+    let mut len = Vec::new();
+    len.extend_from_slice(&[0x80 | (props.len() & 0x7f) as u8, (props.len() >> 7) as u8]);
+    body.extend_from_slice(&len);
+    body.extend_from_slice(&props);
+    protocol_err(&frame(0x30, &body), Some(V5), "MQTT-3.3.2-14");
+}
+
+#[test]
+fn deep_filters_are_left_to_the_handler() {
+    // The decoder checks filter syntax only; the SUBSCRIBE handler answers 0x8F per filter.
+    let deep = format!("{}/#", vec!["a"; 300].join("/"));
+    let Packet::Subscribe(sub) = ok(&sub4(&deep, 1), Some(V3_1_1)) else {
+        panic!()
+    };
+    assert_eq!(sub.filters[0].0, deep);
+    assert!(!topic::within_level_limit(&sub.filters[0].0));
+}
+
+#[test]
 fn publish_v5_properties() {
     let Packet::Publish(p) = ok(
         &v5_publish_props(

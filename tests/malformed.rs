@@ -385,3 +385,32 @@ async fn subscribe_filter_over_the_level_limit_gets_its_own_failure_code() {
         raw_ping(&mut raw).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_over_the_user_property_limit() {
+    let (broker, addr) = start().await;
+    let bystander = Bystander::connect(&broker, addr).await;
+    let max = warren::protocol::DecodeLimits::DEFAULT_MAX_USER_PROPERTIES;
+    let publish = |pairs: usize| {
+        let mut out = bytes::BytesMut::new();
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "probe/props".into(),
+            pkid: 0,
+            properties: warren::protocol::PublishProperties {
+                user_properties: (0..pairs).map(|i| ("k", i.to_string())).collect(),
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from_static(b"p"),
+        });
+        warren::protocol::encode(&packet, V5, u32::MAX, &mut out).expect("encodes");
+        out.to_vec()
+    };
+    bad_after_connect(addr, V5, &publish(max + 1), reason::QUOTA_EXCEEDED).await;
+    bystander.check(&broker, addr, Counted::Malformed).await;
+    let mut ok = raw_connected(addr, V5, "many").await;
+    ok.send_bytes(&publish(max)).await;
+    raw_ping(&mut ok).await;
+}

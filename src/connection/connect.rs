@@ -37,7 +37,7 @@ async fn read_packet(
     max_packet: u32,
 ) -> Result<Packet, ReadFailure> {
     loop {
-        match protocol::decode(rbuf, version, max_packet) {
+        match protocol::decode(rbuf, version, &protocol::DecodeLimits::new(max_packet)) {
             Ok(Some(packet)) => return Ok(packet),
             Ok(None) => {}
             Err(error) => return Err(ReadFailure::Decode(error)),

@@ -237,7 +237,8 @@ impl Connection {
     /// queue pushes back (the rest waits in the buffer). `Some` ends the connection.
     fn process_input(&mut self, max_packet: u32, now: Instant) -> Option<Exit> {
         while self.pressure.is_none() {
-            match protocol::decode(&mut self.rbuf, Some(self.version), max_packet) {
+            let limits = protocol::DecodeLimits::new(max_packet);
+            match protocol::decode(&mut self.rbuf, Some(self.version), &limits) {
                 Ok(Some(packet)) => {
                     if let Some(exit) = self.handle(packet, now) {
                         return Some(exit);

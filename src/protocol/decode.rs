@@ -2,8 +2,9 @@
 //!
 //! This file owns framing ([`frame_len`]: the fixed header and the size limit, checked before the
 //! body arrives) and the per-packet parsers with every normative check MQTT places on a single
-//! packet. Strings, topics and payloads are zero-copy slices of the packet's frozen `Bytes`; a
-//! PUBLISH without properties allocates nothing. Properties live in `properties.rs`, the
+//! packet, within the caller's [`DecodeLimits`]. Strings, topics and payloads are zero-copy
+//! slices of the packet's frozen `Bytes` (user properties are copied, compactly); a PUBLISH
+//! without properties allocates nothing. Properties live in `properties.rs`, the
 //! bounds-checked cursor in `wire.rs`.
 
 use bytes::BytesMut;
@@ -11,8 +12,9 @@ use bytes::BytesMut;
 use super::packet::*;
 use super::properties as props;
 use super::topic::{valid_topic_filter, valid_topic_name, within_level_limit, MAX_TOPIC_LEVELS};
+use super::user_properties::{Budget, UserProperties};
 use super::wire::{malformed, protocol, Reader};
-use super::DecodeError;
+use super::{DecodeError, DecodeLimits};
 
 /// Control packet type numbers (MQTT 2.1.2).
 mod kind {
@@ -109,9 +111,9 @@ pub fn frame_len(buf: &[u8], max_packet_size: u32) -> Result<Option<usize>, Deco
 pub fn decode(
     buf: &mut BytesMut,
     version: Option<ProtocolVersion>,
-    max_packet_size: u32,
+    limits: &DecodeLimits,
 ) -> Result<Option<Packet>, DecodeError> {
-    let Some(header) = fixed_header(buf, max_packet_size)? else {
+    let Some(header) = fixed_header(buf, limits.max_packet_size)? else {
         return Ok(None);
     };
     check_type_and_flags(header.byte, version)?;
@@ -121,9 +123,10 @@ pub fn decode(
     }
     let frame = buf.split_to(total).freeze();
     let mut r = Reader::new(&frame, header.len);
+    let mut budget = Budget::new(limits.max_user_properties);
     let packet = match version {
-        None => Packet::Connect(Box::new(connect(&mut r)?)),
-        Some(v) => body(header.byte, v, &mut r)?,
+        None => Packet::Connect(Box::new(connect(&mut r, &mut budget)?)),
+        Some(v) => body(header.byte, v, &mut r, &mut budget)?,
     };
     Ok(Some(packet))
 }
@@ -159,18 +162,23 @@ fn check_type_and_flags(byte: u8, version: Option<ProtocolVersion>) -> Result<()
 }
 
 /// Dispatches on the packet type once CONNECT has fixed the protocol version.
-fn body(byte: u8, v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Packet, DecodeError> {
+fn body(
+    byte: u8,
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<Packet, DecodeError> {
     Ok(match byte >> 4 {
-        kind::CONNACK => Packet::ConnAck(connack(v, r)?),
-        kind::PUBLISH => Packet::Publish(publish(byte, v, r)?),
-        kind::PUBACK => Packet::PubAck(pub_resp(v, r, PUBACK_REASONS)?),
-        kind::PUBREC => Packet::PubRec(pub_resp(v, r, PUBACK_REASONS)?),
-        kind::PUBREL => Packet::PubRel(pub_resp(v, r, PUBREL_REASONS)?),
-        kind::PUBCOMP => Packet::PubComp(pub_resp(v, r, PUBREL_REASONS)?),
-        kind::SUBSCRIBE => Packet::Subscribe(subscribe(v, r)?),
-        kind::SUBACK => Packet::SubAck(suback(v, r)?),
-        kind::UNSUBSCRIBE => Packet::Unsubscribe(unsubscribe(v, r)?),
-        kind::UNSUBACK => Packet::UnsubAck(unsuback(v, r)?),
+        kind::CONNACK => Packet::ConnAck(connack(v, r, b)?),
+        kind::PUBLISH => Packet::Publish(publish(byte, v, r, b)?),
+        kind::PUBACK => Packet::PubAck(pub_resp(v, r, PUBACK_REASONS, b)?),
+        kind::PUBREC => Packet::PubRec(pub_resp(v, r, PUBACK_REASONS, b)?),
+        kind::PUBREL => Packet::PubRel(pub_resp(v, r, PUBREL_REASONS, b)?),
+        kind::PUBCOMP => Packet::PubComp(pub_resp(v, r, PUBREL_REASONS, b)?),
+        kind::SUBSCRIBE => Packet::Subscribe(subscribe(v, r, b)?),
+        kind::SUBACK => Packet::SubAck(suback(v, r, b)?),
+        kind::UNSUBSCRIBE => Packet::Unsubscribe(unsubscribe(v, r, b)?),
+        kind::UNSUBACK => Packet::UnsubAck(unsuback(v, r, b)?),
         kind::PINGREQ => {
             r.finish("3.12")?;
             Packet::PingReq
@@ -179,8 +187,8 @@ fn body(byte: u8, v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Packet, Deco
             r.finish("3.13")?;
             Packet::PingResp
         }
-        kind::DISCONNECT => Packet::Disconnect(disconnect(v, r)?),
-        kind::AUTH => Packet::Auth(auth(r)?),
+        kind::DISCONNECT => Packet::Disconnect(disconnect(v, r, b)?),
+        kind::AUTH => Packet::Auth(auth(r, b)?),
         // CONNECT, 0 and (on 3.x) 15 were refused by `check_type_and_flags`.
         _ => return Err(malformed("2.1.2", "unexpected packet type")),
     })
@@ -202,7 +210,7 @@ fn reason_in(code: u8, allowed: &[u8], rule: &'static str) -> Result<u8, DecodeE
     }
 }
 
-fn connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
+fn connect(r: &mut Reader<'_>, b: &mut Budget) -> Result<Connect, DecodeError> {
     let protocol = protocol_level(r)?;
     let v5 = protocol.is_v5();
     let flags = r.u8()?;
@@ -226,13 +234,13 @@ fn connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
     }
     let keep_alive = r.u16()?;
     let properties = if v5 {
-        props::decode_connect(r)?
+        props::decode_connect(r, b)?
     } else {
         ConnectProperties::default()
     };
     let client_id = r.string()?;
     let will = if will_flag {
-        Some(will(r, v5, will_qos, will_retain)?)
+        Some(will(r, v5, will_qos, will_retain, b)?)
     } else {
         None
     };
@@ -275,9 +283,15 @@ fn protocol_level(r: &mut Reader<'_>) -> Result<ProtocolVersion, DecodeError> {
 }
 
 /// Will properties (5.0), topic and payload (MQTT 3.1.3.2 – 3.1.3.4).
-fn will(r: &mut Reader<'_>, v5: bool, qos: QoS, retain: bool) -> Result<Will, DecodeError> {
+fn will(
+    r: &mut Reader<'_>,
+    v5: bool,
+    qos: QoS,
+    retain: bool,
+    b: &mut Budget,
+) -> Result<Will, DecodeError> {
     let properties = if v5 {
-        props::decode_will(r)?
+        props::decode_will(r, b)?
     } else {
         WillProperties::default()
     };
@@ -295,7 +309,7 @@ fn will(r: &mut Reader<'_>, v5: bool, qos: QoS, retain: bool) -> Result<Will, De
     })
 }
 
-fn connack(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<ConnAck, DecodeError> {
+fn connack(v: ProtocolVersion, r: &mut Reader<'_>, b: &mut Budget) -> Result<ConnAck, DecodeError> {
     let flags = r.u8()?;
     if flags & 0xfe != 0 {
         return Err(malformed("MQTT-3.2.2-1", "reserved connack flags set"));
@@ -304,7 +318,7 @@ fn connack(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<ConnAck, DecodeErro
     let (reason, properties) = if v.is_v5() {
         let reason = ConnectReason::from_u8(code)
             .ok_or(malformed("3.2.2.2", "unknown connect reason code"))?;
-        (reason, props::decode_connack(r)?)
+        (reason, props::decode_connack(r, b)?)
     } else {
         let reason = ConnectReason::from_v3_return_code(code)
             .ok_or(malformed("3.2.2.3", "unknown connect return code"))?;
@@ -318,7 +332,12 @@ fn connack(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<ConnAck, DecodeErro
     })
 }
 
-fn publish(byte: u8, v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Publish, DecodeError> {
+fn publish(
+    byte: u8,
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<Publish, DecodeError> {
     let dup = byte & 0x08 != 0;
     let retain = byte & 0x01 != 0;
     let qos = QoS::from_u8((byte >> 1) & 0x03).ok_or(malformed("MQTT-3.3.1-4", "QoS 3"))?;
@@ -328,7 +347,7 @@ fn publish(byte: u8, v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Publish, 
     let topic = r.string()?;
     let pkid = if qos == QoS::AtMostOnce { 0 } else { pkid(r)? };
     let properties = if v.is_v5() {
-        props::decode_publish(r)?
+        props::decode_publish(r, b)?
     } else {
         PublishProperties::default()
     };
@@ -380,6 +399,7 @@ fn pub_resp(
     v: ProtocolVersion,
     r: &mut Reader<'_>,
     reasons: &[u8],
+    b: &mut Budget,
 ) -> Result<PubResp, DecodeError> {
     let pkid = pkid(r)?;
     if !v.is_v5() {
@@ -394,7 +414,7 @@ fn pub_resp(
     let properties = if r.is_empty() {
         AckProperties::default()
     } else {
-        props::decode_ack(r)?
+        props::decode_ack(r, b)?
     };
     r.finish("3.4.2")?;
     Ok(PubResp {
@@ -404,10 +424,14 @@ fn pub_resp(
     })
 }
 
-fn subscribe(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Subscribe, DecodeError> {
+fn subscribe(
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<Subscribe, DecodeError> {
     let pkid = pkid(r)?;
     let properties = if v.is_v5() {
-        props::decode_subscribe(r)?
+        props::decode_subscribe(r, b)?
     } else {
         SubscribeProperties::default()
     };
@@ -464,10 +488,10 @@ fn subscription_options(b: u8, v: ProtocolVersion) -> Result<SubscriptionOptions
     })
 }
 
-fn suback(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<SubAck, DecodeError> {
+fn suback(v: ProtocolVersion, r: &mut Reader<'_>, b: &mut Budget) -> Result<SubAck, DecodeError> {
     let pkid = pkid(r)?;
     let (properties, allowed) = if v.is_v5() {
-        (props::decode_ack(r)?, SUBACK_REASONS)
+        (props::decode_ack(r, b)?, SUBACK_REASONS)
     } else {
         (AckProperties::default(), SUBACK_V3_RETURN_CODES)
     };
@@ -485,12 +509,16 @@ fn suback(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<SubAck, DecodeError>
     })
 }
 
-fn unsubscribe(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Unsubscribe, DecodeError> {
+fn unsubscribe(
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<Unsubscribe, DecodeError> {
     let pkid = pkid(r)?;
     let user_properties = if v.is_v5() {
-        props::decode_unsubscribe(r)?
+        props::decode_unsubscribe(r, b)?
     } else {
-        Vec::new()
+        UserProperties::default()
     };
     let mut filters = Vec::new();
     while !r.is_empty() {
@@ -513,7 +541,11 @@ fn unsubscribe(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Unsubscribe, De
     })
 }
 
-fn unsuback(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<UnsubAck, DecodeError> {
+fn unsuback(
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<UnsubAck, DecodeError> {
     let pkid = pkid(r)?;
     if !v.is_v5() {
         r.finish("3.11.2")?;
@@ -523,7 +555,7 @@ fn unsuback(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<UnsubAck, DecodeEr
             properties: AckProperties::default(),
         });
     }
-    let properties = props::decode_ack(r)?;
+    let properties = props::decode_ack(r, b)?;
     let mut reasons = Vec::new();
     while !r.is_empty() {
         reasons.push(reason_in(r.u8()?, UNSUBACK_REASONS, "3.11.3")?);
@@ -538,7 +570,11 @@ fn unsuback(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<UnsubAck, DecodeEr
     })
 }
 
-fn disconnect(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Disconnect, DecodeError> {
+fn disconnect(
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<Disconnect, DecodeError> {
     if !v.is_v5() {
         r.finish("3.14")?;
         return Ok(Disconnect::default());
@@ -551,13 +587,13 @@ fn disconnect(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Disconnect, Deco
     let properties = if r.is_empty() {
         DisconnectProperties::default()
     } else {
-        props::decode_disconnect(r)?
+        props::decode_disconnect(r, b)?
     };
     r.finish("3.14.2")?;
     Ok(Disconnect { reason, properties })
 }
 
-fn auth(r: &mut Reader<'_>) -> Result<Auth, DecodeError> {
+fn auth(r: &mut Reader<'_>, b: &mut Budget) -> Result<Auth, DecodeError> {
     let reason = if r.is_empty() {
         0
     } else {
@@ -566,7 +602,7 @@ fn auth(r: &mut Reader<'_>) -> Result<Auth, DecodeError> {
     let properties = if r.is_empty() {
         AuthProperties::default()
     } else {
-        props::decode_auth(r)?
+        props::decode_auth(r, b)?
     };
     r.finish("3.15.2")?;
     let bare_success = reason == 0 && properties == AuthProperties::default();

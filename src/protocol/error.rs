@@ -36,6 +36,12 @@ pub enum DecodeError {
         /// The limit, [`super::topic::MAX_TOPIC_LEVELS`].
         max: usize,
     },
+    /// The packet carries more User Properties than allowed (0x97 Quota exceeded).
+    #[error("more than {max} user properties in one packet (the max_user_properties limit)")]
+    TooManyUserProperties {
+        /// The limit, [`super::DecodeLimits::max_user_properties`].
+        max: usize,
+    },
     /// CONNECT names a protocol name/level this server does not speak (0x84; 3.1.1 return code 1).
     #[error("unsupported protocol {name:?} level {level}")]
     UnsupportedProtocol {
@@ -54,6 +60,7 @@ impl DecodeError {
             DecodeError::Protocol { .. } => reason::PROTOCOL_ERROR,
             DecodeError::TooLarge { .. } => reason::PACKET_TOO_LARGE,
             DecodeError::TopicTooDeep { .. } => reason::TOPIC_NAME_INVALID,
+            DecodeError::TooManyUserProperties { .. } => reason::QUOTA_EXCEEDED,
             DecodeError::UnsupportedProtocol { .. } => 0x84,
         }
     }
@@ -65,6 +72,7 @@ impl DecodeError {
             DecodeError::Protocol { .. } => "protocol_error",
             DecodeError::TooLarge { .. } => "too_large",
             DecodeError::TopicTooDeep { .. } => "topic_too_deep",
+            DecodeError::TooManyUserProperties { .. } => "too_many_user_properties",
             DecodeError::UnsupportedProtocol { .. } => "unsupported_protocol",
         }
     }

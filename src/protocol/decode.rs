@@ -106,8 +106,10 @@ pub fn frame_len(buf: &[u8], max_packet_size: u32) -> Result<Option<usize>, Deco
 /// is a protocol error, MQTT-3.1.0-1). Returns `Ok(None)` and leaves `buf` untouched while the
 /// packet is incomplete; on `Ok(Some(_))` the packet's bytes are consumed.
 ///
-/// The fixed header (type, flags, size) is checked as soon as it is complete, before the body has
-/// arrived. On error the connection must be closed; `buf` may then have been consumed.
+/// The fixed header (type, flags, size against `limits.max_packet_size`) is checked as soon as it
+/// is complete, before the body has arrived; user properties are counted against
+/// `limits.max_user_properties` as they are met, before each is read. On error the connection
+/// must be closed; `buf` may then have been consumed.
 pub fn decode(
     buf: &mut BytesMut,
     version: Option<ProtocolVersion>,

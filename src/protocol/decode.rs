@@ -11,7 +11,7 @@ use bytes::BytesMut;
 
 use super::packet::*;
 use super::properties as props;
-use super::topic::{valid_topic_filter, valid_topic_name, within_level_limit, MAX_TOPIC_LEVELS};
+use super::topic::{topic_name_fault, valid_topic_filter, NameFault, MAX_TOPIC_LEVELS};
 use super::user_properties::{Budget, UserProperties};
 use super::wire::{malformed, protocol, Reader};
 use super::{DecodeError, DecodeLimits};
@@ -384,16 +384,15 @@ fn check_publish_topic(
         }
         return Ok(());
     }
-    if !within_level_limit(topic) {
-        return Err(DecodeError::TopicTooDeep {
+    // Length and U+0000 were checked when the string was read: what is left is wildcards
+    // and depth.
+    match topic_name_fault(topic) {
+        None => Ok(()),
+        Some(NameFault::Invalid) => Err(malformed("MQTT-3.3.2-2", "wildcard in topic name")),
+        Some(NameFault::TooDeep) => Err(DecodeError::TopicTooDeep {
             max: MAX_TOPIC_LEVELS,
-        });
+        }),
     }
-    // Length and U+0000 were checked when the string was read: what is left is wildcards.
-    if !valid_topic_name(topic) {
-        return Err(malformed("MQTT-3.3.2-2", "wildcard in topic name"));
-    }
-    Ok(())
 }
 
 /// PUBACK, PUBREC, PUBREL, PUBCOMP: in 5.0 the reason and properties may be omitted.

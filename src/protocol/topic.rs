@@ -25,10 +25,31 @@ pub fn within_level_limit(s: &str) -> bool {
 /// True when `topic` is a valid topic name: non-empty, no `+` or `#`, no U+0000, ≤ 65,535 bytes,
 /// and within [`MAX_TOPIC_LEVELS`].
 pub fn valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty()
-        && !topic.contains(['+', '#', '\0'])
-        && topic.len() <= 65_535
-        && within_level_limit(topic)
+    !topic.is_empty() && topic_name_fault(topic).is_none()
+}
+
+/// Why a topic name is not valid (emptiness aside, which depends on the packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameFault {
+    /// A wildcard or U+0000, or over 65,535 bytes.
+    Invalid,
+    /// Well formed, but over [`MAX_TOPIC_LEVELS`].
+    TooDeep,
+}
+
+/// What, if anything, makes `topic` an invalid topic name, found in one pass over its bytes
+/// (this runs on every PUBLISH).
+pub(crate) fn topic_name_fault(topic: &str) -> Option<NameFault> {
+    if topic.len() > 65_535 {
+        return Some(NameFault::Invalid);
+    }
+    if topic.bytes().any(|b| matches!(b, b'+' | b'#' | 0)) {
+        return Some(NameFault::Invalid);
+    }
+    // Too many levels needs at least MAX_TOPIC_LEVELS separators: short topics (nearly all)
+    // need no count.
+    let too_deep = topic.len() >= MAX_TOPIC_LEVELS && !within_level_limit(topic);
+    too_deep.then_some(NameFault::TooDeep)
 }
 
 /// True when `filter` is a valid topic filter: non-empty, `#` only as the whole last level, `+`

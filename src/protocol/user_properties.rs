@@ -32,10 +32,11 @@ const USER_PROPERTY: u8 = 0x26;
 pub struct UserProperties {
     /// The pairs, each `0x26, u16 key length, key, u16 value length, value`.
     wire: Bytes,
-    /// Number of pairs in `wire`.
-    len: usize,
-    /// Length of the first string refused by `push` for being over 65,535 bytes.
-    unencodable: Option<usize>,
+    /// Number of pairs in `wire` (a packet holds fewer than 2^32: each takes 5 bytes or more).
+    len: u32,
+    /// Length of the first string refused by `push` for being over 65,535 bytes (saturated at
+    /// `u32::MAX`), 0 when there is none. (Both fields are `u32` to keep packets small.)
+    unencodable: u32,
 }
 
 impl UserProperties {
@@ -47,8 +48,11 @@ impl UserProperties {
 
     /// Appends the pair `key`, `value` (pairs may repeat, order is kept).
     pub fn push(&mut self, key: &str, value: &str) {
-        if let Some(long) = [key.len(), value.len()].into_iter().find(|&n| n > 0xffff) {
-            self.unencodable.get_or_insert(long);
+        let long = key.len().max(value.len());
+        if long > 0xffff || self.len == u32::MAX {
+            if self.unencodable == 0 {
+                self.unencodable = u32::try_from(long).unwrap_or(u32::MAX);
+            }
             return;
         }
         // The blob is usually not shared while it is being built: then this reuses it.
@@ -75,7 +79,7 @@ impl UserProperties {
     /// Number of pairs.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// True when there is no pair.
@@ -95,8 +99,8 @@ impl UserProperties {
     /// long to encode.
     pub(crate) fn wire(&self) -> Result<&[u8], usize> {
         match self.unencodable {
-            Some(long) => Err(long),
-            None => Ok(&self.wire),
+            0 => Ok(&self.wire),
+            long => Err(long as usize),
         }
     }
 }
@@ -105,7 +109,8 @@ impl fmt::Debug for UserProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
         list.entries(self.iter());
-        if let Some(long) = self.unencodable {
+        if self.unencodable != 0 {
+            let long = self.unencodable;
             list.entry(&format_args!("<unencodable string of {long} bytes>"));
         }
         list.finish()
@@ -172,7 +177,7 @@ impl<'a> Iterator for Iter<'a> {
 /// packet: CONNECT and will properties count together).
 pub(crate) struct Collector {
     wire: Vec<u8>,
-    len: usize,
+    len: u32,
 }
 
 /// How many more user properties the packet being decoded may carry.
@@ -204,7 +209,7 @@ impl Collector {
         r: &mut Reader<'_>,
         budget: &mut Budget,
     ) -> Result<(), DecodeError> {
-        if budget.left == 0 {
+        if budget.left == 0 || self.len == u32::MAX {
             return Err(DecodeError::TooManyUserProperties { max: budget.max });
         }
         budget.left -= 1;
@@ -235,7 +240,7 @@ impl Collector {
         UserProperties {
             wire: Bytes::from(self.wire),
             len: self.len,
-            unencodable: None,
+            unencodable: 0,
         }
     }
 }

@@ -196,7 +196,7 @@ pub(crate) fn decode_connect(
             "authentication data without a method",
         ));
     }
-    p.user_properties = users.finish();
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
@@ -222,7 +222,7 @@ pub(crate) fn decode_will(
             _ => return Err(not_allowed()),
         }
     }
-    p.user_properties = users.finish();
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
@@ -272,7 +272,7 @@ pub(crate) fn decode_connack(
             _ => return Err(not_allowed()),
         }
     }
-    p.user_properties = users.finish();
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
@@ -303,7 +303,7 @@ pub(crate) fn decode_publish(
             _ => return Err(not_allowed()),
         }
     }
-    p.user_properties = users.finish();
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
@@ -322,7 +322,7 @@ pub(crate) fn decode_ack(
             _ => return Err(not_allowed()),
         }
     }
-    p.user_properties = users.finish();
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
@@ -344,7 +344,7 @@ pub(crate) fn decode_subscribe(
             _ => return Err(not_allowed()),
         }
     }
-    p.user_properties = users.finish();
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
@@ -381,7 +381,7 @@ pub(crate) fn decode_disconnect(
             _ => return Err(not_allowed()),
         }
     }
-    p.user_properties = users.finish();
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
@@ -402,7 +402,7 @@ pub(crate) fn decode_auth(
             _ => return Err(not_allowed()),
         }
     }
-    p.user_properties = users.finish();
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 

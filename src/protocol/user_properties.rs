@@ -231,6 +231,14 @@ impl Collector {
         Ok(())
     }
 
+    /// Stores the collected pairs in `slot` (left alone when there are none: the common case
+    /// costs nothing).
+    pub(crate) fn finish_into(self, slot: &mut UserProperties) {
+        if self.len > 0 {
+            *slot = self.finish();
+        }
+    }
+
     /// The collected pairs, in an allocation of exactly their size.
     pub(crate) fn finish(mut self) -> UserProperties {
         if self.len == 0 {

@@ -48,16 +48,13 @@ fn decode(c: &mut Criterion) {
         ("warren 5.0 qos1", ProtocolVersion::V5, QoS::AtLeastOnce),
     ] {
         let bytes = stream(version, qos);
+        let limits = protocol::DecodeLimits::new(protocol::MAX_PACKET_SIZE);
         group.bench_function(name, |b| {
             b.iter_batched(
                 || BytesMut::from(&bytes[..]),
                 |mut buf| {
-                    while let Some(packet) = protocol::decode(
-                        &mut buf,
-                        Some(version),
-                        &protocol::DecodeLimits::new(protocol::MAX_PACKET_SIZE),
-                    )
-                    .unwrap()
+                    while let Some(packet) =
+                        protocol::decode(&mut buf, Some(version), &limits).unwrap()
                     {
                         std::hint::black_box(packet);
                     }

@@ -1,9 +1,10 @@
-//! Subscription trie micro-benchmarks: matching a topic among many subscriptions.
+//! Router micro-benchmarks: matching a topic among many subscriptions (the trie), and a filter
+//! among many retained topics (the retained store).
 //!
 //! Run: `cargo bench --bench trie`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use warren::router::SubscriptionTrie;
+use warren::router::{RetainedStore, SubscriptionTrie};
 
 /// 10,000 devices, each subscribed to its own command topic, plus a few wildcard consumers.
 fn fleet() -> SubscriptionTrie<u32, u8> {
@@ -14,6 +15,21 @@ fn fleet() -> SubscriptionTrie<u32, u8> {
     trie.subscribe("devices/+/telemetry", 100_000, 0);
     trie.subscribe("devices/#", 100_001, 0);
     trie.subscribe("$SYS/#", 100_002, 0);
+    trie
+}
+
+/// Filters where a topic meets both a literal and a `+` child at every level: the walk branches.
+fn branching() -> SubscriptionTrie<u32, u8> {
+    let mut trie = SubscriptionTrie::new();
+    let levels = ["a", "b", "c", "d", "e", "f"];
+    for mask in 0u32..64 {
+        let filter: Vec<&str> = levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| if mask & (1 << i) != 0 { "+" } else { *l })
+            .collect();
+        trie.subscribe(&filter.join("/"), mask, 0);
+    }
     trie
 }
 
@@ -45,6 +61,15 @@ fn matching(c: &mut Criterion) {
             std::hint::black_box(out.len())
         })
     });
+    let branching = branching();
+    let mut out = Vec::with_capacity(64);
+    group.bench_function("64 wildcard filters, all match", |b| {
+        b.iter(|| {
+            out.clear();
+            branching.matches(std::hint::black_box("a/b/c/d/e/f"), &mut out);
+            std::hint::black_box(out.len())
+        })
+    });
     group.finish();
 }
 
@@ -58,5 +83,49 @@ fn subscribe(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, matching, subscribe);
+/// 10,000 retained device states.
+fn retained_fleet() -> RetainedStore<u32> {
+    let mut store = RetainedStore::new();
+    for device in 0..10_000u32 {
+        store.insert(&format!("devices/{device}/status"), device);
+    }
+    store
+}
+
+fn retained(c: &mut Criterion) {
+    let store = retained_fleet();
+    let mut out = Vec::with_capacity(10_000);
+    let mut group = c.benchmark_group("retained match");
+    group.bench_function("literal filter, 10k topics", |b| {
+        b.iter(|| {
+            out.clear();
+            store.matching(std::hint::black_box("devices/4711/status"), &mut out);
+            std::hint::black_box(out.len())
+        })
+    });
+    group.bench_function("devices/+/status, 10k topics", |b| {
+        b.iter(|| {
+            out.clear();
+            store.matching(std::hint::black_box("devices/+/status"), &mut out);
+            std::hint::black_box(out.len())
+        })
+    });
+    group.bench_function("devices/#, 10k topics", |b| {
+        b.iter(|| {
+            out.clear();
+            store.matching(std::hint::black_box("devices/#"), &mut out);
+            std::hint::black_box(out.len())
+        })
+    });
+    group.finish();
+    c.bench_function("retained insert + remove", |b| {
+        let mut store = retained_fleet();
+        b.iter(|| {
+            store.insert("devices/99999/status", 1);
+            store.remove("devices/99999/status");
+        })
+    });
+}
+
+criterion_group!(benches, matching, subscribe, retained);
 criterion_main!(benches);

@@ -134,7 +134,7 @@ impl InProcessSide {
             user_properties: p
                 .user_properties
                 .iter()
-                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
             ..PublishProperties::default()
         };
@@ -217,7 +217,7 @@ fn to_bridge(delivery: crate::session::mailbox::Delivery) -> Delivery {
             user_properties: p
                 .user_properties
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
         },
     };

@@ -14,7 +14,7 @@ const V5: ProtocolVersion = ProtocolVersion::V5;
 
 fn publish(topic: &str, qos: QoS, pkid: u16) -> Packet {
     let mut properties = warren::protocol::PublishProperties::default();
-    properties.user_properties.push(("unit".into(), "C".into()));
+    properties.user_properties.push("unit", "C");
     Packet::Publish(Publish {
         dup: false,
         qos,

@@ -344,3 +344,36 @@ async fn v311_will_topic_with_wildcard_is_refused() {
     assert!(matches!(first, Some(Packet::ConnAck(ref a)) if a.reason == ConnectReason::Success));
     raw_ping(&mut raw).await;
 }
+
+/// Issue 9, reproduced crash: a will topic of 65,000 `/` with will retain, the socket closed,
+/// then a subscription to `#` overflowed the stack walking the retained store. The will topic
+/// is now over the topic-level limit, so CONNECT is refused and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn will_topic_over_the_level_limit_is_refused_and_never_retained() {
+    let (broker, addr) = start().await;
+    let deep = "/".repeat(65_000);
+    for version in [V3, V5] {
+        let mut connect = connect_with_will(version, &deep);
+        if let Packet::Connect(c) = &mut connect {
+            c.will.as_mut().expect("will").retain = true;
+        }
+        let (raw, first) = raw_connect_with(addr, version, &connect).await;
+        match first {
+            Some(Packet::ConnAck(ack)) => {
+                assert_ne!(ack.reason, ConnectReason::Success, "{version:?}");
+                if version == V5 {
+                    assert_eq!(ack.reason, ConnectReason::TopicNameInvalid);
+                }
+            }
+            None => {}
+            other => panic!("expected a refusing CONNACK, got {other:?}"),
+        }
+        // Closing the socket would publish an accepted will.
+        drop(raw);
+    }
+    assert_eq!(broker.stats().connects_refused, 2);
+    let mut raw = raw_connected(addr, V3, "everything").await;
+    assert_eq!(raw_subscribe(&mut raw, 1, "#", QoS::AtMostOnce).await, [0]);
+    raw_ping(&mut raw).await;
+    assert_eq!(broker.retained_count(), 0);
+}

@@ -356,3 +356,40 @@ async fn reconnecting_sessions_keep_one_timer_each() {
     eventually(|| broker.pending_timers() == 2).await; // expiry + delayed will, once
     assert_eq!(broker.stats().wills_published, 0);
 }
+
+/// `max_user_properties`: a packet with more is refused while decoding, before the work is
+/// done (5.0: DISCONNECT 0x97). A 1 MiB PUBLISH could otherwise carry ~200,000 of them, each
+/// cloned into every delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_properties_per_packet_are_limited() {
+    let (broker, addr) = start_with(|c| c.mqtt.max_user_properties = 3).await;
+    let mut raw = raw_connected(addr, V5, "props").await;
+    let mut properties = protocol::PublishProperties::default();
+    for i in 0..3 {
+        properties.user_properties.push(&format!("k{i}"), "v");
+    }
+    let publish = |properties: protocol::PublishProperties| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "p".into(),
+            pkid: 1,
+            properties,
+            payload: Bytes::from_static(b"x"),
+        })
+    };
+    raw.send(&publish(properties.clone())).await;
+    assert!(
+        matches!(raw.recv().await, Some(Packet::PubAck(_))),
+        "3 are fine"
+    );
+    properties.user_properties.push("k3", "v");
+    let malformed = broker.stats().malformed_packets;
+    raw.send(&publish(properties)).await;
+    assert_eq!(
+        disconnect_reason(&mut raw).await,
+        Some(reason::QUOTA_EXCEEDED)
+    );
+    assert_eq!(broker.stats().malformed_packets, malformed + 1);
+}

@@ -321,3 +321,96 @@ async fn binary_garbage_before_connect() {
     // Packet type 0 is reserved.
     bystander.check(&broker, addr, Counted::Malformed).await;
 }
+
+/// A retained PUBLISH on a topic of `levels` levels (`a/a/...`), QoS 0, at `version`.
+fn deep_publish(version: ProtocolVersion, levels: usize) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    let publish = Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        topic: vec!["a"; levels].join("/").into(),
+        pkid: 0,
+        properties: Default::default(),
+        payload: bytes::Bytes::from_static(b"deep"),
+    });
+    warren::protocol::encode(&publish, version, u32::MAX, &mut out).expect("encodes");
+    out.to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_topic_over_the_level_limit() {
+    let limit = warren::protocol::topic::MAX_TOPIC_LEVELS;
+    for version in [V3, V5] {
+        let (broker, addr) = start().await;
+        let bystander = Bystander::connect(&broker, addr).await;
+        bad_after_connect(
+            addr,
+            version,
+            &deep_publish(version, limit + 1),
+            reason::TOPIC_NAME_INVALID,
+        )
+        .await;
+        bystander.check(&broker, addr, Counted::Malformed).await;
+        assert_eq!(broker.retained_count(), 0);
+        // At the limit it is an ordinary topic.
+        let mut ok = raw_connected(addr, version, "deep").await;
+        ok.send_bytes(&deep_publish(version, limit)).await;
+        raw_ping(&mut ok).await;
+        assert_eq!(broker.retained_count(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_filter_over_the_level_limit_gets_its_own_failure_code() {
+    let limit = warren::protocol::topic::MAX_TOPIC_LEVELS;
+    let deep = format!("{}/#", vec!["a"; limit].join("/"));
+    let at_limit = vec!["+"; limit].join("/");
+    for (version, refused) in [(V3, 0x80), (V5, reason::TOPIC_FILTER_INVALID)] {
+        let (_broker, addr) = start().await;
+        let mut raw = raw_connected(addr, version, "deep").await;
+        raw.send(&Packet::Subscribe(warren::protocol::Subscribe {
+            pkid: 1,
+            filters: [deep.as_str(), at_limit.as_str(), "ok"]
+                .iter()
+                .map(|f| ((*f).into(), Default::default()))
+                .collect(),
+            properties: Default::default(),
+        }))
+        .await;
+        match raw.recv().await {
+            Some(Packet::SubAck(ack)) => assert_eq!(ack.reasons, [refused, 0, 0]),
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+        raw_ping(&mut raw).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_over_the_user_property_limit() {
+    let (broker, addr) = start().await;
+    let bystander = Bystander::connect(&broker, addr).await;
+    let max = warren::protocol::DecodeLimits::DEFAULT_MAX_USER_PROPERTIES;
+    let publish = |pairs: usize| {
+        let mut out = bytes::BytesMut::new();
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "probe/props".into(),
+            pkid: 0,
+            properties: warren::protocol::PublishProperties {
+                user_properties: (0..pairs).map(|i| ("k", i.to_string())).collect(),
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from_static(b"p"),
+        });
+        warren::protocol::encode(&packet, V5, u32::MAX, &mut out).expect("encodes");
+        out.to_vec()
+    };
+    bad_after_connect(addr, V5, &publish(max + 1), reason::QUOTA_EXCEEDED).await;
+    bystander.check(&broker, addr, Counted::Malformed).await;
+    let mut ok = raw_connected(addr, V5, "many").await;
+    ok.send_bytes(&publish(max)).await;
+    raw_ping(&mut ok).await;
+}

@@ -41,9 +41,7 @@ async fn a_stuck_subscribers_queue_is_bounded_by_the_bytes_it_holds() {
     let value = "v".repeat(1024);
     let mut properties = PublishProperties::default();
     for i in 0..120 {
-        properties
-            .user_properties
-            .push((format!("k{i}").into(), value.as_str().into()));
+        properties.user_properties.push(&format!("k{i}"), &value);
     }
     let before = rss();
     let mut publisher = raw_connected(addr, ProtocolVersion::V5, "heavy-pub").await;

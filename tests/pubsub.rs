@@ -475,7 +475,7 @@ async fn unsubscribe_stops_delivery() {
     sub.send(&Packet::Unsubscribe(protocol::Unsubscribe {
         pkid: 9,
         filters: vec!["u/t".into()],
-        user_properties: vec![],
+        user_properties: Default::default(),
     }))
     .await;
     match sub.recv().await {

@@ -271,7 +271,7 @@ async fn v5_will_properties_reach_a_v5_subscriber() {
         content_type: Some("application/json".into()),
         response_topic: Some("will/reply".into()),
         correlation_data: Some(Bytes::from_static(b"\x01\x02")),
-        user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
+        user_properties: [("k", "v"), ("k", "w")].into_iter().collect(),
     };
     let client = client_with_will(addr, ProtocolVersion::V5, "props", w, 60).await;
     drop(client);

@@ -402,11 +402,8 @@ fn compact_will(will: Will) -> Will {
         content_type: string(&p.content_type),
         response_topic: string(&p.response_topic),
         correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
-        user_properties: p
-            .user_properties
-            .iter()
-            .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
-            .collect(),
+        // Decoded user properties are already a compact copy of their own.
+        user_properties: p.user_properties.clone(),
     };
     Will {
         topic: ByteString::from(&*will.topic),

@@ -2,17 +2,19 @@
 //!
 //! This file owns framing ([`frame_len`]: the fixed header and the size limit, checked before the
 //! body arrives) and the per-packet parsers with every normative check MQTT places on a single
-//! packet. Strings, topics and payloads are zero-copy slices of the packet's frozen `Bytes`; a
-//! PUBLISH without properties allocates nothing. Properties live in `properties.rs`, the
+//! packet, within the caller's [`DecodeLimits`]. Strings, topics and payloads are zero-copy
+//! slices of the packet's frozen `Bytes` (user properties are copied, compactly); a PUBLISH
+//! without properties allocates nothing. Properties live in `properties.rs`, the
 //! bounds-checked cursor in `wire.rs`.
 
 use bytes::BytesMut;
 
 use super::packet::*;
 use super::properties as props;
-use super::topic::valid_topic_filter;
+use super::topic::{topic_name_fault, valid_topic_filter, NameFault, MAX_TOPIC_LEVELS};
+use super::user_properties::{Budget, UserProperties};
 use super::wire::{malformed, protocol, Reader};
-use super::DecodeError;
+use super::{DecodeError, DecodeLimits};
 
 /// Control packet type numbers (MQTT 2.1.2).
 mod kind {
@@ -98,33 +100,16 @@ pub fn frame_len(buf: &[u8], max_packet_size: u32) -> Result<Option<usize>, Deco
     Ok(fixed_header(buf, max_packet_size)?.map(|h| h.len + h.remaining))
 }
 
-/// What the decoder refuses before doing the work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeLimits {
-    /// Largest whole packet accepted, fixed header included.
-    pub max_packet_size: u32,
-    /// Most user properties accepted in one packet.
-    pub max_user_properties: usize,
-}
-
-impl DecodeLimits {
-    /// Limits with `max_packet_size` and the default of 128 user properties.
-    pub fn new(max_packet_size: u32) -> DecodeLimits {
-        DecodeLimits {
-            max_packet_size,
-            max_user_properties: 128,
-        }
-    }
-}
-
 /// Decodes one packet from the front of `buf`.
 ///
 /// `version` is `None` until CONNECT has been read: then only CONNECT is accepted (anything else
 /// is a protocol error, MQTT-3.1.0-1). Returns `Ok(None)` and leaves `buf` untouched while the
 /// packet is incomplete; on `Ok(Some(_))` the packet's bytes are consumed.
 ///
-/// The fixed header (type, flags, size) is checked as soon as it is complete, before the body has
-/// arrived. On error the connection must be closed; `buf` may then have been consumed.
+/// The fixed header (type, flags, size against `limits.max_packet_size`) is checked as soon as it
+/// is complete, before the body has arrived; user properties are counted against
+/// `limits.max_user_properties` as they are met, before each is read. On error the connection
+/// must be closed; `buf` may then have been consumed.
 pub fn decode(
     buf: &mut BytesMut,
     version: Option<ProtocolVersion>,
@@ -140,9 +125,10 @@ pub fn decode(
     }
     let frame = buf.split_to(total).freeze();
     let mut r = Reader::new(&frame, header.len);
+    let mut budget = Budget::new(limits.max_user_properties);
     let packet = match version {
-        None => Packet::Connect(Box::new(connect(&mut r)?)),
-        Some(v) => body(header.byte, v, &mut r)?,
+        None => Packet::Connect(Box::new(connect(&mut r, &mut budget)?)),
+        Some(v) => body(header.byte, v, &mut r, &mut budget)?,
     };
     Ok(Some(packet))
 }
@@ -178,18 +164,23 @@ fn check_type_and_flags(byte: u8, version: Option<ProtocolVersion>) -> Result<()
 }
 
 /// Dispatches on the packet type once CONNECT has fixed the protocol version.
-fn body(byte: u8, v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Packet, DecodeError> {
+fn body(
+    byte: u8,
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<Packet, DecodeError> {
     Ok(match byte >> 4 {
-        kind::CONNACK => Packet::ConnAck(connack(v, r)?),
-        kind::PUBLISH => Packet::Publish(publish(byte, v, r)?),
-        kind::PUBACK => Packet::PubAck(pub_resp(v, r, PUBACK_REASONS)?),
-        kind::PUBREC => Packet::PubRec(pub_resp(v, r, PUBACK_REASONS)?),
-        kind::PUBREL => Packet::PubRel(pub_resp(v, r, PUBREL_REASONS)?),
-        kind::PUBCOMP => Packet::PubComp(pub_resp(v, r, PUBREL_REASONS)?),
-        kind::SUBSCRIBE => Packet::Subscribe(subscribe(v, r)?),
-        kind::SUBACK => Packet::SubAck(suback(v, r)?),
-        kind::UNSUBSCRIBE => Packet::Unsubscribe(unsubscribe(v, r)?),
-        kind::UNSUBACK => Packet::UnsubAck(unsuback(v, r)?),
+        kind::CONNACK => Packet::ConnAck(connack(v, r, b)?),
+        kind::PUBLISH => Packet::Publish(publish(byte, v, r, b)?),
+        kind::PUBACK => Packet::PubAck(pub_resp(v, r, PUBACK_REASONS, b)?),
+        kind::PUBREC => Packet::PubRec(pub_resp(v, r, PUBACK_REASONS, b)?),
+        kind::PUBREL => Packet::PubRel(pub_resp(v, r, PUBREL_REASONS, b)?),
+        kind::PUBCOMP => Packet::PubComp(pub_resp(v, r, PUBREL_REASONS, b)?),
+        kind::SUBSCRIBE => Packet::Subscribe(subscribe(v, r, b)?),
+        kind::SUBACK => Packet::SubAck(suback(v, r, b)?),
+        kind::UNSUBSCRIBE => Packet::Unsubscribe(unsubscribe(v, r, b)?),
+        kind::UNSUBACK => Packet::UnsubAck(unsuback(v, r, b)?),
         kind::PINGREQ => {
             r.finish("3.12")?;
             Packet::PingReq
@@ -198,8 +189,8 @@ fn body(byte: u8, v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Packet, Deco
             r.finish("3.13")?;
             Packet::PingResp
         }
-        kind::DISCONNECT => Packet::Disconnect(disconnect(v, r)?),
-        kind::AUTH => Packet::Auth(auth(r)?),
+        kind::DISCONNECT => Packet::Disconnect(disconnect(v, r, b)?),
+        kind::AUTH => Packet::Auth(auth(r, b)?),
         // CONNECT, 0 and (on 3.x) 15 were refused by `check_type_and_flags`.
         _ => return Err(malformed("2.1.2", "unexpected packet type")),
     })
@@ -221,7 +212,7 @@ fn reason_in(code: u8, allowed: &[u8], rule: &'static str) -> Result<u8, DecodeE
     }
 }
 
-fn connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
+fn connect(r: &mut Reader<'_>, b: &mut Budget) -> Result<Connect, DecodeError> {
     let protocol = protocol_level(r)?;
     let v5 = protocol.is_v5();
     let flags = r.u8()?;
@@ -245,13 +236,13 @@ fn connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
     }
     let keep_alive = r.u16()?;
     let properties = if v5 {
-        props::decode_connect(r)?
+        props::decode_connect(r, b)?
     } else {
         ConnectProperties::default()
     };
     let client_id = r.string()?;
     let will = if will_flag {
-        Some(will(r, v5, will_qos, will_retain)?)
+        Some(will(r, v5, will_qos, will_retain, b)?)
     } else {
         None
     };
@@ -294,14 +285,21 @@ fn protocol_level(r: &mut Reader<'_>) -> Result<ProtocolVersion, DecodeError> {
 }
 
 /// Will properties (5.0), topic and payload (MQTT 3.1.3.2 – 3.1.3.4).
-fn will(r: &mut Reader<'_>, v5: bool, qos: QoS, retain: bool) -> Result<Will, DecodeError> {
+fn will(
+    r: &mut Reader<'_>,
+    v5: bool,
+    qos: QoS,
+    retain: bool,
+    b: &mut Budget,
+) -> Result<Will, DecodeError> {
     let properties = if v5 {
-        props::decode_will(r)?
+        props::decode_will(r, b)?
     } else {
         WillProperties::default()
     };
-    // A will topic that is not a valid topic name is refused by the broker with CONNACK 0x90
-    // (5.0), which needs the CONNECT decoded first.
+    // A will topic that is not a valid topic name (wildcards, too many levels) is refused by the
+    // broker with CONNACK 0x90 (5.0), which needs the CONNECT decoded first: see
+    // `connection::connect::check_connect`, which applies `topic::valid_topic_name`.
     let topic = r.string()?;
     let payload = r.binary()?;
     Ok(Will {
@@ -313,7 +311,7 @@ fn will(r: &mut Reader<'_>, v5: bool, qos: QoS, retain: bool) -> Result<Will, De
     })
 }
 
-fn connack(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<ConnAck, DecodeError> {
+fn connack(v: ProtocolVersion, r: &mut Reader<'_>, b: &mut Budget) -> Result<ConnAck, DecodeError> {
     let flags = r.u8()?;
     if flags & 0xfe != 0 {
         return Err(malformed("MQTT-3.2.2-1", "reserved connack flags set"));
@@ -322,7 +320,7 @@ fn connack(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<ConnAck, DecodeErro
     let (reason, properties) = if v.is_v5() {
         let reason = ConnectReason::from_u8(code)
             .ok_or(malformed("3.2.2.2", "unknown connect reason code"))?;
-        (reason, props::decode_connack(r)?)
+        (reason, props::decode_connack(r, b)?)
     } else {
         let reason = ConnectReason::from_v3_return_code(code)
             .ok_or(malformed("3.2.2.3", "unknown connect return code"))?;
@@ -336,7 +334,12 @@ fn connack(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<ConnAck, DecodeErro
     })
 }
 
-fn publish(byte: u8, v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Publish, DecodeError> {
+fn publish(
+    byte: u8,
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<Publish, DecodeError> {
     let dup = byte & 0x08 != 0;
     let retain = byte & 0x01 != 0;
     let qos = QoS::from_u8((byte >> 1) & 0x03).ok_or(malformed("MQTT-3.3.1-4", "QoS 3"))?;
@@ -346,7 +349,7 @@ fn publish(byte: u8, v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Publish, 
     let topic = r.string()?;
     let pkid = if qos == QoS::AtMostOnce { 0 } else { pkid(r)? };
     let properties = if v.is_v5() {
-        props::decode_publish(r)?
+        props::decode_publish(r, b)?
     } else {
         PublishProperties::default()
     };
@@ -362,7 +365,8 @@ fn publish(byte: u8, v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Publish, 
     })
 }
 
-/// A PUBLISH topic name: no wildcards; empty only in 5.0 with a Topic Alias.
+/// A PUBLISH topic name: a valid topic name ([`valid_topic_name`], so no wildcards and at most
+/// [`MAX_TOPIC_LEVELS`] levels); empty only in 5.0 with a Topic Alias.
 fn check_publish_topic(
     topic: &str,
     v: ProtocolVersion,
@@ -378,11 +382,17 @@ fn check_publish_topic(
                 "empty topic name without topic alias",
             ));
         }
+        return Ok(());
     }
-    if topic.bytes().any(|b| b == b'+' || b == b'#') {
-        return Err(malformed("MQTT-3.3.2-2", "wildcard in topic name"));
+    // Length and U+0000 were checked when the string was read: what is left is wildcards
+    // and depth.
+    match topic_name_fault(topic) {
+        None => Ok(()),
+        Some(NameFault::Invalid) => Err(malformed("MQTT-3.3.2-2", "wildcard in topic name")),
+        Some(NameFault::TooDeep) => Err(DecodeError::TopicTooDeep {
+            max: MAX_TOPIC_LEVELS,
+        }),
     }
-    Ok(())
 }
 
 /// PUBACK, PUBREC, PUBREL, PUBCOMP: in 5.0 the reason and properties may be omitted.
@@ -390,6 +400,7 @@ fn pub_resp(
     v: ProtocolVersion,
     r: &mut Reader<'_>,
     reasons: &[u8],
+    b: &mut Budget,
 ) -> Result<PubResp, DecodeError> {
     let pkid = pkid(r)?;
     if !v.is_v5() {
@@ -404,7 +415,7 @@ fn pub_resp(
     let properties = if r.is_empty() {
         AckProperties::default()
     } else {
-        props::decode_ack(r)?
+        props::decode_ack(r, b)?
     };
     r.finish("3.4.2")?;
     Ok(PubResp {
@@ -414,10 +425,14 @@ fn pub_resp(
     })
 }
 
-fn subscribe(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Subscribe, DecodeError> {
+fn subscribe(
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<Subscribe, DecodeError> {
     let pkid = pkid(r)?;
     let properties = if v.is_v5() {
-        props::decode_subscribe(r)?
+        props::decode_subscribe(r, b)?
     } else {
         SubscribeProperties::default()
     };
@@ -474,10 +489,10 @@ fn subscription_options(b: u8, v: ProtocolVersion) -> Result<SubscriptionOptions
     })
 }
 
-fn suback(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<SubAck, DecodeError> {
+fn suback(v: ProtocolVersion, r: &mut Reader<'_>, b: &mut Budget) -> Result<SubAck, DecodeError> {
     let pkid = pkid(r)?;
     let (properties, allowed) = if v.is_v5() {
-        (props::decode_ack(r)?, SUBACK_REASONS)
+        (props::decode_ack(r, b)?, SUBACK_REASONS)
     } else {
         (AckProperties::default(), SUBACK_V3_RETURN_CODES)
     };
@@ -495,12 +510,16 @@ fn suback(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<SubAck, DecodeError>
     })
 }
 
-fn unsubscribe(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Unsubscribe, DecodeError> {
+fn unsubscribe(
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<Unsubscribe, DecodeError> {
     let pkid = pkid(r)?;
     let user_properties = if v.is_v5() {
-        props::decode_unsubscribe(r)?
+        props::decode_unsubscribe(r, b)?
     } else {
-        Vec::new()
+        UserProperties::default()
     };
     let mut filters = Vec::new();
     while !r.is_empty() {
@@ -523,7 +542,11 @@ fn unsubscribe(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Unsubscribe, De
     })
 }
 
-fn unsuback(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<UnsubAck, DecodeError> {
+fn unsuback(
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<UnsubAck, DecodeError> {
     let pkid = pkid(r)?;
     if !v.is_v5() {
         r.finish("3.11.2")?;
@@ -533,7 +556,7 @@ fn unsuback(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<UnsubAck, DecodeEr
             properties: AckProperties::default(),
         });
     }
-    let properties = props::decode_ack(r)?;
+    let properties = props::decode_ack(r, b)?;
     let mut reasons = Vec::new();
     while !r.is_empty() {
         reasons.push(reason_in(r.u8()?, UNSUBACK_REASONS, "3.11.3")?);
@@ -548,7 +571,11 @@ fn unsuback(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<UnsubAck, DecodeEr
     })
 }
 
-fn disconnect(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Disconnect, DecodeError> {
+fn disconnect(
+    v: ProtocolVersion,
+    r: &mut Reader<'_>,
+    b: &mut Budget,
+) -> Result<Disconnect, DecodeError> {
     if !v.is_v5() {
         r.finish("3.14")?;
         return Ok(Disconnect::default());
@@ -561,13 +588,13 @@ fn disconnect(v: ProtocolVersion, r: &mut Reader<'_>) -> Result<Disconnect, Deco
     let properties = if r.is_empty() {
         DisconnectProperties::default()
     } else {
-        props::decode_disconnect(r)?
+        props::decode_disconnect(r, b)?
     };
     r.finish("3.14.2")?;
     Ok(Disconnect { reason, properties })
 }
 
-fn auth(r: &mut Reader<'_>) -> Result<Auth, DecodeError> {
+fn auth(r: &mut Reader<'_>, b: &mut Budget) -> Result<Auth, DecodeError> {
     let reason = if r.is_empty() {
         0
     } else {
@@ -576,7 +603,7 @@ fn auth(r: &mut Reader<'_>) -> Result<Auth, DecodeError> {
     let properties = if r.is_empty() {
         AuthProperties::default()
     } else {
-        props::decode_auth(r)?
+        props::decode_auth(r, b)?
     };
     r.finish("3.15.2")?;
     let bare_success = reason == 0 && properties == AuthProperties::default();

@@ -272,7 +272,7 @@ fn unsubscribe<S: Sink>(p: &Unsubscribe, v: ProtocolVersion, s: &mut S) -> Resul
     }
     nonzero_pkid(s, p.pkid)?;
     if v.is_v5() {
-        put_props(s, &p.user_properties[..])?;
+        put_props(s, &p.user_properties)?;
     }
     for filter in &p.filters {
         put_str(s, filter)?;

@@ -30,6 +30,18 @@ pub enum DecodeError {
         /// Allowed maximum.
         max: u32,
     },
+    /// A PUBLISH topic name has more levels than the broker allows (0x90 Topic Name invalid).
+    #[error("topic name has more than {max} levels")]
+    TopicTooDeep {
+        /// The limit, [`super::topic::MAX_TOPIC_LEVELS`].
+        max: usize,
+    },
+    /// The packet carries more User Properties than allowed (0x97 Quota exceeded).
+    #[error("more than {max} user properties in one packet (the max_user_properties limit)")]
+    TooManyUserProperties {
+        /// The limit, [`super::DecodeLimits::max_user_properties`].
+        max: usize,
+    },
     /// CONNECT names a protocol name/level this server does not speak (0x84; 3.1.1 return code 1).
     #[error("unsupported protocol {name:?} level {level}")]
     UnsupportedProtocol {
@@ -47,6 +59,8 @@ impl DecodeError {
             DecodeError::Malformed { .. } => reason::MALFORMED_PACKET,
             DecodeError::Protocol { .. } => reason::PROTOCOL_ERROR,
             DecodeError::TooLarge { .. } => reason::PACKET_TOO_LARGE,
+            DecodeError::TopicTooDeep { .. } => reason::TOPIC_NAME_INVALID,
+            DecodeError::TooManyUserProperties { .. } => reason::QUOTA_EXCEEDED,
             DecodeError::UnsupportedProtocol { .. } => 0x84,
         }
     }
@@ -57,6 +71,8 @@ impl DecodeError {
             DecodeError::Malformed { .. } => "malformed",
             DecodeError::Protocol { .. } => "protocol_error",
             DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::TopicTooDeep { .. } => "topic_too_deep",
+            DecodeError::TooManyUserProperties { .. } => "too_many_user_properties",
             DecodeError::UnsupportedProtocol { .. } => "unsupported_protocol",
         }
     }

@@ -106,7 +106,7 @@ mod tests {
             content_type: Some("text/plain".into()),
             response_topic: Some("r".into()),
             correlation_data: Some(Bytes::from_static(b"c")),
-            user_properties: vec![("k".into(), "v".into())],
+            user_properties: [("k", "v")].into_iter().collect(),
             payload_format_indicator: Some(1),
             ..PublishProperties::default()
         };

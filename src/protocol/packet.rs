@@ -4,9 +4,12 @@
 //! codes) are simply empty or defaulted on older levels, and the codec decides what goes on the wire
 //! from the connection's [`ProtocolVersion`]. Strings are [`ByteString`]s and binary data is
 //! [`Bytes`], both slices of the read buffer: decoding a PUBLISH copies neither topic nor payload.
+//! User properties are the exception: [`UserProperties`] owns a compact copy of their wire bytes.
 
 use bytes::Bytes;
 use bytestring::ByteString;
+
+use super::user_properties::UserProperties;
 
 /// The protocol level a connection speaks, fixed at CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -159,9 +162,6 @@ impl Packet {
     }
 }
 
-/// A user property (5.0): a name/value pair that may repeat.
-pub type UserProperty = (ByteString, ByteString);
-
 /// CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect {
@@ -199,7 +199,7 @@ pub struct ConnectProperties {
     /// 0x17 Request Problem Information.
     pub request_problem_information: Option<u8>,
     /// 0x26 User Property.
-    pub user_properties: Vec<UserProperty>,
+    pub user_properties: UserProperties,
     /// 0x15 Authentication Method.
     pub authentication_method: Option<ByteString>,
     /// 0x16 Authentication Data.
@@ -237,7 +237,7 @@ pub struct WillProperties {
     /// 0x09 Correlation Data.
     pub correlation_data: Option<Bytes>,
     /// 0x26 User Property.
-    pub user_properties: Vec<UserProperty>,
+    pub user_properties: UserProperties,
 }
 
 /// CONNACK.
@@ -271,7 +271,7 @@ pub struct ConnAckProperties {
     /// 0x1F Reason String.
     pub reason_string: Option<ByteString>,
     /// 0x26 User Property.
-    pub user_properties: Vec<UserProperty>,
+    pub user_properties: UserProperties,
     /// 0x28 Wildcard Subscription Available.
     pub wildcard_subscription_available: Option<u8>,
     /// 0x29 Subscription Identifiers Available.
@@ -433,7 +433,7 @@ pub struct PublishProperties {
     /// 0x09 Correlation Data.
     pub correlation_data: Option<Bytes>,
     /// 0x26 User Property.
-    pub user_properties: Vec<UserProperty>,
+    pub user_properties: UserProperties,
     /// 0x0B Subscription Identifier (may repeat; server → client only).
     pub subscription_identifiers: Vec<u32>,
     /// 0x03 Content Type.
@@ -474,7 +474,7 @@ pub struct AckProperties {
     /// 0x1F Reason String.
     pub reason_string: Option<ByteString>,
     /// 0x26 User Property.
-    pub user_properties: Vec<UserProperty>,
+    pub user_properties: UserProperties,
 }
 
 impl AckProperties {
@@ -565,7 +565,7 @@ pub struct SubscribeProperties {
     /// 0x0B Subscription Identifier (1..=268,435,455).
     pub subscription_identifier: Option<u32>,
     /// 0x26 User Property.
-    pub user_properties: Vec<UserProperty>,
+    pub user_properties: UserProperties,
 }
 
 /// Subscription options byte. On 3.1.1 only `qos` is meaningful.
@@ -600,7 +600,7 @@ pub struct Unsubscribe {
     /// At least one filter.
     pub filters: Vec<ByteString>,
     /// 5.0 user properties.
-    pub user_properties: Vec<UserProperty>,
+    pub user_properties: UserProperties,
 }
 
 /// UNSUBACK.
@@ -631,7 +631,7 @@ pub struct DisconnectProperties {
     /// 0x1F Reason String.
     pub reason_string: Option<ByteString>,
     /// 0x26 User Property.
-    pub user_properties: Vec<UserProperty>,
+    pub user_properties: UserProperties,
     /// 0x1C Server Reference.
     pub server_reference: Option<ByteString>,
 }
@@ -655,5 +655,5 @@ pub struct AuthProperties {
     /// 0x1F Reason String.
     pub reason_string: Option<ByteString>,
     /// 0x26 User Property.
-    pub user_properties: Vec<UserProperty>,
+    pub user_properties: UserProperties,
 }

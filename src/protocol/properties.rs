@@ -4,13 +4,15 @@
 //! Decoding reads one `(identifier, value)` at a time with [`Reader::property`]; each packet's
 //! `decode_*` function accepts only the identifiers the spec lists for that packet (anything else
 //! is a Malformed Packet, MQTT 2.2.2.2) and refuses duplicates (Protocol Error) except User
-//! Property and, in PUBLISH, Subscription Identifier. Encoding goes through [`Props`], measured
-//! then written via the same code.
+//! Property and, in PUBLISH, Subscription Identifier. User Properties are copied into one
+//! [`UserProperties`] a section, within the packet's [`Budget`]. Encoding goes through [`Props`],
+//! measured then written via the same code.
 
 use bytes::Bytes;
 use bytestring::ByteString;
 
 use super::packet::*;
+use super::user_properties::{Budget, Collector, UserProperties};
 use super::wire::{malformed, protocol, put_bin, put_str, put_varint, Counter, Reader, Sink};
 use super::{DecodeError, EncodeError};
 
@@ -55,7 +57,8 @@ pub(crate) enum Value {
     VarInt(u32),
     Str(ByteString),
     Bin(Bytes),
-    Pair(ByteString, ByteString),
+    /// A User Property: its pair has not been read yet (see [`Collector::read`]).
+    User,
 }
 
 impl Reader<'_> {
@@ -89,7 +92,7 @@ impl Reader<'_> {
             | SERVER_REFERENCE
             | REASON_STRING => Value::Str(self.string()?),
             CORRELATION_DATA | AUTHENTICATION_DATA => Value::Bin(self.binary()?),
-            USER_PROPERTY => Value::Pair(self.string()?, self.string()?),
+            USER_PROPERTY => Value::User,
             _ => return Err(malformed("2.2.2.2", "unknown property identifier")),
         };
         Ok((ident, value))
@@ -158,9 +161,13 @@ fn response_topic(v: ByteString) -> Result<ByteString, DecodeError> {
 }
 
 /// CONNECT properties (MQTT 3.1.2.11).
-pub(crate) fn decode_connect(r: &mut Reader<'_>) -> Result<ConnectProperties, DecodeError> {
+pub(crate) fn decode_connect(
+    r: &mut Reader<'_>,
+    budget: &mut Budget,
+) -> Result<ConnectProperties, DecodeError> {
     let mut p = ConnectProperties::default();
     let mut r = r.properties()?;
+    let mut users = Collector::new();
     while !r.is_empty() {
         match r.property()? {
             (SESSION_EXPIRY_INTERVAL, Value::U32(v)) => once(&mut p.session_expiry_interval, v)?,
@@ -177,7 +184,7 @@ pub(crate) fn decode_connect(r: &mut Reader<'_>) -> Result<ConnectProperties, De
             (REQUEST_PROBLEM_INFORMATION, Value::Byte(v)) => {
                 once(&mut p.request_problem_information, flag(v, "3.1.2.11.7")?)?
             }
-            (USER_PROPERTY, Value::Pair(k, v)) => p.user_properties.push((k, v)),
+            (USER_PROPERTY, Value::User) => users.read(&mut r, budget)?,
             (AUTHENTICATION_METHOD, Value::Str(v)) => once(&mut p.authentication_method, v)?,
             (AUTHENTICATION_DATA, Value::Bin(v)) => once(&mut p.authentication_data, v)?,
             _ => return Err(not_allowed()),
@@ -189,13 +196,18 @@ pub(crate) fn decode_connect(r: &mut Reader<'_>) -> Result<ConnectProperties, De
             "authentication data without a method",
         ));
     }
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
 /// Will properties (MQTT 3.1.3.2).
-pub(crate) fn decode_will(r: &mut Reader<'_>) -> Result<WillProperties, DecodeError> {
+pub(crate) fn decode_will(
+    r: &mut Reader<'_>,
+    budget: &mut Budget,
+) -> Result<WillProperties, DecodeError> {
     let mut p = WillProperties::default();
     let mut r = r.properties()?;
+    let mut users = Collector::new();
     while !r.is_empty() {
         match r.property()? {
             (WILL_DELAY_INTERVAL, Value::U32(v)) => once(&mut p.will_delay_interval, v)?,
@@ -206,17 +218,22 @@ pub(crate) fn decode_will(r: &mut Reader<'_>) -> Result<WillProperties, DecodeEr
             (CONTENT_TYPE, Value::Str(v)) => once(&mut p.content_type, v)?,
             (RESPONSE_TOPIC, Value::Str(v)) => once(&mut p.response_topic, response_topic(v)?)?,
             (CORRELATION_DATA, Value::Bin(v)) => once(&mut p.correlation_data, v)?,
-            (USER_PROPERTY, Value::Pair(k, v)) => p.user_properties.push((k, v)),
+            (USER_PROPERTY, Value::User) => users.read(&mut r, budget)?,
             _ => return Err(not_allowed()),
         }
     }
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
 /// CONNACK properties (MQTT 3.2.2.3).
-pub(crate) fn decode_connack(r: &mut Reader<'_>) -> Result<ConnAckProperties, DecodeError> {
+pub(crate) fn decode_connack(
+    r: &mut Reader<'_>,
+    budget: &mut Budget,
+) -> Result<ConnAckProperties, DecodeError> {
     let mut p = ConnAckProperties::default();
     let mut r = r.properties()?;
+    let mut users = Collector::new();
     while !r.is_empty() {
         match r.property()? {
             (SESSION_EXPIRY_INTERVAL, Value::U32(v)) => once(&mut p.session_expiry_interval, v)?,
@@ -235,7 +252,7 @@ pub(crate) fn decode_connack(r: &mut Reader<'_>) -> Result<ConnAckProperties, De
             }
             (TOPIC_ALIAS_MAXIMUM, Value::U16(v)) => once(&mut p.topic_alias_maximum, v)?,
             (REASON_STRING, Value::Str(v)) => once(&mut p.reason_string, v)?,
-            (USER_PROPERTY, Value::Pair(k, v)) => p.user_properties.push((k, v)),
+            (USER_PROPERTY, Value::User) => users.read(&mut r, budget)?,
             (WILDCARD_SUBSCRIPTION_AVAILABLE, Value::Byte(v)) => once(
                 &mut p.wildcard_subscription_available,
                 flag(v, "3.2.2.3.11")?,
@@ -255,13 +272,18 @@ pub(crate) fn decode_connack(r: &mut Reader<'_>) -> Result<ConnAckProperties, De
             _ => return Err(not_allowed()),
         }
     }
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
 /// PUBLISH properties (MQTT 3.3.2.3).
-pub(crate) fn decode_publish(r: &mut Reader<'_>) -> Result<PublishProperties, DecodeError> {
+pub(crate) fn decode_publish(
+    r: &mut Reader<'_>,
+    budget: &mut Budget,
+) -> Result<PublishProperties, DecodeError> {
     let mut p = PublishProperties::default();
     let mut r = r.properties()?;
+    let mut users = Collector::new();
     while !r.is_empty() {
         match r.property()? {
             (PAYLOAD_FORMAT_INDICATOR, Value::Byte(v)) => {
@@ -273,7 +295,7 @@ pub(crate) fn decode_publish(r: &mut Reader<'_>) -> Result<PublishProperties, De
             }
             (RESPONSE_TOPIC, Value::Str(v)) => once(&mut p.response_topic, response_topic(v)?)?,
             (CORRELATION_DATA, Value::Bin(v)) => once(&mut p.correlation_data, v)?,
-            (USER_PROPERTY, Value::Pair(k, v)) => p.user_properties.push((k, v)),
+            (USER_PROPERTY, Value::User) => users.read(&mut r, budget)?,
             (SUBSCRIPTION_IDENTIFIER, Value::VarInt(v)) => p
                 .subscription_identifiers
                 .push(subscription_id(v, "3.3.2.3.8")?),
@@ -281,82 +303,106 @@ pub(crate) fn decode_publish(r: &mut Reader<'_>) -> Result<PublishProperties, De
             _ => return Err(not_allowed()),
         }
     }
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
 /// PUBACK/PUBREC/PUBREL/PUBCOMP/SUBACK/UNSUBACK properties: reason string and user properties.
-pub(crate) fn decode_ack(r: &mut Reader<'_>) -> Result<AckProperties, DecodeError> {
+pub(crate) fn decode_ack(
+    r: &mut Reader<'_>,
+    budget: &mut Budget,
+) -> Result<AckProperties, DecodeError> {
     let mut p = AckProperties::default();
     let mut r = r.properties()?;
+    let mut users = Collector::new();
     while !r.is_empty() {
         match r.property()? {
             (REASON_STRING, Value::Str(v)) => once(&mut p.reason_string, v)?,
-            (USER_PROPERTY, Value::Pair(k, v)) => p.user_properties.push((k, v)),
+            (USER_PROPERTY, Value::User) => users.read(&mut r, budget)?,
             _ => return Err(not_allowed()),
         }
     }
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
 /// SUBSCRIBE properties (MQTT 3.8.2.1).
-pub(crate) fn decode_subscribe(r: &mut Reader<'_>) -> Result<SubscribeProperties, DecodeError> {
+pub(crate) fn decode_subscribe(
+    r: &mut Reader<'_>,
+    budget: &mut Budget,
+) -> Result<SubscribeProperties, DecodeError> {
     let mut p = SubscribeProperties::default();
     let mut r = r.properties()?;
+    let mut users = Collector::new();
     while !r.is_empty() {
         match r.property()? {
             (SUBSCRIPTION_IDENTIFIER, Value::VarInt(v)) => once(
                 &mut p.subscription_identifier,
                 subscription_id(v, "3.8.2.1.2")?,
             )?,
-            (USER_PROPERTY, Value::Pair(k, v)) => p.user_properties.push((k, v)),
+            (USER_PROPERTY, Value::User) => users.read(&mut r, budget)?,
             _ => return Err(not_allowed()),
         }
     }
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
 /// UNSUBSCRIBE properties (MQTT 3.10.2.1): user properties only.
-pub(crate) fn decode_unsubscribe(r: &mut Reader<'_>) -> Result<Vec<UserProperty>, DecodeError> {
-    let mut users = Vec::new();
+pub(crate) fn decode_unsubscribe(
+    r: &mut Reader<'_>,
+    budget: &mut Budget,
+) -> Result<UserProperties, DecodeError> {
+    let mut users = Collector::new();
     let mut r = r.properties()?;
     while !r.is_empty() {
         match r.property()? {
-            (USER_PROPERTY, Value::Pair(k, v)) => users.push((k, v)),
+            (USER_PROPERTY, Value::User) => users.read(&mut r, budget)?,
             _ => return Err(not_allowed()),
         }
     }
-    Ok(users)
+    Ok(users.finish())
 }
 
 /// DISCONNECT properties (MQTT 3.14.2.2).
-pub(crate) fn decode_disconnect(r: &mut Reader<'_>) -> Result<DisconnectProperties, DecodeError> {
+pub(crate) fn decode_disconnect(
+    r: &mut Reader<'_>,
+    budget: &mut Budget,
+) -> Result<DisconnectProperties, DecodeError> {
     let mut p = DisconnectProperties::default();
     let mut r = r.properties()?;
+    let mut users = Collector::new();
     while !r.is_empty() {
         match r.property()? {
             (SESSION_EXPIRY_INTERVAL, Value::U32(v)) => once(&mut p.session_expiry_interval, v)?,
             (REASON_STRING, Value::Str(v)) => once(&mut p.reason_string, v)?,
-            (USER_PROPERTY, Value::Pair(k, v)) => p.user_properties.push((k, v)),
+            (USER_PROPERTY, Value::User) => users.read(&mut r, budget)?,
             (SERVER_REFERENCE, Value::Str(v)) => once(&mut p.server_reference, v)?,
             _ => return Err(not_allowed()),
         }
     }
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
 /// AUTH properties (MQTT 3.15.2.2).
-pub(crate) fn decode_auth(r: &mut Reader<'_>) -> Result<AuthProperties, DecodeError> {
+pub(crate) fn decode_auth(
+    r: &mut Reader<'_>,
+    budget: &mut Budget,
+) -> Result<AuthProperties, DecodeError> {
     let mut p = AuthProperties::default();
     let mut r = r.properties()?;
+    let mut users = Collector::new();
     while !r.is_empty() {
         match r.property()? {
             (AUTHENTICATION_METHOD, Value::Str(v)) => once(&mut p.authentication_method, v)?,
             (AUTHENTICATION_DATA, Value::Bin(v)) => once(&mut p.authentication_data, v)?,
             (REASON_STRING, Value::Str(v)) => once(&mut p.reason_string, v)?,
-            (USER_PROPERTY, Value::Pair(k, v)) => p.user_properties.push((k, v)),
+            (USER_PROPERTY, Value::User) => users.read(&mut r, budget)?,
             _ => return Err(not_allowed()),
         }
     }
+    users.finish_into(&mut p.user_properties);
     Ok(p)
 }
 
@@ -423,12 +469,9 @@ fn subscription_id_out<S: Sink>(s: &mut S, v: u32) -> Result<(), EncodeError> {
     put_varint(s, v as usize)
 }
 
-fn users<S: Sink>(s: &mut S, v: &[UserProperty]) -> Result<(), EncodeError> {
-    for (k, v) in v {
-        s.u8(USER_PROPERTY);
-        put_str(s, k)?;
-        put_str(s, v)?;
-    }
+/// User properties: their wire encoding, copied.
+fn users<S: Sink>(s: &mut S, v: &UserProperties) -> Result<(), EncodeError> {
+    s.slice(v.wire().map_err(EncodeError::StringTooLong)?);
     Ok(())
 }
 
@@ -554,7 +597,7 @@ impl Props for SubscribeProperties {
     }
 }
 
-impl Props for [UserProperty] {
+impl Props for UserProperties {
     fn write<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
         users(s, self)
     }

@@ -10,6 +10,7 @@ use super::*;
 use ProtocolVersion::{V3_1, V3_1_1, V5};
 
 const MAX: u32 = MAX_PACKET_SIZE;
+const LIMITS: DecodeLimits = DecodeLimits::new(MAX);
 const ALL: [ProtocolVersion; 3] = [V3_1, V3_1_1, V5];
 
 // ---------------------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ fn bs(v: &str) -> ByteString {
 /// Decodes `bytes`, which must hold exactly one complete packet.
 fn dec(bytes: &[u8], v: Option<ProtocolVersion>) -> Result<Packet, DecodeError> {
     let mut buf = BytesMut::from(bytes);
-    let p = decode(&mut buf, v, &DecodeLimits::new(MAX))?.expect("complete packet");
+    let p = decode(&mut buf, v, &LIMITS)?.expect("complete packet");
     assert!(buf.is_empty(), "packet not fully consumed");
     Ok(p)
 }
@@ -162,7 +163,7 @@ fn frame_len_refuses_five_byte_remaining_length() {
     // Detected as soon as the fourth length byte still has the continuation bit.
     assert!(frame_len(&bytes[..5], MAX).is_err());
     let mut buf = BytesMut::from(&bytes[..]);
-    assert!(decode(&mut buf, Some(V5), &DecodeLimits::new(MAX)).is_err());
+    assert!(decode(&mut buf, Some(V5), &LIMITS).is_err());
 }
 
 #[test]
@@ -187,21 +188,18 @@ fn decode_incomplete_leaves_buffer_untouched() {
     let full = frame(0x30, &cat(&[&s("a/b"), b"payload"]));
     for cut in 0..full.len() {
         let mut buf = BytesMut::from(&full[..cut]);
-        assert_eq!(
-            decode(&mut buf, Some(V3_1_1), &DecodeLimits::new(MAX)),
-            Ok(None)
-        );
+        assert_eq!(decode(&mut buf, Some(V3_1_1), &LIMITS), Ok(None));
         assert_eq!(&buf[..], &full[..cut]);
     }
     // Two packets back to back: exactly one is consumed.
     let mut buf = BytesMut::from(&cat(&[&full, &[0xc0, 0x00]])[..]);
     assert!(matches!(
-        decode(&mut buf, Some(V3_1_1), &DecodeLimits::new(MAX)),
+        decode(&mut buf, Some(V3_1_1), &LIMITS),
         Ok(Some(Packet::Publish(_)))
     ));
     assert_eq!(&buf[..], &[0xc0, 0x00]);
     assert_eq!(
-        decode(&mut buf, Some(V3_1_1), &DecodeLimits::new(MAX)),
+        decode(&mut buf, Some(V3_1_1), &LIMITS),
         Ok(Some(Packet::PingReq))
     );
     assert!(buf.is_empty());
@@ -427,7 +425,10 @@ fn connect_v5_properties() {
     assert_eq!(props.topic_alias_maximum, Some(3));
     assert_eq!(props.request_response_information, Some(1));
     assert_eq!(props.request_problem_information, Some(0));
-    assert_eq!(props.user_properties.len(), 2);
+    assert_eq!(
+        props.user_properties.iter().collect::<Vec<_>>(),
+        [("k", "v"), ("k", "w")]
+    );
     assert_eq!(props.authentication_method.as_deref(), Some("m"));
 
     protocol_err(&p(&[0x21, 0, 0]), None, "3.1.2.11.3");
@@ -537,8 +538,7 @@ fn publish_qos0_is_zero_copy() {
     let bytes = frame(0x31, &cat(&[&s("a/b"), b"payload"]));
     let mut buf = BytesMut::from(&bytes[..]);
     let base = buf.as_ptr() as usize;
-    let Some(Packet::Publish(p)) = decode(&mut buf, Some(V3_1_1), &DecodeLimits::new(MAX)).unwrap()
-    else {
+    let Some(Packet::Publish(p)) = decode(&mut buf, Some(V3_1_1), &LIMITS).unwrap() else {
         panic!()
     };
     assert_eq!(p.topic, "a/b");
@@ -604,6 +604,52 @@ fn publish_topic_rules() {
 }
 
 #[test]
+fn publish_topic_level_limit() {
+    let at_limit = vec!["a"; topic::MAX_TOPIC_LEVELS].join("/");
+    let over = format!("{at_limit}/a");
+    for v in ALL {
+        let publish = |topic: &str| {
+            if v.is_v5() {
+                v5_publish_props(&[], topic)
+            } else {
+                frame(0x30, &s(topic))
+            }
+        };
+        ok(&publish(&at_limit), Some(v));
+        for topic in [over.as_str(), &"/".repeat(65_000)] {
+            let err = dec(&publish(topic), Some(v)).unwrap_err();
+            assert_eq!(
+                err,
+                DecodeError::TopicTooDeep {
+                    max: topic::MAX_TOPIC_LEVELS
+                }
+            );
+            assert_eq!(err.reason_code(), reason::TOPIC_NAME_INVALID);
+        }
+    }
+    // A response topic is a topic name too.
+    let mut props = vec![0x08];
+    props.extend_from_slice(&s(&over));
+    let mut body = s("t");
+    let mut len = Vec::new();
+    len.extend_from_slice(&[0x80 | (props.len() & 0x7f) as u8, (props.len() >> 7) as u8]);
+    body.extend_from_slice(&len);
+    body.extend_from_slice(&props);
+    protocol_err(&frame(0x30, &body), Some(V5), "MQTT-3.3.2-14");
+}
+
+#[test]
+fn deep_filters_are_left_to_the_handler() {
+    // The decoder checks filter syntax only; the SUBSCRIBE handler answers 0x8F per filter.
+    let deep = format!("{}/#", vec!["a"; 300].join("/"));
+    let Packet::Subscribe(sub) = ok(&sub4(&deep, 1), Some(V3_1_1)) else {
+        panic!()
+    };
+    assert_eq!(sub.filters[0].0, deep);
+    assert!(!topic::within_level_limit(&sub.filters[0].0));
+}
+
+#[test]
 fn publish_v5_properties() {
     let Packet::Publish(p) = ok(
         &v5_publish_props(
@@ -624,7 +670,10 @@ fn publish_v5_properties() {
     assert_eq!(props.message_expiry_interval, Some(0));
     assert_eq!(props.payload_format_indicator, Some(1));
     assert_eq!(props.subscription_identifiers, [1, 16_383]);
-    assert_eq!(props.user_properties.len(), 2);
+    assert_eq!(
+        props.user_properties.iter().collect::<Vec<_>>(),
+        [("a", ""), ("a", "")]
+    );
     assert_eq!(props.content_type.as_deref(), Some("c"));
     assert_eq!(props.response_topic.as_deref(), Some("r"));
     assert_eq!(props.correlation_data.as_deref(), Some(&[1u8, 2][..]));
@@ -659,6 +708,191 @@ fn publish_v5_properties() {
 // ---------------------------------------------------------------------------------------------
 // PUBACK family
 // ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
+// User properties: compact, copied, limited
+// ---------------------------------------------------------------------------------------------
+
+/// A v5 PUBLISH "t" whose properties are `props` (any length), payload "hi".
+fn v5_publish_long_props(props: &[u8]) -> Vec<u8> {
+    let mut body = s("t");
+    let mut n = props.len();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            body.push(b);
+            break;
+        }
+        body.push(b | 0x80);
+    }
+    body.extend_from_slice(props);
+    body.extend_from_slice(b"hi");
+    frame(0x30, &body)
+}
+
+/// `n` user properties `k`=`v` on the wire.
+fn user_pairs(n: usize) -> Vec<u8> {
+    [0x26, 0, 1, b'k', 0, 1, b'v'].repeat(n)
+}
+
+#[test]
+fn decoded_user_properties_take_their_wire_size_and_own_it() {
+    // 100,000 one-byte pairs: 700,000 bytes on the wire. As one (ByteString, ByteString) a
+    // pair they took 64 bytes each (6.4 MB) and pinned the whole read buffer.
+    let n = 100_000;
+    let pairs = user_pairs(n);
+    let bytes = v5_publish_long_props(&pairs);
+    let mut buf = BytesMut::from(&bytes[..]);
+    let read_buffer = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+    let limits = DecodeLimits {
+        max_user_properties: n,
+        ..LIMITS
+    };
+    let Ok(Some(Packet::Publish(p))) = decode(&mut buf, Some(V5), &limits) else {
+        panic!("decodes")
+    };
+    let users = &p.properties.user_properties;
+    assert_eq!(users.len(), n);
+    assert_eq!(users.wire_len(), pairs.len());
+    let held = std::mem::size_of::<UserProperties>() + users.wire_len();
+    assert!(
+        held <= 2 * pairs.len(),
+        "{held} bytes held for {} on the wire",
+        pairs.len()
+    );
+    assert!(users.iter().all(|pair| pair == ("k", "v")));
+    // The payload is a slice of the read buffer; the properties are not.
+    assert!(read_buffer.contains(&(p.payload.as_ptr() as usize)));
+    let blob = users.wire().expect("encodable").as_ptr() as usize;
+    assert!(!read_buffer.contains(&blob));
+    // Encoding copies the blob back: the same bytes.
+    assert_eq!(enc(&Packet::Publish(p), V5), bytes);
+}
+
+#[test]
+fn user_property_identifier_is_stored_canonically() {
+    // 0x26 written as a two-byte variable byte integer (0xa6 0x00) decodes like 0x26.
+    let long_id = v5_publish_long_props(&[0xa6, 0x00, 0, 1, b'k', 0, 1, b'v']);
+    let short_id = v5_publish_long_props(&user_pairs(1));
+    assert_eq!(ok(&long_id, Some(V5)), ok(&short_id, Some(V5)));
+}
+
+#[test]
+fn user_property_strings_are_checked() {
+    malformed(
+        &v5_publish_long_props(&[0x26, 0, 1, 0xff, 0, 0]),
+        Some(V5),
+        "MQTT-1.5.4-1",
+    );
+    malformed(
+        &v5_publish_long_props(&[0x26, 0, 0, 0, 1, 0]),
+        Some(V5),
+        "MQTT-1.5.4-2",
+    );
+    // A value running past the property section.
+    is_malformed(
+        &v5_publish_long_props(&[0x26, 0, 1, b'k', 0, 9, b'v']),
+        Some(V5),
+    );
+}
+
+fn too_many(bytes: &[u8], v: Option<ProtocolVersion>, max: usize) {
+    let limits = DecodeLimits {
+        max_user_properties: max,
+        ..LIMITS
+    };
+    let mut buf = BytesMut::from(bytes);
+    let err = decode(&mut buf, v, &limits).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::TooManyUserProperties { max },
+        "{bytes:02x?}"
+    );
+    assert_eq!(err.reason_code(), reason::QUOTA_EXCEEDED);
+    assert!(err.to_string().contains("max_user_properties"), "{err}");
+}
+
+fn within(bytes: &[u8], v: Option<ProtocolVersion>, max: usize) -> Packet {
+    let limits = DecodeLimits {
+        max_user_properties: max,
+        ..LIMITS
+    };
+    let mut buf = BytesMut::from(bytes);
+    match decode(&mut buf, v, &limits) {
+        Ok(Some(p)) => p,
+        other => panic!("{bytes:02x?}: {other:?}"),
+    }
+}
+
+#[test]
+fn user_property_limit_per_packet() {
+    assert_eq!(
+        DecodeLimits::new(7).max_user_properties,
+        DecodeLimits::DEFAULT_MAX_USER_PROPERTIES
+    );
+    assert_eq!(DecodeLimits::DEFAULT_MAX_USER_PROPERTIES, 128);
+    let default = DecodeLimits::DEFAULT_MAX_USER_PROPERTIES;
+    // PUBLISH at and over the default.
+    ok(&v5_publish_long_props(&user_pairs(default)), Some(V5));
+    too_many(
+        &v5_publish_long_props(&user_pairs(default + 1)),
+        Some(V5),
+        default,
+    );
+    // Checked at the first pair over, before the rest is read: the garbage after it is
+    // never looked at.
+    let mut over_then_garbage = user_pairs(2);
+    over_then_garbage.extend_from_slice(&[0x26, 0xff]);
+    too_many(&v5_publish_long_props(&over_then_garbage), Some(V5), 1);
+    too_many(&v5_publish_long_props(&user_pairs(1)), Some(V5), 0);
+    within(&v5_publish_long_props(&[]), Some(V5), 0);
+
+    let two = user_pairs(2);
+    let with_len = |props: &[u8]| cat(&[&[props.len() as u8], props]);
+    let packets: Vec<Vec<u8>> = vec![
+        // PUBACK, PUBREL: pkid 1, reason 0, properties.
+        frame(0x40, &cat(&[&[0, 1, 0], &with_len(&two)])),
+        frame(0x62, &cat(&[&[0, 1, 0], &with_len(&two)])),
+        // SUBSCRIBE: pkid 1, properties, filter "a" QoS 0.
+        frame(0x82, &cat(&[&[0, 1], &with_len(&two), &s("a"), &[0]])),
+        // SUBACK, UNSUBACK: pkid 1, properties, reason 0.
+        frame(0x90, &cat(&[&[0, 1], &with_len(&two), &[0]])),
+        frame(0xb0, &cat(&[&[0, 1], &with_len(&two), &[0]])),
+        // UNSUBSCRIBE: pkid 1, properties, filter "a".
+        frame(0xa2, &cat(&[&[0, 1], &with_len(&two), &s("a")])),
+        // DISCONNECT: reason 0, properties.
+        frame(0xe0, &cat(&[&[0], &with_len(&two)])),
+        // AUTH: reason 0x18, method "m", properties.
+        frame(
+            0xf0,
+            &cat(&[&[0x18], &with_len(&cat(&[&[0x15], &s("m"), &two]))]),
+        ),
+        // CONNACK: flags 0, reason 0, properties.
+        frame(0x20, &cat(&[&[0, 0], &with_len(&two)])),
+    ];
+    for bytes in &packets {
+        within(bytes, Some(V5), 2);
+        too_many(bytes, Some(V5), 1);
+    }
+}
+
+#[test]
+fn user_property_limit_counts_connect_and_will_together() {
+    let one = user_pairs(1);
+    // Flags: clean start, will flag; one pair in CONNECT, one in the will properties.
+    let connect = connect5(
+        0x06,
+        &one,
+        &cat(&[&s("id"), &[one.len() as u8], &one, &s("w/t"), &s("bye")]),
+    );
+    let Packet::Connect(c) = within(&connect, None, 2) else {
+        panic!()
+    };
+    assert_eq!(c.properties.user_properties.len(), 1);
+    assert_eq!(c.will.expect("will").properties.user_properties.len(), 1);
+    too_many(&connect, None, 1);
+}
 
 #[test]
 fn pub_resp_v3() {
@@ -704,7 +938,7 @@ fn pub_resp_v5_lengths() {
         reason: 0,
         properties: AckProperties {
             reason_string: Some(bs("r")),
-            user_properties: vec![],
+            user_properties: UserProperties::default(),
         },
     };
     assert_eq!(
@@ -820,7 +1054,7 @@ fn subscribe_identifier() {
             filters: vec![(bs("a"), SubscriptionOptions::default())],
             properties: SubscribeProperties {
                 subscription_identifier: Some(268_435_456),
-                user_properties: vec![],
+                user_properties: UserProperties::default(),
             },
         }),
         V5,
@@ -1008,9 +1242,7 @@ fn encode_refuses_long_strings_without_writing() {
     assert_eq!(&out[..], b"prefix");
 
     let mut props = PublishProperties::default();
-    props
-        .user_properties
-        .push((bs("k"), ByteString::from(long.clone())));
+    props.user_properties.push("k", &long);
     let p = Packet::Publish(Publish {
         properties: props,
         ..publish("t", QoS::AtMostOnce, 0, b"")
@@ -1079,7 +1311,7 @@ fn encode_refuses_invalid_fields() {
         Packet::Unsubscribe(Unsubscribe {
             pkid: 0,
             filters: vec![bs("a")],
-            user_properties: vec![],
+            user_properties: UserProperties::default(),
         }),
     ];
     for p in &bad {
@@ -1099,8 +1331,8 @@ fn encode_refuses_invalid_fields() {
 // Round trips
 // ---------------------------------------------------------------------------------------------
 
-fn users() -> Vec<UserProperty> {
-    vec![(bs("k"), bs("v")), (bs("k"), bs("w"))]
+fn users() -> UserProperties {
+    [("k", "v"), ("k", "w")].into_iter().collect()
 }
 
 fn sample_connect(v: ProtocolVersion, full: bool) -> Connect {
@@ -1246,7 +1478,11 @@ fn sample_packets(v: ProtocolVersion) -> Vec<Packet> {
         Packet::Unsubscribe(Unsubscribe {
             pkid: 11,
             filters: vec![bs("a/+/c"), bs("#")],
-            user_properties: if v5 { users() } else { vec![] },
+            user_properties: if v5 {
+                users()
+            } else {
+                UserProperties::default()
+            },
         }),
         Packet::UnsubAck(UnsubAck {
             pkid: 11,
@@ -1387,12 +1623,9 @@ mod proptests {
             })
     }
 
-    fn user_props() -> impl Strategy<Value = Vec<UserProperty>> {
-        prop::collection::vec(("[a-z]{0,4}", "[a-z]{0,4}"), 0..3).prop_map(|v| {
-            v.into_iter()
-                .map(|(k, v)| (ByteString::from(k), ByteString::from(v)))
-                .collect()
-        })
+    fn user_props() -> impl Strategy<Value = UserProperties> {
+        prop::collection::vec(("[a-z\u{e9}]{0,4}", "[a-z\u{e9}]{0,4}"), 0..3)
+            .prop_map(|v| v.into_iter().collect())
     }
 
     prop_compose! {
@@ -1485,7 +1718,7 @@ mod proptests {
         ) {
             let mut buf = BytesMut::from(&bytes[..]);
             let _ = frame_len(&bytes, MAX);
-            if let Ok(Some(p)) = decode(&mut buf, v, &DecodeLimits::new(MAX)) {
+            if let Ok(Some(p)) = decode(&mut buf, v, &LIMITS) {
                 // Whatever decodes re-encodes (CONNECT at the version it announced).
                 let enc_v = match (&p, v) {
                     (Packet::Connect(c), _) => c.protocol,
@@ -1506,9 +1739,9 @@ mod proptests {
             // A correct remaining length so that the body parsers are exercised.
             let bytes = frame(first, &body);
             let mut buf = BytesMut::from(&bytes[..]);
-            let _ = decode(&mut buf, Some(v), &DecodeLimits::new(MAX));
+            let _ = decode(&mut buf, Some(v), &LIMITS);
             let mut buf = BytesMut::from(&bytes[..]);
-            let _ = decode(&mut buf, None, &DecodeLimits::new(MAX));
+            let _ = decode(&mut buf, None, &LIMITS);
         }
 
         #[test]
@@ -1520,7 +1753,7 @@ mod proptests {
             let name: &str = if level == 3 { "MQIsdp" } else { "MQTT" };
             let bytes = frame(0x10, &cat(&[&s(name), &[level, flags], &rest]));
             let mut buf = BytesMut::from(&bytes[..]);
-            let _ = decode(&mut buf, None, &DecodeLimits::new(MAX));
+            let _ = decode(&mut buf, None, &LIMITS);
         }
 
         #[test]
@@ -1757,7 +1990,7 @@ mod differential {
         let p = Unsubscribe {
             pkid: 4,
             filters: vec![bs("a/+"), bs("#")],
-            user_properties: vec![],
+            user_properties: UserProperties::default(),
         };
         let mut t = v4::Unsubscribe::new("a/+");
         t.topics.push("#".to_owned());

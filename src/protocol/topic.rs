@@ -1,25 +1,63 @@
-//! Topic name and topic filter validity (MQTT 4.7), shared by the decoder (PUBLISH topics, will
-//! topics, SUBSCRIBE/UNSUBSCRIBE filters) and the rest of the broker. `$share/...` filters are
-//! validated as ordinary filters here; shared-subscription semantics live in the router.
+//! Topic name and topic filter validity (MQTT 4.7) and the broker's one limit on topic depth,
+//! shared by the decoder (PUBLISH topics, response topics, SUBSCRIBE/UNSUBSCRIBE filters), the
+//! CONNECT checks (will topics) and the SUBSCRIBE handler. `$share/...` filters are validated as
+//! ordinary filters here; shared-subscription semantics live in the router.
+//!
+//! This module owns the rules, not their consequences: what reason code a failure earns is the
+//! caller's business.
 
-/// Most levels a topic name or filter may have: nothing deeper reaches the router.
+/// The most levels a topic name or topic filter may have (`a/b/c` has 3). MQTT sets no limit
+/// below the 65,535-byte string length; this one keeps whatever stores or matches topics small
+/// and predictable. Topic names over it fail [`valid_topic_name`]; topic filters must be checked
+/// with [`within_level_limit`] by the caller.
 pub const MAX_TOPIC_LEVELS: usize = 128;
 
-/// True when `s` has at most [`MAX_TOPIC_LEVELS`] levels.
+/// True when `s` (a topic name or filter) has at most [`MAX_TOPIC_LEVELS`] levels, that is at
+/// most `MAX_TOPIC_LEVELS - 1` `/` separators.
 pub fn within_level_limit(s: &str) -> bool {
-    s.bytes().filter(|&b| b == b'/').count() < MAX_TOPIC_LEVELS
+    // Stops counting at the first separator past the limit.
+    s.bytes()
+        .filter(|&b| b == b'/')
+        .nth(MAX_TOPIC_LEVELS - 1)
+        .is_none()
 }
 
-/// True when `topic` is a valid topic name: non-empty, no `+` or `#`, no U+0000, ≤ 65,535 bytes.
+/// True when `topic` is a valid topic name: non-empty, no `+` or `#`, no U+0000, ≤ 65,535 bytes,
+/// and within [`MAX_TOPIC_LEVELS`].
 pub fn valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty()
-        && !topic.contains(['+', '#', '\0'])
-        && topic.len() <= 65_535
-        && within_level_limit(topic)
+    !topic.is_empty() && topic_name_fault(topic).is_none()
+}
+
+/// Why a topic name is not valid (emptiness aside, which depends on the packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameFault {
+    /// A wildcard or U+0000, or over 65,535 bytes.
+    Invalid,
+    /// Well formed, but over [`MAX_TOPIC_LEVELS`].
+    TooDeep,
+}
+
+/// What, if anything, makes `topic` an invalid topic name, found in one pass over its bytes
+/// (this runs on every PUBLISH).
+pub(crate) fn topic_name_fault(topic: &str) -> Option<NameFault> {
+    if topic.len() > 65_535 {
+        return Some(NameFault::Invalid);
+    }
+    if topic.bytes().any(|b| matches!(b, b'+' | b'#' | 0)) {
+        return Some(NameFault::Invalid);
+    }
+    // Too many levels needs at least MAX_TOPIC_LEVELS separators: short topics (nearly all)
+    // need no count.
+    let too_deep = topic.len() >= MAX_TOPIC_LEVELS && !within_level_limit(topic);
+    too_deep.then_some(NameFault::TooDeep)
 }
 
 /// True when `filter` is a valid topic filter: non-empty, `#` only as the whole last level, `+`
-/// only as a whole level, no U+0000.
+/// only as a whole level, no U+0000, ≤ 65,535 bytes.
+///
+/// This is the spec's syntax only: a filter over [`MAX_TOPIC_LEVELS`] is well formed here, and
+/// callers must also check [`within_level_limit`] (the SUBSCRIBE handler answers such a filter
+/// with SUBACK 0x8F, Topic Filter invalid, instead of closing the connection).
 pub fn valid_topic_filter(filter: &str) -> bool {
     if filter.is_empty() || filter.contains('\0') || filter.len() > 65_535 {
         return false;
@@ -100,5 +138,38 @@ mod tests {
             assert_eq!(valid_topic_filter(filter), ok, "{filter:?}");
         }
         assert!(!valid_topic_filter(&"a".repeat(65_536)));
+    }
+
+    /// `n` levels: `a/a/.../a`.
+    fn levels(n: usize) -> String {
+        vec!["a"; n].join("/")
+    }
+
+    #[test]
+    fn level_limit() {
+        assert!(within_level_limit(""));
+        assert!(within_level_limit("a"));
+        assert!(within_level_limit(&levels(MAX_TOPIC_LEVELS)));
+        assert!(!within_level_limit(&levels(MAX_TOPIC_LEVELS + 1)));
+        // Empty levels count: 127 separators are 128 levels, 128 are 129.
+        assert!(within_level_limit(&"/".repeat(MAX_TOPIC_LEVELS - 1)));
+        assert!(!within_level_limit(&"/".repeat(MAX_TOPIC_LEVELS)));
+        assert!(!within_level_limit(&"/".repeat(65_000)));
+    }
+
+    #[test]
+    fn topic_names_within_the_level_limit() {
+        assert!(valid_topic_name(&levels(MAX_TOPIC_LEVELS)));
+        assert!(!valid_topic_name(&levels(MAX_TOPIC_LEVELS + 1)));
+        // The will topic of the reproduced crash (issue 9): 65,000 `/`.
+        assert!(!valid_topic_name(&"/".repeat(65_000)));
+    }
+
+    #[test]
+    fn topic_filters_are_syntax_only() {
+        let deep = format!("{}/#", levels(MAX_TOPIC_LEVELS));
+        assert!(valid_topic_filter(&deep));
+        assert!(!within_level_limit(&deep));
+        assert!(valid_topic_filter(&"+/".repeat(200)[..399]));
     }
 }

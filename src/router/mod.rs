@@ -15,6 +15,7 @@ mod retained;
 mod subscribers;
 mod topic_match;
 mod trie;
+mod walk;
 
 pub use retained::RetainedStore;
 pub use topic_match::filter_matches;

@@ -5,27 +5,88 @@
 //! collects one subtree. Matching follows [`super::filter_matches`] (MQTT 4.7), including that
 //! a filter starting with a wildcard does not return topics starting with `$`.
 //!
-//! Depth: walks and drops recurse per level, so the caller should bound topic levels.
+//! Depth: every walk (matching, removal with pruning, counting, drop) is a loop over an explicit
+//! stack ([`super::walk`]), so a topic or filter of any depth is safe here; the broker's limit
+//! on levels ([`crate::protocol::topic::MAX_TOPIC_LEVELS`]) is about cost, not stack.
 
-use std::str::Split;
+use std::collections::hash_map;
 
 use ahash::AHashMap;
 
 use super::subscribers::shrink_if_sparse;
 use super::topic_match::is_dollar;
+use super::walk::{levels_of, next_level, take_for_drop, Levels, Stack};
 
 /// Retained values keyed by topic name, answering "which retained values match this filter?".
-#[derive(Debug, Clone)]
 pub struct RetainedStore<V> {
     root: Node<V>,
     len: usize,
 }
 
+impl<V> std::fmt::Debug for RetainedStore<V> {
+    /// A summary: a derived `Debug` would recurse once per level.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetainedStore")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One topic level. The root is the level above the first, so it never holds a value.
-#[derive(Debug, Clone)]
 struct Node<V> {
     value: Option<V>,
     children: AHashMap<Box<str>, Node<V>>,
+}
+
+impl<V> Drop for Node<V> {
+    /// Drops the subtree without recursion: each node's children are moved onto an explicit
+    /// stack (one entry a level) before the node goes, so every node is dropped as a leaf.
+    fn drop(&mut self) {
+        if self.children.is_empty() {
+            return;
+        }
+        let mut stack: Stack<_> = Stack::new();
+        stack.push(take_for_drop(&mut self.children).into_values());
+        while let Some(top) = stack.last_mut() {
+            match top.next() {
+                Some(mut child) => {
+                    if !child.children.is_empty() {
+                        stack.push(take_for_drop(&mut child.children).into_values());
+                    }
+                }
+                None => {
+                    stack.pop();
+                }
+            }
+        }
+    }
+}
+
+/// A `+` level being matched: the children still to visit, and the filter levels after `+`.
+struct Wildcard<'a, V> {
+    children: hash_map::Iter<'a, Box<str>, Node<V>>,
+    rest: Levels<'a>,
+    /// At the root, `$` topics are not matched by a wildcard (MQTT-4.7.2-1).
+    skip_dollar: bool,
+}
+
+impl<'a, V> Wildcard<'a, V> {
+    fn of(node: &'a Node<V>, rest: Levels<'a>, at_root: bool) -> Self {
+        Wildcard {
+            children: node.children.iter(),
+            rest,
+            skip_dollar: at_root,
+        }
+    }
+
+    /// The next child to visit.
+    fn next_child(&mut self) -> Option<&'a Node<V>> {
+        let skip_dollar = self.skip_dollar;
+        self.children
+            .by_ref()
+            .find(|(level, _)| !(skip_dollar && is_dollar(level)))
+            .map(|(_, child)| child)
+    }
 }
 
 impl<V> Default for Node<V> {
@@ -77,8 +138,40 @@ impl<V> RetainedStore<V> {
 
     /// Removes and returns the value for `topic`, freeing nodes left empty.
     pub fn remove(&mut self, topic: &str) -> Option<V> {
-        let value = self.root.remove(topic.split('/'))?;
+        // Down once: take the value, and note where the run of ancestors that removing it
+        // leaves empty begins (`chain`: the depth of its top node).
+        let mut node = &mut self.root;
+        let mut depth = 0;
+        let mut chain = None;
+        for level in topic.split('/') {
+            if depth > 0 {
+                if node.value.is_none() && node.children.len() == 1 {
+                    chain.get_or_insert(depth);
+                } else {
+                    chain = None;
+                }
+            }
+            node = node.children.get_mut(level)?;
+            depth += 1;
+        }
+        let value = node.value.take()?;
         self.len -= 1;
+        if node.is_prunable() {
+            // Down again to the parent of the emptied chain, and cut it off there.
+            let top = chain.unwrap_or(depth);
+            let mut parent = &mut self.root;
+            for (i, level) in topic.split('/').enumerate() {
+                if i + 1 == top {
+                    parent.children.remove(level);
+                    shrink_if_sparse(&mut parent.children);
+                    break;
+                }
+                match parent.children.get_mut(level) {
+                    Some(child) => parent = child,
+                    None => break,
+                }
+            }
+        }
         Some(value)
     }
 
@@ -94,7 +187,7 @@ impl<V> RetainedStore<V> {
     where
         V: Clone,
     {
-        self.root.collect(filter.split('/'), true, out);
+        self.root.collect(filter, out);
     }
 
     /// Number of nodes below the root (0 when empty); for tests of pruning.
@@ -129,77 +222,96 @@ impl<V> Node<V> {
         Some(node)
     }
 
-    /// Takes the value of the node at `levels`, pruning nodes emptied on the way back up.
-    fn remove<'a>(&mut self, mut levels: impl Iterator<Item = &'a str>) -> Option<V> {
-        let Some(level) = levels.next() else {
-            return self.value.take();
-        };
-        let child = self.children.get_mut(level)?;
-        let value = child.remove(levels)?;
-        if child.is_prunable() {
-            self.children.remove(level);
-            shrink_if_sparse(&mut self.children);
-        }
-        Some(value)
-    }
-
-    /// The children a wildcard level may visit: all, except `$...` topics at the root.
-    fn wildcard_children(&self, at_root: bool) -> impl Iterator<Item = &Self> {
-        self.children
-            .iter()
-            .filter(move |(level, _)| !(at_root && is_dollar(level)))
-            .map(|(_, child)| child)
-    }
-
-    /// Appends the values below this node matching the remaining filter `levels`.
-    fn collect(&self, mut levels: Split<'_, char>, mut at_root: bool, out: &mut Vec<V>)
+    /// Appends the values below this node (the root) whose topics match `filter`.
+    ///
+    /// Literal levels are followed in a loop; a `+` level leaves its node's children on an
+    /// explicit stack (one entry a `+` level, inline for the first few) and visits them one by
+    /// one, so the thread's stack never grows with depth.
+    fn collect<'a>(&'a self, filter: &'a str, out: &mut Vec<V>)
     where
         V: Clone,
     {
+        let mut wildcards: Stack<Wildcard<'a, V>> = Stack::new();
         let mut node = self;
+        let mut levels = levels_of(filter);
+        let mut at_root = true;
         loop {
-            let Some(level) = levels.next() else {
-                out.extend(node.value.clone());
-                return;
-            };
-            let is_last = levels.clone().next().is_none();
-            match level {
-                "#" if is_last => {
+            match next_level(levels) {
+                None => out.extend(node.value.clone()),
+                Some(("#", None)) => {
                     out.extend(node.value.clone());
-                    for child in node.wildcard_children(at_root) {
-                        child.collect_all(out);
-                    }
-                    return;
+                    node.collect_below(at_root, out);
                 }
-                "+" => {
-                    for child in node.wildcard_children(at_root) {
-                        child.collect(levels.clone(), false, out);
+                Some(("+", rest)) => wildcards.push(Wildcard::of(node, rest, at_root)),
+                Some((literal, rest)) => {
+                    if let Some(child) = node.children.get(literal) {
+                        node = child;
+                        levels = rest;
+                        at_root = false;
+                        continue;
                     }
-                    return;
                 }
-                literal => match node.children.get(literal) {
-                    Some(child) => node = child,
-                    None => return,
-                },
             }
-            at_root = false;
+            // This branch is done: go on with the next child of the innermost `+`.
+            loop {
+                let Some(top) = wildcards.last_mut() else {
+                    return;
+                };
+                if let Some(child) = top.next_child() {
+                    node = child;
+                    levels = top.rest;
+                    at_root = false;
+                    break;
+                }
+                wildcards.pop();
+            }
         }
     }
 
-    /// Appends this node's value and every value below it.
-    fn collect_all(&self, out: &mut Vec<V>)
+    /// Appends every value strictly below this node; at the root, not those of `$` topics.
+    ///
+    /// A stack of the inner nodes still to visit: each visit takes the values of a node's
+    /// children and pushes those that have children of their own (the stack grows with the
+    /// width of the subtree, as `out` does, never with its depth).
+    fn collect_below(&self, at_root: bool, out: &mut Vec<V>)
+    where
+        V: Clone,
+    {
+        let mut inner: Stack<&Self> = Stack::new();
+        for (level, child) in &self.children {
+            if !(at_root && is_dollar(level)) {
+                child.take_values_into(out, &mut inner);
+            }
+        }
+        while let Some(node) = inner.pop() {
+            for child in node.children.values() {
+                child.take_values_into(out, &mut inner);
+            }
+        }
+    }
+
+    /// One step of [`Self::collect_below`]: this node's value, and this node if it has
+    /// children.
+    fn take_values_into<'a>(&'a self, out: &mut Vec<V>, inner: &mut Stack<&'a Self>)
     where
         V: Clone,
     {
         out.extend(self.value.clone());
-        for child in self.children.values() {
-            child.collect_all(out);
+        if !self.children.is_empty() {
+            inner.push(self);
         }
     }
 
     /// Number of nodes strictly below this one.
     fn count_below(&self) -> usize {
-        self.children.values().map(|c| 1 + c.count_below()).sum()
+        let mut count = 0;
+        let mut stack: Stack<&Self> = Stack::new();
+        stack.push(self);
+        while let Some(node) = stack.pop() {
+            count += node.children.len();
+            stack.extend(node.children.values());
+        }
+        count
     }
 }
 
@@ -211,7 +323,7 @@ mod tests {
 
     use super::RetainedStore;
     use crate::router::filter_matches;
-    use crate::router::test_support::{filter, topic, CASES};
+    use crate::router::test_support::{filter, on_small_stack, repeat_level, topic, CASES, DEEP};
 
     /// The sorted values `store` returns for `filter`.
     fn matching(store: &RetainedStore<u32>, filter: &str) -> Vec<u32> {
@@ -317,6 +429,50 @@ mod tests {
             assert!(store.remove(t).is_some());
         }
         assert!(store.is_empty());
+        assert_eq!(store.node_count(), 0);
+    }
+
+    #[test]
+    fn deep_topics_need_no_stack() {
+        on_small_stack(|| {
+            let deep = repeat_level("a", DEEP);
+            let mut store = RetainedStore::new();
+            store.insert(&deep, 1u32);
+            store.insert(&repeat_level("b", DEEP), 2);
+            store.insert("a", 3);
+            store.insert(&format!("$SYS/{deep}"), 4);
+            assert_eq!(store.node_count(), 3 * DEEP + 1);
+            assert_eq!(matching(&store, &deep), vec![1]);
+            assert_eq!(matching(&store, "#"), vec![1, 2, 3]);
+            assert_eq!(matching(&store, "a/#"), vec![1, 3]);
+            assert_eq!(matching(&store, "$SYS/#"), vec![4]);
+            assert_eq!(matching(&store, &repeat_level("+", DEEP)), vec![1, 2]);
+            assert_eq!(
+                matching(&store, &format!("{}/#", repeat_level("+", 3))),
+                vec![1, 2]
+            );
+            assert_eq!(store.get(&deep), Some(&1));
+            assert_eq!(store.remove(&deep), Some(1));
+            // The chain below `a` is gone; `a` holds a value.
+            assert_eq!(store.node_count(), 2 * DEEP + 2);
+            assert_eq!(store.remove(&repeat_level("b", DEEP)), Some(2));
+            assert_eq!(store.node_count(), DEEP + 2);
+            // Dropped with the deep `$SYS` chain still in it.
+        });
+    }
+
+    #[test]
+    fn remove_prunes_only_the_emptied_chain() {
+        let mut store = RetainedStore::new();
+        store.insert("a/b/c/d", 1u32);
+        store.insert("a/b", 2);
+        store.insert("a/b/x", 3);
+        assert_eq!(store.node_count(), 5);
+        assert_eq!(store.remove("a/b/c/d"), Some(1));
+        assert_eq!(store.node_count(), 3);
+        assert_eq!(store.remove("a/b"), Some(2));
+        assert_eq!(store.node_count(), 3);
+        assert_eq!(store.remove("a/b/x"), Some(3));
         assert_eq!(store.node_count(), 0);
     }
 

@@ -83,3 +83,24 @@ pub(crate) fn filter() -> impl Strategy<Value = String> {
             levels.join("/")
         })
 }
+
+/// Levels of the deep-input tests: far past any limit, so recursion per level would overflow.
+pub(crate) const DEEP: usize = 100_000;
+
+/// `n` copies of `level` joined by `/`.
+pub(crate) fn repeat_level(level: &str, n: usize) -> String {
+    vec![level; n].join("/")
+}
+
+/// Runs `f` on a thread with a 128 KiB stack: a walk that recursed once per level of a
+/// [`DEEP`] topic would overflow it (and abort the test binary) instead of passing.
+pub(crate) fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+    let thread = std::thread::Builder::new()
+        .name("small-stack".into())
+        .stack_size(128 * 1024)
+        .spawn(f)
+        .expect("spawn");
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
+}

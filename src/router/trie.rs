@@ -6,29 +6,37 @@
 //! Matching follows [`super::filter_matches`] (MQTT 4.7); shared subscriptions
 //! (`$share/...`) are not special here — the caller strips the prefix.
 //!
-//! Depth: walks recurse once per `+` branch point and drops recurse per level, so the caller
-//! should bound the number of levels in filters and topics (MQTT allows 65,535 bytes).
+//! Depth: every walk (matching, removal with pruning, counting, drop) is a loop over an explicit
+//! stack ([`super::walk`]), so a filter or topic of any depth is safe here; the broker's limit
+//! on levels ([`crate::protocol::topic::MAX_TOPIC_LEVELS`]) is about cost, not stack.
 
 use std::hash::Hash;
-use std::str::Split;
 
 use ahash::AHashMap;
 
 use super::subscribers::{shrink_if_sparse, Subscribers};
 use super::topic_match::is_dollar;
+use super::walk::{take_for_drop, Stack};
 
 /// A map from topic filters to subscribers, answering "who matches this topic name?".
 ///
 /// `S` identifies a subscriber (compared by `Eq`/`Hash`); `V` is the per-subscription data.
 /// A subscriber has at most one value per distinct filter string.
-#[derive(Debug, Clone)]
 pub struct SubscriptionTrie<S, V> {
     root: Node<S, V>,
     len: usize,
 }
 
+impl<S, V> std::fmt::Debug for SubscriptionTrie<S, V> {
+    /// A summary: a derived `Debug` would recurse once per level.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriptionTrie")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One level of the trie.
-#[derive(Debug, Clone)]
 struct Node<S, V> {
     /// Literal next levels.
     children: AHashMap<Box<str>, Node<S, V>>,
@@ -47,6 +55,62 @@ impl<S, V> Default for Node<S, V> {
             plus: None,
             hash: Subscribers::default(),
             exact: Subscribers::default(),
+        }
+    }
+}
+
+impl<S, V> Node<S, V> {
+    /// True when nothing hangs below this node.
+    fn is_leaf(&self) -> bool {
+        self.children.is_empty() && self.plus.is_none()
+    }
+
+    /// Moves this node's children out, leaving it a leaf.
+    fn take_children(&mut self) -> Children<S, V> {
+        Children {
+            plus: self.plus.take(),
+            literal: take_for_drop(&mut self.children).into_values(),
+        }
+    }
+}
+
+/// The children of a node being dropped, not yet dropped themselves.
+struct Children<S, V> {
+    plus: Option<Box<Node<S, V>>>,
+    literal: std::collections::hash_map::IntoValues<Box<str>, Node<S, V>>,
+}
+
+impl<S, V> Iterator for Children<S, V> {
+    type Item = Node<S, V>;
+
+    fn next(&mut self) -> Option<Node<S, V>> {
+        match self.plus.take() {
+            Some(plus) => Some(*plus),
+            None => self.literal.next(),
+        }
+    }
+}
+
+impl<S, V> Drop for Node<S, V> {
+    /// Drops the subtree without recursion: each node's children are moved onto an explicit
+    /// stack (one entry a level) before the node goes, so every node is dropped as a leaf.
+    fn drop(&mut self) {
+        if self.is_leaf() {
+            return;
+        }
+        let mut stack: Stack<Children<S, V>> = Stack::new();
+        stack.push(self.take_children());
+        while let Some(top) = stack.last_mut() {
+            match top.next() {
+                Some(mut child) => {
+                    if !child.is_leaf() {
+                        stack.push(child.take_children());
+                    }
+                }
+                None => {
+                    stack.pop();
+                }
+            }
         }
     }
 }
@@ -120,8 +184,39 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
     /// without subscribers or children are freed.
     pub fn unsubscribe(&mut self, filter: &str, subscriber: &S) -> Option<V> {
         let (path, slot) = filter_path(filter);
-        let value = self.root.remove(levels(path), &slot, subscriber)?;
+        // Down once: take the value, and note where the run of ancestors that removing it
+        // leaves empty begins (`chain`: the depth of its top node).
+        let mut node = &mut self.root;
+        let mut depth = 0;
+        let mut chain = None;
+        for level in levels(path) {
+            if depth > 0 {
+                if node.holds_only_one_child() {
+                    chain.get_or_insert(depth);
+                } else {
+                    chain = None;
+                }
+            }
+            node = node.child_mut(level)?;
+            depth += 1;
+        }
+        let value = node.slot_mut(&slot).remove(subscriber)?;
         self.len -= 1;
+        if depth > 0 && node.is_prunable() {
+            // Down again to the parent of the emptied chain, and cut it off there.
+            let top = chain.unwrap_or(depth);
+            let mut parent = &mut self.root;
+            for (i, level) in levels(path).enumerate() {
+                if i + 1 == top {
+                    parent.remove_child(level);
+                    break;
+                }
+                match parent.child_mut(level) {
+                    Some(child) => parent = child,
+                    None => break,
+                }
+            }
+        }
         Some(value)
     }
 
@@ -136,7 +231,7 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
     /// topic name `topic`. A subscriber with several matching filters appears once per filter.
     /// Allocates only by growing `out`.
     pub fn matches(&self, topic: &str, out: &mut Vec<(S, V)>) {
-        self.root.collect(topic.split('/'), true, out);
+        self.root.collect(topic, out);
     }
 
     /// Number of nodes below the root (0 when empty); for tests of pruning.
@@ -198,46 +293,52 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
         Some(node)
     }
 
-    /// Removes `subscriber` from `slot` of the node at `levels`, pruning nodes emptied on the
-    /// way back up.
-    fn remove<'a>(
-        &mut self,
-        mut levels: impl Iterator<Item = &'a str>,
-        slot: &Slot,
-        subscriber: &S,
-    ) -> Option<V> {
-        let Some(level) = levels.next() else {
-            return self.slot_mut(slot).remove(subscriber);
-        };
+    /// The child for `level` (`+` or a literal), if any.
+    fn child_mut(&mut self, level: &str) -> Option<&mut Self> {
         if level == "+" {
-            let child = self.plus.as_deref_mut()?;
-            let value = child.remove(levels, slot, subscriber)?;
-            if child.is_prunable() {
-                self.plus = None;
-            }
-            Some(value)
+            self.plus.as_deref_mut()
         } else {
-            let child = self.children.get_mut(level)?;
-            let value = child.remove(levels, slot, subscriber)?;
-            if child.is_prunable() {
-                self.children.remove(level);
-                shrink_if_sparse(&mut self.children);
-            }
-            Some(value)
+            self.children.get_mut(level)
         }
     }
 
-    /// Appends the subscribers matching the remaining topic `levels` below this node.
+    /// Drops the child for `level` with its subtree.
+    fn remove_child(&mut self, level: &str) {
+        if level == "+" {
+            self.plus = None;
+        } else {
+            self.children.remove(level);
+            shrink_if_sparse(&mut self.children);
+        }
+    }
+
+    /// True when this node holds no subscriber and exactly one child: it becomes prunable when
+    /// that child goes.
+    fn holds_only_one_child(&self) -> bool {
+        self.hash.is_empty()
+            && self.exact.is_empty()
+            && self.children.len() + usize::from(self.plus.is_some()) == 1
+    }
+
+    /// Appends the subscribers matching `topic` below this node (the root).
     ///
-    /// Follows a single matching branch in a loop and recurses only where both a literal and
-    /// a `+` child match, to keep the stack shallow.
-    fn collect(&self, mut levels: Split<'_, char>, mut at_root: bool, out: &mut Vec<(S, V)>) {
+    /// Follows one matching branch in a loop; where both a literal and a `+` child match, it
+    /// goes on with `+` and leaves the literal child on an explicit stack for later (at most one
+    /// entry a level, inline for the first few), so the thread's stack never grows with depth.
+    fn collect<'a>(&'a self, topic: &'a str, out: &mut Vec<(S, V)>) {
+        let mut later: Stack<(&'a Self, std::str::Split<'a, char>)> = Stack::new();
         let mut node = self;
+        let mut levels = topic.split('/');
+        let mut at_root = true;
         loop {
             let Some(level) = levels.next() else {
                 node.exact.append_to(out);
                 node.hash.append_to(out);
-                return;
+                match later.pop() {
+                    Some(next) => (node, levels) = next,
+                    None => return,
+                }
+                continue;
             };
             let wildcards = !(at_root && is_dollar(level));
             if wildcards {
@@ -247,11 +348,17 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
             let plus = node.plus.as_deref().filter(|_| wildcards);
             node = match (literal, plus) {
                 (Some(literal), Some(plus)) => {
-                    plus.collect(levels.clone(), false, out);
-                    literal
+                    later.push((literal, levels.clone()));
+                    plus
                 }
                 (Some(next), None) | (None, Some(next)) => next,
-                (None, None) => return,
+                (None, None) => match later.pop() {
+                    Some(next) => {
+                        levels = next.1;
+                        next.0
+                    }
+                    None => return,
+                },
             };
             at_root = false;
         }
@@ -259,9 +366,16 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
 
     /// Number of nodes strictly below this one.
     fn count_below(&self) -> usize {
-        let literal: usize = self.children.values().map(|c| 1 + c.count_below()).sum();
-        let plus = self.plus.as_deref().map_or(0, |p| 1 + p.count_below());
-        literal + plus
+        let mut count = 0;
+        let mut stack: Stack<&Self> = Stack::new();
+        stack.push(self);
+        while let Some(node) = stack.pop() {
+            for child in node.children.values().chain(node.plus.as_deref()) {
+                count += 1;
+                stack.push(child);
+            }
+        }
+        count
     }
 }
 
@@ -273,7 +387,7 @@ mod tests {
 
     use super::SubscriptionTrie;
     use crate::router::filter_matches;
-    use crate::router::test_support::{filter, topic, CASES};
+    use crate::router::test_support::{filter, on_small_stack, repeat_level, topic, CASES, DEEP};
 
     /// The sorted (subscriber, value) pairs `trie` returns for `topic`.
     fn matched(trie: &SubscriptionTrie<u8, u32>, topic: &str) -> Vec<(u8, u32)> {
@@ -398,6 +512,73 @@ mod tests {
         assert!(trie.is_empty());
         assert_eq!(trie.node_count(), 0);
         assert!(trie.root.children.capacity() < 16);
+    }
+
+    #[test]
+    fn deep_filters_need_no_stack() {
+        on_small_stack(|| {
+            let literal = repeat_level("a", DEEP);
+            let plus = repeat_level("+", DEEP);
+            let under_hash = format!("{}/#", repeat_level("a", DEEP - 1));
+            let mut trie = SubscriptionTrie::new();
+            trie.subscribe(&literal, 1u8, 1u32);
+            trie.subscribe(&plus, 2, 2);
+            trie.subscribe(&under_hash, 3, 3);
+            trie.subscribe("#", 4, 4);
+            trie.subscribe("a/+/#", 5, 5);
+            assert_eq!(trie.node_count(), 2 * DEEP + 1);
+            assert_eq!(
+                matched(&trie, &literal),
+                vec![(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]
+            );
+            assert_eq!(
+                matched(&trie, &repeat_level("b", DEEP)),
+                vec![(2, 2), (4, 4)]
+            );
+            assert_eq!(trie.get(&literal, &1), Some(&1));
+            assert_eq!(trie.unsubscribe(&literal, &1), Some(1));
+            assert_eq!(trie.unsubscribe(&plus, &2), Some(2));
+            // The literal chain but its last node is still held by `a/.../a/#` (and `a/+` by
+            // `a/+/#`); the `+` chain is gone.
+            assert_eq!(trie.node_count(), DEEP);
+            assert_eq!(matched(&trie, &literal), vec![(3, 3), (4, 4), (5, 5)]);
+            // Dropped with the deep chain still in it.
+        });
+    }
+
+    #[test]
+    fn deep_chain_pruned_by_unsubscribe_needs_no_stack() {
+        on_small_stack(|| {
+            let deep = repeat_level("a", DEEP);
+            let mut trie = SubscriptionTrie::new();
+            trie.subscribe(&deep, 1u8, 1u32);
+            trie.subscribe("a", 2, 2);
+            assert_eq!(trie.unsubscribe(&deep, &1), Some(1));
+            assert_eq!(trie.node_count(), 1);
+            assert_eq!(trie.unsubscribe("a", &2), Some(2));
+            assert_eq!(trie.node_count(), 0);
+        });
+    }
+
+    #[test]
+    fn unsubscribe_prunes_only_the_emptied_chain() {
+        let mut trie = SubscriptionTrie::new();
+        trie.subscribe("a/b/c/d", 1u8, 1u32);
+        trie.subscribe("a/b", 2, 2);
+        trie.subscribe("a/b/+/x", 3, 3);
+        assert_eq!(trie.node_count(), 6);
+        // c and d go; b holds a subscriber and the `+` branch.
+        assert_eq!(trie.unsubscribe("a/b/c/d", &1), Some(1));
+        assert_eq!(trie.node_count(), 4);
+        // `+` and x go; b stays for its own subscriber.
+        assert_eq!(trie.unsubscribe("a/b/+/x", &3), Some(3));
+        assert_eq!(trie.node_count(), 2);
+        assert_eq!(trie.unsubscribe("a/b", &2), Some(2));
+        assert_eq!(trie.node_count(), 0);
+        // A filter ending at the root.
+        trie.subscribe("#", 1, 1);
+        assert_eq!(trie.unsubscribe("#", &1), Some(1));
+        assert!(trie.is_empty());
     }
 
     /// Naive model: (filter, subscriber) → value.

@@ -169,12 +169,9 @@ impl Message {
     }
 }
 
-/// Heap bytes held by the user properties of `p`.
+/// Heap bytes held by the user properties of `p` (their wire encoding).
 fn user_properties_cost(p: &PublishProperties) -> usize {
-    p.user_properties
-        .iter()
-        .map(|(k, v)| k.len() + v.len() + 2 * std::mem::size_of::<ByteString>())
-        .sum()
+    p.user_properties.wire_len()
 }
 
 /// `p` with every string and binary copied into its own allocation (decoded properties are
@@ -188,14 +185,8 @@ fn owned_properties(p: &PublishProperties) -> PublishProperties {
         topic_alias: None,
         response_topic: string(&p.response_topic),
         correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
-        user_properties: if p.user_properties.is_empty() {
-            Vec::new()
-        } else {
-            p.user_properties
-                .iter()
-                .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
-                .collect()
-        },
+        // Decoded user properties are already a compact copy of their own.
+        user_properties: p.user_properties.clone(),
         subscription_identifiers: Vec::new(),
         content_type: string(&p.content_type),
     }
@@ -247,7 +238,7 @@ mod tests {
         let wire = Bytes::from(vec![7u8; 64 * 1024]);
         let properties = PublishProperties {
             content_type: Some(ByteString::from("text/plain")),
-            user_properties: vec![("k".into(), "v".into())],
+            user_properties: [("k", "v")].into_iter().collect(),
             topic_alias: Some(3),
             subscription_identifiers: vec![9],
             ..PublishProperties::default()

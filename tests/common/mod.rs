@@ -13,6 +13,12 @@ use warren::config::Config;
 use warren::protocol::{self, Packet, ProtocolVersion};
 use warren::{Broker, BrokerHandle};
 
+/// What a test client decodes: anything MQTT allows (the broker's limits are not the client's).
+pub const CLIENT_LIMITS: protocol::DecodeLimits = protocol::DecodeLimits {
+    max_packet_size: protocol::MAX_PACKET_SIZE,
+    max_user_properties: usize::MAX,
+};
+
 /// Upper bound of every wait in the tests.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -83,12 +89,9 @@ impl Raw {
     pub async fn recv(&mut self) -> Option<Packet> {
         within(async {
             loop {
-                if let Some(packet) = protocol::decode(
-                    &mut self.buf,
-                    Some(self.version),
-                    &protocol::DecodeLimits::new(protocol::MAX_PACKET_SIZE),
-                )
-                .expect("server sent a valid packet")
+                if let Some(packet) =
+                    protocol::decode(&mut self.buf, Some(self.version), &CLIENT_LIMITS)
+                        .expect("server sent a valid packet")
                 {
                     return Some(packet);
                 }

@@ -10,8 +10,8 @@ use bytestring::ByteString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use warren::protocol::{
-    decode, encode, Connect, ConnectProperties, ConnectReason, Disconnect, Packet, ProtocolVersion,
-    QoS, Subscribe, SubscribeProperties, SubscriptionOptions, MAX_PACKET_SIZE,
+    decode, encode, Connect, ConnectProperties, ConnectReason, DecodeLimits, Disconnect, Packet,
+    ProtocolVersion, QoS, Subscribe, SubscribeProperties, SubscriptionOptions, MAX_PACKET_SIZE,
 };
 
 /// Where and how to connect.
@@ -39,12 +39,12 @@ pub fn put(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Res
 
 /// Decodes the next whole packet in `buf`, if there is one.
 pub fn next_packet(buf: &mut BytesMut, version: ProtocolVersion) -> Result<Option<Packet>> {
-    decode(
-        buf,
-        Some(version),
-        &warren::protocol::DecodeLimits::new(MAX_PACKET_SIZE),
-    )
-    .map_err(|e| anyhow!("decode: {e}"))
+    // What the broker sends is decoded without a user-property limit of our own.
+    let limits = DecodeLimits {
+        max_packet_size: MAX_PACKET_SIZE,
+        max_user_properties: usize::MAX,
+    };
+    decode(buf, Some(version), &limits).map_err(|e| anyhow!("decode: {e}"))
 }
 
 impl Conn {

@@ -6,7 +6,7 @@
 //! Integers also accept a string of digits (what an environment override gives); see [`de`].
 //! This module owns the shapes and their checks only: nothing here connects anywhere.
 
-mod check;
+pub(crate) mod check;
 pub(crate) mod de;
 
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! `warren-bridge-run FILE`: runs a standalone bridge from the `[bridge]` table of a TOML
 //! file until SIGINT or SIGTERM, and prints its state once every 50 ms on standard output:
-//! `state connected=<bool> acked=<n> confirmed=<n> spool=<n> republished=<n>` (sums over the
-//! outbound rules). A tool for tests and trials; `warren bridge --config FILE` is the real
+//! `state connected=<bool> subscribed=<bool> acked=<n> confirmed=<n> spool=<n> republished=<n>`
+//! (over the outbound rules: all subscribed, sums of the counts). A tool for tests and trials; `warren bridge --config FILE` is the real
 //! command. A refused configuration exits with status 2, naming the key.
 
 use std::io::Write;
@@ -73,8 +73,9 @@ async fn run(config: BridgeConfig) -> Result<(), StandaloneError> {
                     s.outbound.iter().map(f).sum()
                 };
                 let line = format!(
-                    "state connected={} acked={} confirmed={} spool={} republished={}\n",
+                    "state connected={} subscribed={} acked={} confirmed={} spool={} republished={}\n",
                     s.connection == ConnectionState::Connected,
+                    s.outbound.iter().all(|o| o.subscribed),
                     sum(|o| o.counts.acked),
                     sum(|o| o.counts.confirmed),
                     sum(|o| o.spool_messages),

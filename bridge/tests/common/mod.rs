@@ -82,12 +82,18 @@ fn repo_root() -> PathBuf {
 }
 
 /// Polls `f` every 20 ms until it is true; panics with `what` after `WAIT`.
-pub async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+pub async fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    wait_until_or(what, f, String::new).await;
+}
+
+/// [`wait_until`], with `detail()` in the panic message.
+pub async fn wait_until_or(what: &str, mut f: impl FnMut() -> bool, detail: impl Fn() -> String) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !f() {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "timed out waiting for {what} {}",
+            detail()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

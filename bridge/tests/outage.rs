@@ -41,9 +41,6 @@ fn first_copies(bodies: &[Vec<u8>]) -> (Vec<usize>, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rabbitmq_restart_mid_stream_loses_no_acknowledged_message_and_keeps_order() {
     let _ = amqp_or_skip!();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_default())
-        .try_init();
     const N: usize = 3000;
     let node = Node::new(&unique("restart"), port(0));
     node.start().await;

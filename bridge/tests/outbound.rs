@@ -279,3 +279,106 @@ async fn unroutable_messages_follow_the_rule_policy() {
     .await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_is_retried_with_backoff_and_order_is_kept() {
+    let url = amqp_or_skip!();
+    let m = Mosquitto::start().await;
+    let (t, q) = (unique("nack"), unique("q"));
+    let (_c, ch) = amqp(&url).await;
+    // Room for one message; a publish to a full queue is nacked.
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongInt(1));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    args.insert("x-expires".into(), AMQPValue::LongInt(300_000));
+    ch.queue_declare(q.as_str().into(), Default::default(), args)
+        .await
+        .unwrap();
+    ch.queue_bind(
+        q.as_str().into(),
+        "amq.topic".into(),
+        format!("{t}.#").as_str().into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let rules = format!("[[bridge.outbound]]\nfilter = \"{t}/#\"\n");
+    let b = start_bridge(&config(&url, m.port, &rules)).await;
+    let dev = Device::connect(m.port, &unique("dev")).await;
+    for i in 0..3 {
+        dev.client
+            .publish(format!("{t}/n"), QoS::AtLeastOnce, false, i.to_string())
+            .await
+            .unwrap();
+    }
+    wait_until("a nack and a retry", || {
+        let c = &b.snapshot().outbound[0].counts;
+        c.nacked >= 1 && c.retried >= 1
+    })
+    .await;
+    assert_eq!(
+        b.snapshot().outbound[0].counts.acked,
+        1,
+        "a nacked message is not acknowledged"
+    );
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        // Each take makes room for the next retry.
+        let d = take(&ch, &q, 1).await.remove(0);
+        let n: usize = String::from_utf8(d.data).unwrap().parse().unwrap();
+        if got.last() != Some(&n) && !got.contains(&n) {
+            got.push(n);
+        }
+    }
+    assert_eq!(got, vec![0, 1, 2]);
+    wait_until("all acknowledged", || {
+        b.snapshot().outbound[0].counts.acked == 3
+    })
+    .await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_rabbitmq_away_received_acknowledges_at_once_and_confirmed_waits() {
+    // No RabbitMQ needed: the bridge points at a closed port.
+    let m = Mosquitto::start().await;
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", common::free_port());
+    let (conf_t, recv_t) = (unique("confirmed"), unique("received"));
+    let rules = format!(
+        "[[bridge.outbound]]\nfilter = \"{conf_t}/#\"\n\
+         [[bridge.outbound]]\nfilter = \"{recv_t}/#\"\nack = \"received\"\nbuffer = 3\n"
+    );
+    let b = start_bridge(&config(&url, m.port, &rules)).await;
+    let dev = Device::connect(m.port, &unique("dev")).await;
+    for i in 0..5 {
+        for t in [&conf_t, &recv_t] {
+            dev.client
+                .publish(format!("{t}/x"), QoS::AtLeastOnce, false, i.to_string())
+                .await
+                .unwrap();
+        }
+    }
+    common::wait_until_or(
+        "the received rule to fill its buffer",
+        || {
+            let s = b.snapshot();
+            s.outbound[1].counts.acked == 3
+                && s.outbound[1].pending == 3
+                && s.outbound[0].pending == 5
+        },
+        || format!("{:#?}", b.snapshot()),
+    )
+    .await;
+    let s = b.snapshot();
+    assert_eq!(
+        s.outbound[0].counts.acked, 0,
+        "confirmed: nothing acknowledged without RabbitMQ"
+    );
+    assert!(s.connect_failures >= 1);
+    b.stop().await;
+    // (Shutdown lost what the received rule held: that is its contract, and it is counted.)
+}

@@ -294,6 +294,12 @@ pub async fn take(ch: &Channel, queue: &str, n: usize) -> Vec<lapin::message::De
     ch.basic_cancel(tag.as_str().into(), Default::default())
         .await
         .expect("basic.cancel");
+    // Deliveries pushed before the cancel took effect go back to the queue.
+    let all = lapin::options::BasicNackOptions {
+        multiple: true,
+        requeue: true,
+    };
+    ch.basic_nack(0, all).await.expect("basic.nack");
     out
 }
 
@@ -353,7 +359,18 @@ impl Running {
     }
 }
 
+/// Logs to the test output when `RUST_LOG` is set (e.g. `RUST_LOG=warren_bridge=debug`).
+pub fn log() {
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub async fn start_bridge(config: &BridgeConfig) -> Running {
+    log();
     let side = standalone::connect(config.mqtt.as_ref().expect("[bridge.mqtt]")).expect("side");
     let handle = Bridge::start(config, side.clone()).expect("bridge starts");
     let r = Running { handle, side };

@@ -92,7 +92,9 @@ async fn a_rabbitmq_restart_mid_stream_loses_no_acknowledged_message_and_keeps_o
     assert!(during < N as u64, "the outage came mid-stream");
 
     node.start_app().await;
-    common::wait_until_or(
+    // Generous: the node restarts and the backlog drains on 2 shared cores.
+    common::wait_within(
+        3 * common::WAIT,
         "every message acknowledged",
         || acked() == N as u64,
         || {

@@ -14,13 +14,12 @@ use lapin::types::ShortString;
 
 use super::{Item, Rule};
 use crate::config::AckMode;
-use crate::convert;
 use crate::metrics::{add, bump, set};
-use crate::side::{AckResult, Delivery, MqttSide, Subscription};
+use crate::side::{AckResult, BridgeMessage, Delivery, MqttSide, Subscription};
 use crate::spool::record::Record;
 use crate::spool::{SpoolError, SpoolStore};
 
-/// Most deliveries written to the spool in one transaction.
+/// Most deliveries taken at once (and written to the spool in one transaction).
 const SPOOL_BATCH: usize = 512;
 
 fn now_secs() -> u64 {
@@ -45,7 +44,18 @@ impl<S: MqttSide> Rule<S> {
     /// A delivery arrived (the task then reads no more until this returns).
     pub(super) async fn admit(&mut self, d: Delivery, sub: &mut Subscription) {
         if self.spec.ack != AckMode::Spooled {
-            return self.admit_one(d).await;
+            self.admit_one(d).await;
+            // Take what is ready too (fewer trips round the task's loop).
+            for _ in 1..SPOOL_BATCH {
+                if self.held.is_some() || self.outbox.len() >= self.spec.buffer {
+                    break;
+                }
+                match sub.try_recv() {
+                    Some(d) => self.admit_one(d).await,
+                    None => break,
+                }
+            }
+            return;
         }
         let mut batch = vec![d];
         while batch.len() < SPOOL_BATCH {
@@ -66,16 +76,22 @@ impl<S: MqttSide> Rule<S> {
             return self.no_room(d);
         }
         let seq = self.next_seq;
-        let Some(mut item) = self.item(&d, seq, None, now_secs()) else {
-            return self.unmappable(d);
+        let Delivery {
+            message,
+            client_id,
+            ack,
+        } = d;
+        let Some(key) = self.key(&message.topic) else {
+            return self.unmappable(&message.topic, ack);
         };
+        let mut item = self.item(message, client_id, key, seq, None, now_secs());
         self.next_seq += 1;
         match self.spec.ack {
             AckMode::Received => {
-                d.ack.complete(AckResult::Owned);
+                ack.complete(AckResult::Owned);
                 bump(&self.stats().acked);
             }
-            _ => item.ack = Some(d.ack),
+            _ => item.ack = Some(ack),
         }
         self.outbox.push(seq, item);
     }
@@ -92,40 +108,40 @@ impl<S: MqttSide> Rule<S> {
         }
     }
 
-    fn unmappable(&mut self, d: Delivery) {
+    fn unmappable(&mut self, topic: &str, ack: crate::side::Ack) {
         bump(&self.stats().dropped_unmappable);
         if let Some(n) = self.drops_log.hit(Instant::now()) {
-            tracing::warn!(rule = %self.spec.name, topic = %d.message.topic, dropped = n,
+            tracing::warn!(rule = %self.spec.name, topic = %topic, dropped = n,
                 "bridge: no routing key for the topic (template or 255-byte limit); dropped");
         }
-        d.ack.complete(AckResult::Owned);
+        ack.complete(AckResult::Owned);
     }
 
-    /// The window item for a message (None: the topic has no routing key).
-    pub(super) fn item(
+    /// The routing key for `topic` (None: none, by template or the 255-byte limit).
+    fn key(&self, topic: &str) -> Option<ShortString> {
+        let key = self.spec.mapping.topic_to_key(topic).ok()?;
+        ShortString::try_new(key).ok()
+    }
+
+    /// The window item for a message.
+    fn item(
         &self,
-        d: &Delivery,
+        message: BridgeMessage,
+        client_id: Option<String>,
+        routing_key: ShortString,
         seq: u64,
         message_id: Option<String>,
         timestamp: u64,
-    ) -> Option<Item> {
-        let key = self.spec.mapping.topic_to_key(&d.message.topic).ok()?;
-        let routing_key = ShortString::try_new(key).ok()?;
-        let id = message_id.unwrap_or_else(|| format!("{}-{}", self.env.id_prefix, seq));
-        let properties = convert::properties(
-            &d.message,
-            d.client_id.as_deref(),
-            &self.spec.reply,
-            &id,
-            timestamp,
-        );
-        Some(Item {
+    ) -> Item {
+        Item {
             routing_key,
-            properties,
-            message: d.message.clone(),
+            message,
+            client_id,
+            message_id: message_id.unwrap_or_else(|| format!("{}-{}", self.env.id_prefix, seq)),
+            timestamp,
             ack: None,
             spool_bytes: 0,
-        })
+        }
     }
 
     async fn spool_batch(&mut self, batch: Vec<Delivery>) {
@@ -150,8 +166,8 @@ impl<S: MqttSide> Rule<S> {
                 self.no_room(d);
                 continue;
             }
-            if self.spec.mapping.topic_to_key(&d.message.topic).is_err() {
-                self.unmappable(d);
+            if self.key(&d.message.topic).is_none() {
+                self.unmappable(&d.message.topic, d.ack);
                 continue;
             }
             let id = self.next_seq;
@@ -227,18 +243,21 @@ impl<S: MqttSide> Rule<S> {
                     continue;
                 }
             };
-            let d = Delivery {
-                message: record.message,
-                client_id: record.client_id,
-                ack: crate::side::Ack::none(),
+            let r = record;
+            let Some(key) = self.key(&r.message.topic) else {
+                bump(&self.stats().dropped_unmappable);
+                continue;
             };
-            match self.item(&d, id, Some(record.message_id), record.timestamp) {
-                Some(mut item) => {
-                    item.spool_bytes = size;
-                    self.outbox.push(id, item);
-                }
-                None => bump(&self.stats().dropped_unmappable),
-            }
+            let mut item = self.item(
+                r.message,
+                r.client_id,
+                key,
+                id,
+                Some(r.message_id),
+                r.timestamp,
+            );
+            item.spool_bytes = size;
+            self.outbox.push(id, item);
         }
     }
 

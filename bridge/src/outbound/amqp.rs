@@ -11,7 +11,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ExchangeKind};
 
 use super::outbox::Target;
-use super::{payload, Rule, Spec};
+use super::{payload, properties, Rule, Spec};
 use crate::config::ExchangeType;
 use crate::link::Conn;
 use crate::metrics::{add, bump};
@@ -115,7 +115,7 @@ impl<S: MqttSide> Rule<S> {
                     item.routing_key.clone(),
                     mandatory(),
                     &payload(item),
-                    item.properties.clone(),
+                    properties(item, &self.spec.reply),
                 )
                 .await;
             bump(&self.stats().published);
@@ -143,7 +143,7 @@ impl<S: MqttSide> Rule<S> {
                 item.routing_key.clone(),
                 mandatory(),
                 &payload(item),
-                item.properties.clone(),
+                properties(item, &self.spec.reply),
             )
             .await;
         bump(&self.stats().published);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel};
 use tokio_util::sync::CancellationToken;
@@ -63,11 +63,14 @@ pub(crate) struct Env {
     pub(crate) id_prefix: String,
 }
 
-/// A message in the rule's window.
+/// A message in the rule's window. Its AMQP properties are built when it is published (no
+/// copy kept), from the message and what was fixed at admission.
 pub(crate) struct Item {
     pub(crate) routing_key: ShortString,
-    pub(crate) properties: BasicProperties,
     pub(crate) message: BridgeMessage,
+    pub(crate) client_id: Option<String>,
+    pub(crate) message_id: String,
+    pub(crate) timestamp: u64,
     /// The MQTT side's ack, `confirmed` mode only (completed when popped).
     pub(crate) ack: Option<Ack>,
     /// Bytes counted against the spool (`spooled` mode).
@@ -182,6 +185,10 @@ impl<S: MqttSide> Rule<S> {
                 },
                 Some((seq, attempt, target, r)) = self.confirms.next(), if !self.confirms.is_empty() => {
                     self.on_confirm(seq, attempt, target, r);
+                    // Confirms come in bursts: take the ready ones before stepping.
+                    while let Some(Some((seq, attempt, target, r))) = self.confirms.next().now_or_never() {
+                        self.on_confirm(seq, attempt, target, r);
+                    }
                 }
                 Some((seq, ok)) = self.dead_letters.next(), if !self.dead_letters.is_empty() => {
                     self.on_dead_letter(seq, ok);
@@ -297,4 +304,15 @@ async fn conn_event(conns: &mut ConnWatch, has_channel: bool) -> ConnEvent {
 /// The payload of a publication, shared.
 pub(crate) fn payload(item: &Item) -> Bytes {
     item.message.payload.clone()
+}
+
+/// The AMQP properties of a publication.
+pub(crate) fn properties(item: &Item, reply: &Mapping) -> BasicProperties {
+    crate::convert::properties(
+        &item.message,
+        item.client_id.as_deref(),
+        reply,
+        &item.message_id,
+        item.timestamp,
+    )
 }

@@ -87,8 +87,18 @@ pub async fn wait_until(what: &str, f: impl FnMut() -> bool) {
 }
 
 /// [`wait_until`], with `detail()` in the panic message.
-pub async fn wait_until_or(what: &str, mut f: impl FnMut() -> bool, detail: impl Fn() -> String) {
-    let deadline = tokio::time::Instant::now() + WAIT;
+pub async fn wait_until_or(what: &str, f: impl FnMut() -> bool, detail: impl Fn() -> String) {
+    wait_within(WAIT, what, f, detail).await;
+}
+
+/// [`wait_until_or`] with its own bound.
+pub async fn wait_within(
+    bound: Duration,
+    what: &str,
+    mut f: impl FnMut() -> bool,
+    detail: impl Fn() -> String,
+) {
+    let deadline = tokio::time::Instant::now() + bound;
     while !f() {
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -52,6 +52,7 @@ pub struct BridgeHandle {
     link: JoinHandle<()>,
     flusher: JoinHandle<()>,
     grace: Duration,
+    spool: Option<Arc<dyn spool::SpoolStore>>,
 }
 
 impl Bridge {
@@ -89,6 +90,7 @@ impl Bridge {
         let rules_cancel = CancellationToken::new();
         let link_cancel = CancellationToken::new();
         let grace = Duration::from_secs(config.shutdown_grace_secs);
+        let spool_store = spool.as_ref().map(|(s, _, _)| s.clone());
         let env = Arc::new(Env {
             conns,
             reg: reg.clone(),
@@ -172,6 +174,7 @@ impl Bridge {
             link,
             flusher,
             grace,
+            spool: spool_store,
         })
     }
 }
@@ -193,6 +196,14 @@ impl BridgeHandle {
             .is_err()
         {
             tracing::warn!("bridge: rules did not stop within the grace period");
+        }
+        if let Some(store) = self.spool {
+            // The removals of what RabbitMQ confirmed last, so a restart does not resend them.
+            match tokio::task::spawn_blocking(move || store.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "bridge: spool flush at shutdown failed"),
+                Err(e) => tracing::warn!(error = %e, "bridge: spool flush at shutdown failed"),
+            }
         }
         self.link_cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.link).await;

@@ -102,13 +102,15 @@ pub struct TlsFiles {
 pub struct SpoolConfig {
     /// The spool file (created if missing). Required.
     pub path: PathBuf,
-    /// Most messages held per rule; a full spool back-pressures. Default 1 000 000.
+    /// Most messages held per rule; a full spool back-pressures (QoS 0 is dropped, counted).
+    /// Default 1 000 000.
     #[serde(
         default = "SpoolConfig::default_max_messages",
         deserialize_with = "de::uint"
     )]
     pub max_messages: u64,
-    /// Most payload bytes held per rule. Default 1 GiB.
+    /// Largest size of the spool file in bytes, all rules together (redb reuses freed pages but
+    /// never shrinks the file, and a record may take twice its size). Default 1 GiB.
     #[serde(
         default = "SpoolConfig::default_max_bytes",
         deserialize_with = "de::uint"

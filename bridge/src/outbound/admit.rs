@@ -30,12 +30,11 @@ fn now_secs() -> u64 {
 }
 
 impl<S: MqttSide> Rule<S> {
-    /// Whether one more message (of `bytes` payload, spooled mode) fits.
-    pub(super) fn has_room(&self, _qos: u8, bytes: u64) -> bool {
+    /// Whether one more message fits (`extra`: messages taken but not yet spooled).
+    pub(super) fn has_room(&self, extra: u64) -> bool {
         match (&self.env.spool, self.spec.ack) {
-            (Some((_, max_messages, max_bytes)), AckMode::Spooled) => {
-                self.spool_messages < *max_messages
-                    && (self.spool_bytes == 0 || self.spool_bytes + bytes <= *max_bytes)
+            (Some((store, max_messages, max_bytes)), AckMode::Spooled) => {
+                self.spool_messages + extra < *max_messages && store.file_size() < *max_bytes
             }
             _ => self.outbox.len() < self.spec.buffer,
         }
@@ -43,36 +42,54 @@ impl<S: MqttSide> Rule<S> {
 
     /// A delivery arrived (the task then reads no more until this returns).
     pub(super) async fn admit(&mut self, d: Delivery, sub: &mut Subscription) {
-        if self.spec.ack != AckMode::Spooled {
-            self.admit_one(d).await;
-            // Take what is ready too (fewer trips round the task's loop).
-            for _ in 1..SPOOL_BATCH {
-                if self.held.is_some() || self.outbox.len() >= self.spec.buffer {
-                    break;
+        if self.spec.ack == AckMode::Spooled {
+            // Everything ready that fits goes into one spool commit.
+            let mut batch = Vec::new();
+            let mut next = Some(d);
+            while let Some(d) = next.take() {
+                if !self.has_room(batch.len() as u64) {
+                    self.no_room(d);
+                    if self.held.is_some() {
+                        break;
+                    }
+                } else {
+                    batch.push(d);
                 }
-                match sub.try_recv() {
-                    Some(d) => self.admit_one(d).await,
-                    None => break,
+                if batch.len() < SPOOL_BATCH {
+                    next = sub.try_recv();
                 }
             }
-            return;
+            return self.spool_batch(batch).await;
         }
-        let mut batch = vec![d];
-        while batch.len() < SPOOL_BATCH {
+        self.admit_one(d);
+        // Take what is ready too (fewer trips round the task's loop).
+        for _ in 1..SPOOL_BATCH {
+            if self.held.is_some() || !self.has_room(0) {
+                break;
+            }
             match sub.try_recv() {
-                Some(d) => batch.push(d),
+                Some(d) => self.admit_one(d),
                 None => break,
             }
         }
-        self.spool_batch(batch).await;
     }
 
-    /// Admits one delivery (or holds or drops it when there is no room).
-    pub(super) async fn admit_one(&mut self, d: Delivery) {
-        if self.spec.ack == AckMode::Spooled {
-            return self.spool_batch(vec![d]).await;
+    /// Admits the held delivery if it fits now.
+    pub(super) async fn admit_held(&mut self) {
+        if !self.has_room(0) {
+            return;
         }
-        if !self.has_room(d.message.qos, 0) {
+        let Some(d) = self.held.take() else { return };
+        if self.spec.ack == AckMode::Spooled {
+            self.spool_batch(vec![d]).await;
+        } else {
+            self.admit_one(d);
+        }
+    }
+
+    /// Admits one delivery to the window (memory modes), or holds or drops it.
+    fn admit_one(&mut self, d: Delivery) {
+        if !self.has_room(0) {
             return self.no_room(d);
         }
         let seq = self.next_seq;
@@ -144,28 +161,16 @@ impl<S: MqttSide> Rule<S> {
         }
     }
 
+    /// Writes `batch` to the spool (one commit); acks once it is durable.
     async fn spool_batch(&mut self, batch: Vec<Delivery>) {
         let Some((store, _, _)) = self.env.spool.clone() else {
             return;
         };
         let mut records = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
-        let mut added_bytes = 0;
         let first_id = self.next_seq;
         let now = now_secs();
         for d in batch {
-            if self.held.is_some() {
-                // Behind a held message: keep the order, refuse (the publisher resends).
-                d.ack.complete(AckResult::Refused(0x97));
-                continue;
-            }
-            let size = d.message.payload.len() as u64;
-            if !self.has_room(d.message.qos, added_bytes + size)
-                || self.spool_messages + records.len() as u64 >= self.max_spool_messages()
-            {
-                self.no_room(d);
-                continue;
-            }
             if self.key(&d.message.topic).is_none() {
                 self.unmappable(&d.message.topic, d.ack);
                 continue;
@@ -178,22 +183,24 @@ impl<S: MqttSide> Rule<S> {
                 message_id: format!("{}-{}", self.env.id_prefix, id),
                 timestamp: now,
             };
-            added_bytes += size;
-            records.push((id, record.encode()));
+            records.push((id, record));
             acks.push(d.ack);
         }
         if records.is_empty() {
             return;
         }
-        let rule = self.spec.name.clone();
+        let encoded: Vec<(u64, Vec<u8>)> =
+            records.iter().map(|(id, r)| (*id, r.encode())).collect();
+        let sizes: Vec<u64> = encoded.iter().map(|(_, b)| b.len() as u64).collect();
         let n = records.len() as u64;
-        let bytes: u64 = records.iter().map(|(_, b)| b.len() as u64).sum();
-        let write = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.append(&rule, &records).map(|()| records))
-        };
-        match write.await {
-            Ok(Ok(records)) => {
+        let bytes: u64 = sizes.iter().sum();
+        let payload: u64 = records
+            .iter()
+            .map(|(_, r)| r.message.payload.len() as u64)
+            .sum();
+        let durable = store.append(&self.spec.name, encoded);
+        match durable.await {
+            Ok(Ok(())) => {
                 for ack in acks {
                     ack.complete(AckResult::Owned);
                 }
@@ -201,19 +208,19 @@ impl<S: MqttSide> Rule<S> {
                 self.spool_bytes += bytes;
                 add(&self.stats().acked, n);
                 add(&self.stats().spooled_messages, n);
-                add(&self.stats().spooled_bytes, added_bytes);
+                add(&self.stats().spooled_bytes, payload);
                 self.spool_gauges();
                 if self.loaded_through + 1 == first_id {
-                    self.push_records(records);
+                    for ((id, r), size) in records.into_iter().zip(sizes) {
+                        if !self.push_record(id, r, size) {
+                            break;
+                        }
+                    }
                 }
             }
             Ok(Err(e)) => self.spool_failed(acks, first_id, e.to_string()),
-            Err(e) => self.spool_failed(acks, first_id, e.to_string()),
+            Err(_) => self.spool_failed(acks, first_id, "the spool writer stopped".into()),
         }
-    }
-
-    fn max_spool_messages(&self) -> u64 {
-        self.env.spool.as_ref().map_or(0, |(_, m, _)| *m)
     }
 
     fn spool_failed(&mut self, acks: Vec<crate::side::Ack>, first_id: u64, e: String) {
@@ -227,37 +234,45 @@ impl<S: MqttSide> Rule<S> {
         }
     }
 
-    /// Pushes spooled records into the window while it has room; the rest stay on disk.
+    /// Puts spooled record `id` into the window if it has room (false: it stays on disk).
+    fn push_record(&mut self, id: u64, r: Record, size: u64) -> bool {
+        if self.outbox.len() >= self.spec.buffer {
+            return false;
+        }
+        self.loaded_through = id;
+        let Some(key) = self.key(&r.message.topic) else {
+            bump(&self.stats().dropped_unmappable);
+            return true;
+        };
+        let mut item = self.item(
+            r.message,
+            r.client_id,
+            key,
+            id,
+            Some(r.message_id),
+            r.timestamp,
+        );
+        item.spool_bytes = size;
+        self.outbox.push(id, item);
+        true
+    }
+
+    /// Decodes records read back from the spool into the window while it has room.
     fn push_records(&mut self, records: Vec<(u64, Vec<u8>)>) {
         for (id, bytes) in records {
-            if self.outbox.len() >= self.spec.buffer {
-                return;
-            }
-            self.loaded_through = id;
             let size = bytes.len() as u64;
-            let record = match Record::decode(&bytes) {
-                Ok(r) => r,
+            match Record::decode(&bytes) {
+                Ok(r) => {
+                    if !self.push_record(id, r, size) {
+                        return;
+                    }
+                }
                 Err(e) => {
+                    self.loaded_through = id;
                     bump(&self.stats().dropped_unmappable);
                     tracing::error!(rule = %self.spec.name, id, error = %e, "bridge: unreadable spool record skipped");
-                    continue;
                 }
-            };
-            let r = record;
-            let Some(key) = self.key(&r.message.topic) else {
-                bump(&self.stats().dropped_unmappable);
-                continue;
-            };
-            let mut item = self.item(
-                r.message,
-                r.client_id,
-                key,
-                id,
-                Some(r.message_id),
-                r.timestamp,
-            );
-            item.spool_bytes = size;
-            self.outbox.push(id, item);
+            }
         }
     }
 
@@ -328,19 +343,10 @@ impl<S: MqttSide> Rule<S> {
         else {
             return;
         };
-        let rule = self.spec.name.clone();
-        match blocking(&store, move |s| s.remove_through(&rule, last)).await {
-            Ok(()) => {
-                self.spool_messages = self.spool_messages.saturating_sub(count);
-                self.spool_bytes = self.spool_bytes.saturating_sub(freed);
-                self.spool_gauges();
-            }
-            Err(e) => {
-                if self.errors_log.hit(Instant::now()).is_some() {
-                    tracing::error!(rule = %self.spec.name, error = %e, "bridge: cannot delete from the spool (messages will be sent again)");
-                }
-            }
-        }
+        store.remove_through(&self.spec.name, last);
+        self.spool_messages = self.spool_messages.saturating_sub(count);
+        self.spool_bytes = self.spool_bytes.saturating_sub(freed);
+        self.spool_gauges();
     }
 
     fn spool_gauges(&self) {

@@ -218,14 +218,8 @@ impl<S: MqttSide> Rule<S> {
 
     /// Work that needs no waiting: take a held delivery, load from the spool, publish, pop.
     async fn step(&mut self) {
-        if self
-            .held
-            .as_ref()
-            .is_some_and(|d| self.has_room(d.message.qos, 0))
-        {
-            if let Some(d) = self.held.take() {
-                self.admit_one(d).await;
-            }
+        if self.held.is_some() {
+            self.admit_held().await;
         }
         self.load_from_spool().await;
         if self.channel.is_some() {

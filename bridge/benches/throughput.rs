@@ -12,6 +12,12 @@
 //!   with acks, no broker, no socket): the bridge's own cost, roughly what the in-process
 //!   mode adds on top of the broker. Done when every ack completed.
 //!
+//! - `spooled`: the in-memory side into an `ack = "spooled"` rule: acks complete once the
+//!   messages are fsynced in the spool (group commit), forwarded to RabbitMQ behind.
+//! - `spool-replay`: a spooled rule fills its spool while RabbitMQ is unreachable (a closed
+//!   port); a new bridge on the same spool and the real node forwards it: messages per second
+//!   from its start until the spool is empty and everything is confirmed.
+//!
 //! Each round purges the queue first. Prints one JSON line per round and the ratio last.
 //! Environment: `WARREN_BENCH_AMQP_URL`, `WARREN_BENCH_MQTT_PORT`, `WARREN_BENCH_MESSAGES`
 //! (default 50 000), `WARREN_BENCH_ROUNDS` (default 2), `WARREN_BENCH_PAYLOAD` (bytes, 100).
@@ -125,6 +131,21 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    let spool_dir = tempfile::tempdir().expect("spool dir");
+    let spooled_config = |url: &str, file: &str| {
+        let mut c = mem_config.clone();
+        c.url = url.to_string();
+        c.outbound[0].ack = warren_bridge::config::AckMode::Spooled;
+        c.spool = Some(warren_bridge::config::SpoolConfig {
+            path: spool_dir.path().join(file),
+            max_messages: 10_000_000,
+            max_bytes: 1 << 34,
+        });
+        c
+    };
+    let mut spooled_rates = Vec::new();
+    let mut replay_rates = Vec::new();
+
     let mut lapin_rates = Vec::new();
     let mut bridged_rates = Vec::new();
     let mut memory_rates = Vec::new();
@@ -184,11 +205,54 @@ async fn main() {
             r#"{{"scenario":"bridged-memory","round":{round},"messages":{n},"msgs_per_s":{rate:.0}}}"#
         );
         memory_rates.push(rate);
+
+        ch.queue_purge(queue.into(), Default::default())
+            .await
+            .expect("purge");
+        let (tx, b) = memory_bridge(&spooled_config(&url, &format!("s{round}.redb"))).await;
+        let rate = memory(&tx, n, &payload).await;
+        println!(
+            r#"{{"scenario":"spooled","round":{round},"messages":{n},"msgs_per_s":{rate:.0}}}"#
+        );
+        spooled_rates.push(rate);
+        while b.snapshot().outbound[0].spool_messages > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        b.shutdown().await;
+
+        ch.queue_purge(queue.into(), Default::default())
+            .await
+            .expect("purge");
+        let file = format!("r{round}.redb");
+        let dead = "amqp://guest:guest@127.0.0.1:1/%2f";
+        let (tx, b) = memory_bridge(&spooled_config(dead, &file)).await;
+        memory(&tx, n, &payload).await;
+        b.shutdown().await;
+        let start = Instant::now();
+        let (_tx, b) = memory_bridge(&spooled_config(&url, &file)).await;
+        loop {
+            let o = &b.snapshot().outbound[0];
+            if o.counts.confirmed >= n as u64 && o.spool_messages == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        println!(
+            r#"{{"scenario":"spool-replay","round":{round},"messages":{n},"msgs_per_s":{rate:.0}}}"#
+        );
+        replay_rates.push(rate);
+        b.shutdown().await;
     }
     let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
     let ratio = best(&bridged_rates) / best(&lapin_rates);
     let memory_ratio = best(&memory_rates) / best(&lapin_rates);
     let headers_ratio = best(&memory_rates) / best(&headers_rates);
+    println!(
+        r#"{{"spooled_best":{:.0},"spool_replay_best":{:.0}}}"#,
+        best(&spooled_rates),
+        best(&replay_rates)
+    );
     println!(
         r#"{{"ratio_bridged_over_lapin":{ratio:.3},"ratio_memory_over_lapin":{memory_ratio:.3},"ratio_memory_over_lapin_headers":{headers_ratio:.3},"lapin_best":{:.0},"lapin_headers_best":{:.0},"bridged_best":{:.0},"memory_best":{:.0}}}"#,
         best(&lapin_rates),
@@ -199,6 +263,24 @@ async fn main() {
     bridge.shutdown().await;
     mem_bridge.shutdown().await;
     ch.queue_delete(queue.into(), Default::default()).await.ok();
+}
+
+/// A bridge on a fresh in-memory side; its delivery sender.
+async fn memory_bridge(
+    config: &BridgeConfig,
+) -> (
+    tokio::sync::mpsc::Sender<Delivery>,
+    warren_bridge::BridgeHandle,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let side = Arc::new(MemorySide {
+        tx: tokio::sync::Mutex::new(Some(rx)),
+    });
+    let b = Bridge::start(config, side).expect("memory bridge");
+    while !b.snapshot().outbound[0].subscribed {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (tx, b)
 }
 
 /// Feeds `n` QoS 1 deliveries to the in-memory bridge; messages per second until every ack

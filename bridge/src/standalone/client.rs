@@ -2,13 +2,14 @@
 //! persistent session, manual acknowledgements and No Local subscriptions.
 //!
 //! - Outbound deliveries: each incoming PUBLISH goes to every subscription whose filter
-//!   matches; its PUBACK / PUBREC is sent once every one of them completed its [`Ack`] as
+//!   matches; its PUBACK / PUBREC is sent once every one of them completed its [`Ack`](crate::Ack) as
 //!   owned (never on a refusal: the broker redelivers it on the next session). The event
 //!   loop never blocks on a slow rule: each subscription has an ordered, unbounded queue in
 //!   front of its bounded channel. For QoS 1/2 that queue is bounded by what the broker sends
-//!   unacknowledged: our Receive Maximum, where the broker honours it (Mosquitto 2.0.11 does
-//!   not: it sent 3,000 unacknowledged QoS 1 messages in a test); QoS 0 is dropped once the
-//!   queue holds more than a channel's worth.
+//!   unacknowledged: our Receive Maximum, where the broker honours it (the tests' Mosquitto
+//!   2.0.11 did not: it sent 3,000 QoS 1 messages unacknowledged, with Receive Maximum 1024
+//!   asked and `max_inflight_messages 100`); QoS 0 is dropped once the queue holds more than
+//!   a channel's worth.
 //! - Publishing: `publish` queues the message at once (call order is MQTT order); one sender
 //!   task hands messages to rumqttc one at a time (a rendezvous channel), so the packet ids
 //!   rumqttc reports as `Outgoing::Publish` come in the same order as the waiters. A waiter
@@ -18,28 +19,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rumqttc::v5::mqttbytes::v5::{
-    Filter as MqttFilter, Packet, PubAckReason, PubRecReason, Publish, PublishProperties,
-};
+use rumqttc::v5::mqttbytes::v5::{Filter as MqttFilter, Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop};
-use rumqttc::Outgoing;
+use rumqttc::v5::{AsyncClient, EventLoop};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::pace::{Backoff, LogGate};
-use crate::side::{
-    Ack, AckResult, BridgeMessage, Delivery, Filter, MqttProperties, MqttSide, Published,
-    Subscription,
-};
-use crate::topic;
+use crate::side::{BridgeMessage, Delivery, Filter, MqttSide, Published, Subscription};
 
 /// Receive Maximum asked of the remote broker (QoS 1/2 deliveries unacknowledged at once).
 pub(crate) const RECEIVE_MAXIMUM: u16 = 1024;
 /// Room in each subscription's channel; past this many queued in front of it, QoS 0 drops.
-const SUBSCRIPTION_ROOM: usize = 1024;
+pub(super) const SUBSCRIPTION_ROOM: usize = 1024;
 
 /// Why the remote side failed an operation.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -55,30 +48,30 @@ pub enum RemoteError {
     SessionLost,
 }
 
-type Waiter = oneshot::Sender<Result<Published, RemoteError>>;
+pub(super) type Waiter = oneshot::Sender<Result<Published, RemoteError>>;
 
-struct Sub {
-    filters: Vec<Filter>,
+pub(super) struct Sub {
+    pub(super) filters: Vec<Filter>,
     /// In front of the subscription's bounded channel (see the module doc).
-    queue: mpsc::UnboundedSender<Delivery>,
-    queued: Arc<AtomicUsize>,
+    pub(super) queue: mpsc::UnboundedSender<Delivery>,
+    pub(super) queued: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
-struct Shared {
-    subs: Mutex<Vec<Sub>>,
+pub(super) struct Shared {
+    pub(super) subs: Mutex<Vec<Sub>>,
     /// Handed to rumqttc, packet id not known yet (in order).
-    unassigned: Mutex<VecDeque<(u8, Waiter)>>,
+    pub(super) unassigned: Mutex<VecDeque<(u8, Waiter)>>,
     /// By packet id; the flag: a PUBREC said no matching subscribers (QoS 2).
-    assigned: Mutex<HashMap<u16, (Waiter, bool)>>,
+    pub(super) assigned: Mutex<HashMap<u16, (Waiter, bool)>>,
     /// SUBSCRIBEs handed to rumqttc, packet id not known yet (in order), then by packet id.
-    subscribing: Mutex<VecDeque<SubWaiter>>,
-    subscribed: Mutex<HashMap<u16, SubWaiter>>,
+    pub(super) subscribing: Mutex<VecDeque<SubWaiter>>,
+    pub(super) subscribed: Mutex<HashMap<u16, SubWaiter>>,
     /// Serializes SUBSCRIBE requests, so that their order is the waiters' order.
-    subscribe_lock: tokio::sync::Mutex<()>,
+    pub(super) subscribe_lock: tokio::sync::Mutex<()>,
 }
 
-type SubWaiter = oneshot::Sender<Result<(), RemoteError>>;
+pub(super) type SubWaiter = oneshot::Sender<Result<(), RemoteError>>;
 
 /// The MQTT side of a standalone bridge.
 pub struct RemoteSide {
@@ -105,7 +98,7 @@ impl RemoteSide {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         tokio::spawn(send_loop(client.clone(), shared.clone(), publish_rx));
         tokio::spawn(ack_loop(client.clone(), ack_rx));
-        tokio::spawn(poll_loop(
+        tokio::spawn(super::events::poll_loop(
             eventloop,
             client.clone(),
             shared.clone(),
@@ -177,7 +170,7 @@ impl MqttSide for RemoteSide {
 }
 
 /// Sends a SUBSCRIBE and waits for its SUBACK.
-async fn subscribe(
+pub(super) async fn subscribe(
     client: &AsyncClient,
     shared: &Shared,
     filters: Vec<MqttFilter>,
@@ -196,7 +189,7 @@ async fn subscribe(
     rx.await.unwrap_or(Err(RemoteError::Closed))
 }
 
-fn mqtt_filter(f: &Filter) -> MqttFilter {
+pub(super) fn mqtt_filter(f: &Filter) -> MqttFilter {
     let mut m = MqttFilter::new(f.filter.clone(), qos(f.qos));
     m.nolocal = true;
     m.preserve_retain = true;
@@ -242,270 +235,5 @@ async fn ack_loop(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<Publish>)
         if client.ack(&p).await.is_err() {
             return;
         }
-    }
-}
-
-async fn poll_loop(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
-    shared: Arc<Shared>,
-    ack_tx: mpsc::UnboundedSender<Publish>,
-    cancel: CancellationToken,
-) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    let mut log = LogGate::new(Duration::from_secs(60));
-    let mut connected_once = false;
-    loop {
-        let event = tokio::select! {
-            _ = cancel.cancelled() => return,
-            e = eventloop.poll() => e,
-        };
-        match event {
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                tracing::trace!(
-                    pkid = p.pkid,
-                    dup = p.dup,
-                    "bridge: PUBLISH from the MQTT broker"
-                );
-                dispatch(&shared, &ack_tx, p)
-            }
-            Ok(Event::Incoming(Packet::ConnAck(c))) => {
-                backoff.reset();
-                tracing::info!(
-                    session_present = c.session_present,
-                    "bridge: connected to the MQTT broker"
-                );
-                if connected_once && !c.session_present {
-                    session_lost(&shared, &client);
-                }
-                connected_once = true;
-            }
-            Ok(Event::Incoming(Packet::PubAck(a))) => {
-                let r = match a.reason {
-                    PubAckReason::Success => Ok(Published::Accepted),
-                    PubAckReason::NoMatchingSubscribers => Ok(Published::NoMatchingSubscribers),
-                    other => Err(RemoteError::Refused(format!("{other:?}"))),
-                };
-                resolve(&shared, a.pkid, r);
-            }
-            Ok(Event::Incoming(Packet::PubRec(r))) => {
-                let mut assigned = shared.assigned.lock().unwrap_or_else(|e| e.into_inner());
-                match r.reason {
-                    PubRecReason::Success => {}
-                    PubRecReason::NoMatchingSubscribers => {
-                        if let Some(w) = assigned.get_mut(&r.pkid) {
-                            w.1 = true;
-                        }
-                    }
-                    other => {
-                        if let Some((w, _)) = assigned.remove(&r.pkid) {
-                            let _ = w.send(Err(RemoteError::Refused(format!("{other:?}"))));
-                        }
-                    }
-                }
-            }
-            Ok(Event::Incoming(Packet::PubComp(c))) => {
-                let none = shared
-                    .assigned
-                    .lock()
-                    .map(|a| a.get(&c.pkid).is_some_and(|w| w.1))
-                    .unwrap_or(false);
-                let r = if none {
-                    Published::NoMatchingSubscribers
-                } else {
-                    Published::Accepted
-                };
-                resolve(&shared, c.pkid, Ok(r));
-            }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => assign(&shared, pkid),
-            Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
-                let w = shared
-                    .subscribing
-                    .lock()
-                    .ok()
-                    .and_then(|mut s| s.pop_front());
-                if let (Some(w), Ok(mut m)) = (w, shared.subscribed.lock()) {
-                    m.insert(pkid, w);
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(a))) => {
-                let w = shared
-                    .subscribed
-                    .lock()
-                    .ok()
-                    .and_then(|mut m| m.remove(&a.pkid));
-                let failed = a.return_codes.iter().any(|c| {
-                    !matches!(
-                        c,
-                        rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
-                    )
-                });
-                if let Some(w) = w {
-                    let _ = w.send(if failed {
-                        Err(RemoteError::Refused("SUBACK with a failure code".into()))
-                    } else {
-                        Ok(())
-                    });
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                if log.hit(Instant::now()).is_some() {
-                    tracing::warn!(error = %e, "bridge: MQTT connection failed; reconnecting");
-                }
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                }
-            }
-        }
-    }
-}
-
-/// rumqttc handed a publish to the network with `pkid` (0: QoS 0).
-fn assign(shared: &Shared, pkid: u16) {
-    let mut assigned = shared.assigned.lock().unwrap_or_else(|e| e.into_inner());
-    if pkid != 0 && assigned.contains_key(&pkid) {
-        return; // a retransmission
-    }
-    let mut unassigned = shared.unassigned.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((q, waiter)) = unassigned.pop_front() else {
-        return;
-    };
-    if pkid == 0 || q == 0 {
-        let _ = waiter.send(Ok(Published::Accepted));
-    } else {
-        assigned.insert(pkid, (waiter, false));
-    }
-}
-
-fn resolve(shared: &Shared, pkid: u16, r: Result<Published, RemoteError>) {
-    let w = shared
-        .assigned
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&pkid);
-    if let Some((w, _)) = w {
-        let _ = w.send(r);
-    }
-}
-
-/// A new session: what was in flight is gone, and the subscriptions must be made again.
-fn session_lost(shared: &Arc<Shared>, client: &AsyncClient) {
-    for (_, (w, _)) in shared
-        .assigned
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain()
-    {
-        let _ = w.send(Err(RemoteError::SessionLost));
-    }
-    let filters: Vec<Filter> = shared
-        .subs
-        .lock()
-        .map(|s| s.iter().flat_map(|s| s.filters.clone()).collect())
-        .unwrap_or_default();
-    let client = client.clone();
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let fs = filters.iter().map(mqtt_filter).collect();
-        if let Err(e) = subscribe(&client, &shared, fs).await {
-            tracing::warn!(error = %e, "bridge: cannot subscribe again after the session was lost");
-        }
-    });
-}
-
-/// Hands an incoming publish to every matching subscription, with one shared completion.
-fn dispatch(shared: &Shared, ack_tx: &mpsc::UnboundedSender<Publish>, p: Publish) {
-    let Ok(topic) = String::from_utf8(p.topic.to_vec()) else {
-        let _ = ack_tx.send(p);
-        return;
-    };
-    let mut subs = shared.subs.lock().unwrap_or_else(|e| e.into_inner());
-    subs.retain(|s| !s.queue.is_closed());
-    let targets: Vec<&Sub> = subs
-        .iter()
-        .filter(|s| s.filters.iter().any(|f| topic::matches(&f.filter, &topic)))
-        .collect();
-    let needs_ack = p.qos != QoS::AtMostOnce;
-    if targets.is_empty() {
-        if needs_ack {
-            let _ = ack_tx.send(p);
-        }
-        return;
-    }
-    let join = Arc::new(Join {
-        left: AtomicUsize::new(targets.len()),
-        refused: AtomicUsize::new(0),
-        publish: Mutex::new(Some(p.clone())),
-        ack_tx: ack_tx.clone(),
-    });
-    let message = message(&topic, &p);
-    for s in targets {
-        let ack = if needs_ack {
-            let join = join.clone();
-            Ack::new(move |r| join.complete(r))
-        } else {
-            Ack::none()
-        };
-        let d = Delivery {
-            message: message.clone(),
-            client_id: None,
-            ack,
-        };
-        if !needs_ack && s.queued.load(Ordering::Relaxed) >= SUBSCRIPTION_ROOM {
-            continue; // QoS 0 behind a full queue
-        }
-        s.queued.fetch_add(1, Ordering::Relaxed);
-        let _ = s.queue.send(d);
-    }
-}
-
-struct Join {
-    left: AtomicUsize,
-    refused: AtomicUsize,
-    publish: Mutex<Option<Publish>>,
-    ack_tx: mpsc::UnboundedSender<Publish>,
-}
-
-impl Join {
-    fn complete(&self, r: AckResult) {
-        if r != AckResult::Owned {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-        }
-        if self.left.fetch_sub(1, Ordering::AcqRel) == 1
-            && self.refused.load(Ordering::Relaxed) == 0
-        {
-            if let Some(p) = self
-                .publish
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
-                let _ = self.ack_tx.send(p);
-            }
-        }
-    }
-}
-
-fn message(topic: &str, p: &Publish) -> BridgeMessage {
-    let props = p.properties.clone().unwrap_or_default();
-    BridgeMessage {
-        topic: topic.to_string(),
-        payload: p.payload.clone(),
-        qos: match p.qos {
-            QoS::AtMostOnce => 0,
-            QoS::AtLeastOnce => 1,
-            QoS::ExactlyOnce => 2,
-        },
-        retain: p.retain,
-        properties: MqttProperties {
-            payload_format_indicator: props.payload_format_indicator,
-            message_expiry_interval: props.message_expiry_interval,
-            content_type: props.content_type,
-            response_topic: props.response_topic,
-            correlation_data: props.correlation_data,
-            user_properties: props.user_properties,
-        },
     }
 }

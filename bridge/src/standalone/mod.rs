@@ -13,6 +13,7 @@
 //! device published in is kept only as far as the remote broker keeps it.
 
 mod client;
+mod events;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -233,13 +233,9 @@ impl Default for MetricsConfig {
     }
 }
 
-/// `[bridge]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct BridgeConfig {
-    /// Default false; true is refused by [`Config::validate`] (the bridge is not built yet).
-    pub enabled: bool,
-}
+/// `[bridge]`: the AMQP bridge's own table (crate `warren-bridge`), checked by
+/// [`BridgeConfig::check`] as part of [`Config::validate`].
+pub use warren_bridge::BridgeConfig;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -495,11 +491,10 @@ impl Config {
                 }
             }
         }
-        if self.bridge.enabled {
-            return bad(
-                "bridge.enabled".into(),
-                "the AMQP bridge is not built yet (set it to false)",
-            );
+        // Rules are checked even when the bridge is off: a typo should not wait for the day
+        // it is turned on.
+        if let Err(error) = self.bridge.check() {
+            return Err((error.key.clone(), error.reason, error.key));
         }
         Ok(())
     }
@@ -912,10 +907,15 @@ mod tests {
         );
         let err = load_file("inflight", "[mqtt]\nmax_inflight = 0\n", &[]).unwrap_err();
         assert_eq!(invalid(err).1, "mqtt.max_inflight");
-        let err = load_file("bridge", "[bridge]\nenabled = true\n", &[]).unwrap_err();
-        let (_, key, reason) = invalid(err);
-        assert_eq!(key, "bridge.enabled");
-        assert!(reason.contains("the AMQP bridge is not built yet"));
+        let err = load_file(
+            "bridge",
+            "[bridge]\nenabled = true\n[[bridge.outbound]]\nfilter = \"a/#/b\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let (origin, key, _) = invalid(err);
+        assert!(origin.ends_with("warren.toml"), "{origin}");
+        assert!(key.starts_with("bridge.outbound"), "{key}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use warren::Broker;
 const USAGE: &str = "\
 usage: warren [--config PATH]               start the broker
        warren check-config [--config PATH]  validate the configuration and exit
+       warren bridge --config PATH          run the AMQP bridge alone, in front of the MQTT
+                                            broker of [bridge.mqtt] (e.g. Mosquitto)
        warren --version | --help
 
 Without --config the embedded default is used (config/warren.toml: MQTT on 0.0.0.0:1883).
@@ -19,16 +21,19 @@ e.g. WARREN__MQTT__MAX_INFLIGHT=64 or WARREN__LISTENERS__TCP__BIND=127.0.0.1:188
 enum Command {
     Run(Option<PathBuf>),
     CheckConfig(Option<PathBuf>),
+    Bridge(PathBuf),
     Help,
     Version,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
     let mut check = false;
+    let mut bridge = false;
     let mut config = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "check-config" if !check && config.is_none() => check = true,
+            "check-config" if !check && !bridge && config.is_none() => check = true,
+            "bridge" if !check && !bridge && config.is_none() => bridge = true,
             "--config" | "-c" => {
                 let path = args.next().ok_or("--config needs a path")?;
                 config = Some(PathBuf::from(path));
@@ -38,7 +43,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
-    Ok(if check {
+    Ok(if bridge {
+        Command::Bridge(config.ok_or("bridge needs --config PATH (its [bridge] table)")?)
+    } else if check {
         Command::CheckConfig(config)
     } else {
         Command::Run(config)
@@ -94,6 +101,44 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `warren bridge --config PATH`: the bridge alone, until SIGINT or SIGTERM.
+fn run_bridge(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(Some(path), None) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("warren: invalid configuration: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config);
+    let runtime = match warren::runtime::multi_thread(2) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("warren: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let mut signals = ShutdownSignals::register().context("cannot handle signals")?;
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            "warren bridge started (standalone)"
+        );
+        warren_bridge::standalone::run_standalone(config.bridge, async move {
+            signals.recv().await;
+        })
+        .await
+        .context("cannot start the bridge")
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("warren: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let command = match parse_args(std::env::args().skip(1)) {
         Ok(command) => command,
@@ -113,6 +158,7 @@ fn main() -> ExitCode {
         }
         Command::Run(path) => (path, false),
         Command::CheckConfig(path) => (path, true),
+        Command::Bridge(path) => return run_bridge(&path),
     };
     let config = match Config::load(path.as_deref(), None) {
         Ok(config) => config,

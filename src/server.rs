@@ -18,6 +18,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use warren_bridge::{Bridge, BridgeHandle};
+
+use crate::bridge::InProcessSide;
 use crate::broker::core::Core;
 use crate::broker::local::LocalClient;
 use crate::config::Config;
@@ -37,6 +40,9 @@ pub enum StartError {
         /// OS error.
         source: std::io::Error,
     },
+    /// The AMQP bridge could not start (an unreachable RabbitMQ is not a reason: it retries).
+    #[error("bridge: {0}")]
+    Bridge(#[from] warren_bridge::StartError),
     /// A listener could not be set up.
     #[error("listener {name:?}: {source}")]
     Listener {
@@ -89,6 +95,28 @@ impl Broker {
                 Duration::from_secs(sys_interval),
             ));
         }
+        let bridge = if core.config().bridge.enabled {
+            let side = Arc::new(InProcessSide::new(&core));
+            let handle = core
+                .metrics()
+                .with_recorder(|| Bridge::start(&core.config().bridge, side))?;
+            tracing::info!(
+                url = %redact(&core.config().bridge.url),
+                outbound = core.config().bridge.outbound.len(),
+                inbound = core.config().bridge.inbound.len(),
+                "bridge started"
+            );
+            Some(Arc::new(handle))
+        } else {
+            None
+        };
+        if let (Some(bridge), true) = (&bridge, sys_interval > 0) {
+            tasks.spawn(crate::broker::sys::publish_bridge_every(
+                core.clone(),
+                bridge.clone(),
+                Duration::from_secs(sys_interval),
+            ));
+        }
         let http_stop = CancellationToken::new();
         let http_tasks = TaskTracker::new();
         let mut metrics_addr = None;
@@ -126,6 +154,7 @@ impl Broker {
             metrics_addr,
             http_stop,
             http_tasks,
+            bridge,
         })
     }
 }
@@ -168,6 +197,7 @@ pub struct BrokerHandle {
     metrics_addr: Option<SocketAddr>,
     http_stop: CancellationToken,
     http_tasks: TaskTracker,
+    bridge: Option<Arc<BridgeHandle>>,
 }
 
 impl BrokerHandle {
@@ -232,6 +262,11 @@ impl BrokerHandle {
         LocalClient::new(&self.core, name, owner)
     }
 
+    /// The bridge's per-rule counts and connection state, when the bridge runs.
+    pub fn bridge_snapshot(&self) -> Option<warren_bridge::BridgeSnapshot> {
+        self.bridge.as_ref().map(|b| b.snapshot())
+    }
+
     /// The broker's core, for in-process components (the bridge).
     pub fn core(&self) -> &Arc<Core> {
         &self.core
@@ -250,11 +285,32 @@ impl BrokerHandle {
         let finished = tokio::time::timeout(grace, core.tasks().wait())
             .await
             .is_ok();
+        // The bridge last among the message paths: what it took is confirmed or left to be
+        // redelivered; devices whose messages it had not confirmed were not answered, so they
+        // send them again.
+        if let Some(bridge) = self.bridge {
+            match Arc::try_unwrap(bridge) {
+                Ok(bridge) => bridge.shutdown().await,
+                Err(_) => tracing::warn!("bridge still in use at shutdown; not stopped cleanly"),
+            }
+        }
         core.end_offline_sessions();
         self.http_stop.cancel();
         self.http_tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.http_tasks.wait()).await;
         finished
+    }
+}
+
+/// `url` without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 

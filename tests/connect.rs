@@ -168,7 +168,7 @@ async fn silent_connection_closed_after_connect_timeout() {
     let (broker, addr) = start_with(|c| c.mqtt.connect_timeout_secs = 1).await;
     let mut raw = Raw::connect(addr, V3).await;
     let started = Instant::now();
-    assert_eq!(raw_read_to_close(&mut raw).await, []);
+    assert_eq!(raw_read_to_close(&mut raw).await, Vec::<u8>::new());
     let elapsed = started.elapsed();
     assert!(
         elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
@@ -186,7 +186,7 @@ async fn first_packet_not_connect_closes_the_connection() {
     raw.send_bytes(&[0xc0, 0x00]).await;
     assert_eq!(
         raw_read_to_close(&mut raw).await,
-        [],
+        Vec::<u8>::new(),
         "no PINGRESP, no CONNACK"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -199,7 +199,11 @@ async fn second_connect_closes_a_v311_connection() {
     let (broker, addr) = start().await;
     let mut raw = raw_connected(addr, V3, "twice").await;
     raw.send(&connect_packet(V3, "twice", true)).await;
-    assert_eq!(raw_read_to_close(&mut raw).await, [], "no second CONNACK");
+    assert_eq!(
+        raw_read_to_close(&mut raw).await,
+        Vec::<u8>::new(),
+        "no second CONNACK"
+    );
     assert_eq!(broker.stats().protocol_errors, 1);
     eventually(|| broker.session_count() == 0).await;
 }
@@ -226,7 +230,7 @@ async fn silent_client_closed_after_one_and_a_half_keep_alives() {
     let (mut raw, first) = raw_connect_with(addr, V3, &connect).await;
     let started = Instant::now();
     assert!(matches!(first, Some(Packet::ConnAck(_))), "{first:?}");
-    assert_eq!(raw_read_to_close(&mut raw).await, []);
+    assert_eq!(raw_read_to_close(&mut raw).await, Vec::<u8>::new());
     let elapsed = started.elapsed();
     assert!(
         elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(4),

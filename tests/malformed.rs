@@ -243,7 +243,11 @@ async fn connect_with_reserved_flag_bit() {
         0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x03, 0x00, 0x3c, 0x00, 0x01, b'x',
     ])
     .await;
-    assert_eq!(raw_read_to_close(&mut bad).await, [], "no CONNACK");
+    assert_eq!(
+        raw_read_to_close(&mut bad).await,
+        Vec::<u8>::new(),
+        "no CONNACK"
+    );
     bystander.check(&broker, addr, Counted::Malformed).await;
 }
 
@@ -292,7 +296,11 @@ async fn garbage_bytes_before_connect() {
     .expect("encodes");
     bytes.extend_from_slice(&connect);
     bad.send_bytes(&bytes).await;
-    assert_eq!(raw_read_to_close(&mut bad).await, [], "no CONNACK");
+    assert_eq!(
+        raw_read_to_close(&mut bad).await,
+        Vec::<u8>::new(),
+        "no CONNACK"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "closed, not timed out"
@@ -317,7 +325,11 @@ async fn binary_garbage_before_connect() {
     .expect("encodes");
     bytes.extend_from_slice(&connect);
     bad.send_bytes(&bytes).await;
-    assert_eq!(raw_read_to_close(&mut bad).await, [], "no CONNACK");
+    assert_eq!(
+        raw_read_to_close(&mut bad).await,
+        Vec::<u8>::new(),
+        "no CONNACK"
+    );
     // Packet type 0 is reserved.
     bystander.check(&broker, addr, Counted::Malformed).await;
 }

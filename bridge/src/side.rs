@@ -136,6 +136,11 @@ impl Subscription {
     pub async fn recv(&mut self) -> Option<Delivery> {
         self.rx.recv().await
     }
+
+    /// The next delivery if one is ready now (the bridge batches spool writes with it).
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        self.rx.try_recv().ok()
+    }
 }
 
 /// What publishing into MQTT did, once the MQTT side owns the message.
@@ -159,6 +164,11 @@ pub trait MqttSide: Send + Sync + 'static {
     /// Publishes `message` into MQTT; resolves once the MQTT side owns it (in process: every
     /// matching session holds it, as the broker's configuration promises; standalone: the
     /// remote broker's PUBACK / PUBCOMP).
+    ///
+    /// Order: messages enter MQTT in the order of the `publish` *calls*, even when the bridge
+    /// keeps several returned futures pending at once (an inbound rule does, up to its
+    /// prefetch): an implementation fixes the message's place before it returns the future
+    /// (in the function body, not after an `.await` inside it).
     fn publish(
         &self,
         message: BridgeMessage,

@@ -76,3 +76,72 @@ pub fn topics(core: &Core) -> Vec<(String, String)> {
     .map(|(name, value)| (format!("$SYS/broker/{name}"), value))
     .collect()
 }
+
+/// Publishes the bridge's state as retained `$SYS/broker/bridge/...` topics every `interval`:
+/// `connection` (connecting, connected, disconnected, stopped), `reconnects`, and per rule
+/// `outbound/<rule>/{published,confirmed,returned,nacked,pending,spool/messages}` and
+/// `inbound/<rule>/{deliveries,acks,rejects}`.
+pub async fn publish_bridge_every(
+    core: Arc<Core>,
+    bridge: Arc<warren_bridge::BridgeHandle>,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let properties = PublishProperties::default();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = core.shutdown_token().cancelled() => return,
+        }
+        let s = bridge.snapshot();
+        let mut topics = vec![
+            (
+                "connection".to_owned(),
+                format!("{:?}", s.connection).to_lowercase(),
+            ),
+            ("reconnects".to_owned(), s.reconnects.to_string()),
+        ];
+        for r in &s.outbound {
+            let c = &r.counts;
+            for (name, value) in [
+                ("published", c.published),
+                ("confirmed", c.confirmed),
+                ("returned", c.returned),
+                ("nacked", c.nacked),
+                ("pending", r.pending),
+                ("spool/messages", r.spool_messages),
+            ] {
+                topics.push((format!("outbound/{}/{name}", r.rule), value.to_string()));
+            }
+        }
+        for r in &s.inbound {
+            let c = &r.counts;
+            for (name, value) in [
+                ("deliveries", c.deliveries),
+                ("acks", c.acks),
+                ("rejects", c.rejects),
+            ] {
+                topics.push((format!("inbound/{}/{name}", r.rule), value.to_string()));
+            }
+        }
+        let now = Instant::now();
+        let mut tickets = TicketSource::none(core.clock().ms_at(now));
+        for (name, value) in topics {
+            let topic = format!("$SYS/broker/bridge/{name}");
+            let message = Message::new(
+                MessageParts {
+                    topic: &topic,
+                    payload: value.as_bytes(),
+                    qos: QoS::AtMostOnce,
+                    retain: true,
+                    properties: &properties,
+                    origin: 0,
+                    publisher: None,
+                },
+                now,
+            );
+            core.route(Arc::new(message), &mut tickets);
+        }
+    }
+}

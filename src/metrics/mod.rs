@@ -111,6 +111,12 @@ impl Metrics {
         }
     }
 
+    /// Runs `f` with this registry as the `metrics` facade's recorder, so that handles it
+    /// registers (the bridge's `warren_bridge_*`) are rendered at `/metrics` with the broker's.
+    pub fn with_recorder<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, f)
+    }
+
     /// Records one publish-to-delivery latency sample.
     pub fn record_latency(&self, latency: Duration) {
         self.latency.record(latency.as_secs_f64());

@@ -1,0 +1,139 @@
+//! Outbound properties and their inbound reading, on the same message.
+
+use super::*;
+
+fn message_with_everything() -> BridgeMessage {
+    BridgeMessage {
+        topic: "e2e/dev1/temp".into(),
+        payload: Bytes::from_static(b"21.5"),
+        qos: 1,
+        retain: true,
+        properties: MqttProperties {
+            payload_format_indicator: Some(1),
+            message_expiry_interval: Some(30),
+            content_type: Some("text/plain".into()),
+            response_topic: Some("resp/dev1".into()),
+            correlation_data: Some(Bytes::from_static(b"req-7")),
+            user_properties: vec![
+                ("site".into(), "north".into()),
+                ("tag".into(), "a".into()),
+                ("tag".into(), "b".into()),
+                ("x-mqtt-topic".into(), "spoof".into()),
+            ],
+        },
+    }
+}
+
+fn header<'a>(p: &'a BasicProperties, k: &str) -> &'a AMQPValue {
+    p.headers().as_ref().unwrap().inner().get(k).unwrap()
+}
+
+#[test]
+fn outbound_properties_carry_topic_client_qos_retain_and_user_properties() {
+    let m = message_with_everything();
+    let p = properties(&m, Some("dev1"), &Mapping::Default, "w-1", 1_700_000_000);
+    assert_eq!(*p.delivery_mode(), Some(2));
+    assert_eq!(p.timestamp(), &Some(1_700_000_000));
+    assert_eq!(p.message_id().as_ref().unwrap().as_str(), "w-1");
+    assert_eq!(p.content_type().as_ref().unwrap().as_str(), "text/plain");
+    assert_eq!(p.expiration().as_ref().unwrap().as_str(), "30000");
+    assert_eq!(p.reply_to().as_ref().unwrap().as_str(), "resp.dev1");
+    assert_eq!(p.correlation_id().as_ref().unwrap().as_str(), "req-7");
+    assert_eq!(header(&p, "x-mqtt-topic"), &long("e2e/dev1/temp"));
+    assert_eq!(header(&p, "x-mqtt-client-id"), &long("dev1"));
+    assert_eq!(header(&p, "x-mqtt-qos"), &AMQPValue::LongInt(1));
+    assert_eq!(header(&p, "x-mqtt-retain"), &AMQPValue::Boolean(true));
+    assert_eq!(header(&p, "site"), &long("north"));
+    assert_eq!(
+        header(&p, "tag"),
+        &AMQPValue::FieldArray(vec![long("a"), long("b")].into())
+    );
+    let q0 = BridgeMessage { qos: 0, ..m };
+    let p0 = properties(&q0, None, &Mapping::Default, "w-2", 0);
+    assert_eq!(*p0.delivery_mode(), Some(1));
+    assert!(!p0
+        .headers()
+        .as_ref()
+        .unwrap()
+        .contains_key("x-mqtt-client-id"));
+}
+
+#[test]
+fn binary_correlation_data_rides_in_a_header_and_comes_back() {
+    let mut m = message_with_everything();
+    m.properties.correlation_data = Some(Bytes::from_static(&[0xff, 0x00, 0x01]));
+    let p = properties(&m, None, &Mapping::Default, "w-1", 0);
+    assert!(p.correlation_id().is_none());
+    let shape = InboundShape {
+        topic: &Mapping::Default,
+        reply: &Mapping::Default,
+        qos: 1,
+        retain: false,
+    };
+    let back = message("e2e.dev1.temp", &p, b"x".to_vec(), &shape).unwrap();
+    assert_eq!(
+        back.properties.correlation_data.as_deref(),
+        Some(&[0xff, 0x00, 0x01][..])
+    );
+}
+
+#[test]
+fn inbound_reads_back_what_outbound_wrote() {
+    let m = message_with_everything();
+    let p = properties(&m, Some("dev1"), &Mapping::Default, "w-1", 0);
+    let shape = InboundShape {
+        topic: &Mapping::Default,
+        reply: &Mapping::Default,
+        qos: 0,
+        retain: false,
+    };
+    let back = message("e2e.dev1.temp", &p, b"21.5".to_vec(), &shape).unwrap();
+    assert_eq!(back.topic, "e2e/dev1/temp");
+    assert_eq!(back.qos, 0);
+    assert!(!back.retain);
+    let bp = &back.properties;
+    assert_eq!(bp.payload_format_indicator, Some(1));
+    assert_eq!(bp.message_expiry_interval, Some(30));
+    assert_eq!(bp.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(bp.response_topic.as_deref(), Some("resp/dev1"));
+    assert_eq!(bp.correlation_data.as_deref(), Some(&b"req-7"[..]));
+    let mut ups = bp.user_properties.clone();
+    ups.sort();
+    assert_eq!(
+        ups,
+        vec![
+            ("site".to_string(), "north".to_string()),
+            ("tag".to_string(), "a".to_string()),
+            ("tag".to_string(), "b".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn inbound_turns_scalar_headers_into_text_and_skips_tables() {
+    let mut h = FieldTable::default();
+    h.insert("n".into(), AMQPValue::LongLongInt(-5));
+    h.insert("ok".into(), AMQPValue::Boolean(false));
+    h.insert("t".into(), AMQPValue::FieldTable(FieldTable::default()));
+    let p = BasicProperties::default()
+        .with_headers(h)
+        .with_expiration("1500".into());
+    let shape = InboundShape {
+        topic: &Mapping::Default,
+        reply: &Mapping::Default,
+        qos: 1,
+        retain: true,
+    };
+    let m = message("cmd.dev%2E1", &p, vec![], &shape).unwrap();
+    assert_eq!(m.topic, "cmd/dev.1");
+    assert!(m.retain);
+    assert_eq!(m.properties.message_expiry_interval, Some(2));
+    assert_eq!(
+        m.properties.user_properties,
+        vec![
+            ("n".to_string(), "-5".to_string()),
+            ("ok".to_string(), "false".to_string())
+        ]
+    );
+    assert!(message("cmd.a+b", &p, vec![], &shape).is_err());
+}

@@ -1,0 +1,275 @@
+//! One inbound (AMQP → MQTT) rule: a task that, on each connection, declares its queue
+//! (durable, if missing), binds it, sets the prefetch and consumes with manual acks. Each
+//! delivery is mapped to an MQTT message and published through [`MqttSide::publish`] (calls
+//! in delivery order, up to `prefetch` pending at once); the delivery is acked only once that
+//! resolved. No matching subscriber: the rule's `no_subscribers` policy. The MQTT side failed
+//! or timed out: requeued after a pause. Shutdown cancels the consumer, waits (grace period)
+//! for the publishes in progress, and closes the channel: what is unacked is redelivered.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Acker, Channel, Consumer};
+
+use crate::config::NoSubscribers;
+use crate::convert::{self, InboundShape};
+use crate::link::{next_conn, Conn};
+use crate::mapping::Mapping;
+use crate::metrics::{bump, set, InboundStats};
+use crate::outbound::Env;
+use crate::pace::{Backoff, LogGate};
+use crate::side::{MqttSide, Published};
+
+/// What an inbound rule does, resolved from its configuration.
+pub(crate) struct Spec {
+    pub(crate) name: String,
+    pub(crate) index: usize,
+    pub(crate) queue: String,
+    pub(crate) exchange: String,
+    pub(crate) bindings: Vec<String>,
+    pub(crate) qos: u8,
+    pub(crate) retain: bool,
+    pub(crate) prefetch: u16,
+    pub(crate) mapping: Mapping,
+    pub(crate) reply: Mapping,
+    pub(crate) no_subscribers: NoSubscribers,
+    pub(crate) publish_timeout: Duration,
+}
+
+/// How handling one delivery ended on the MQTT side.
+enum Outcome {
+    Published(Published),
+    Failed(String),
+}
+
+/// Why a consuming session ended.
+enum End {
+    Shutdown,
+    Lost,
+}
+
+type Pending<'a> = Pin<Box<dyn Future<Output = (Acker, Outcome)> + Send + 'a>>;
+
+/// Runs the rule until the bridge shuts down.
+pub(crate) async fn run<S: MqttSide>(spec: Spec, side: Arc<S>, env: Arc<Env>) {
+    let mut conns = env.conns.clone();
+    let mut backoff = Backoff::new(env.retry.0, env.retry.1);
+    let mut log = LogGate::new(env.log_interval);
+    loop {
+        let conn = tokio::select! {
+            _ = env.cancel.cancelled() => return,
+            c = next_conn(&mut conns, 0) => match c { Some(c) => c, None => return },
+        };
+        match consume(&spec, &conn).await {
+            Ok((channel, consumer)) => {
+                backoff.reset();
+                let consuming = &env.reg.inbound[spec.index].2.consuming;
+                set(consuming, 1);
+                tracing::debug!(rule = %spec.name, queue = %spec.queue, "bridge: consuming");
+                let session = Session {
+                    spec: &spec,
+                    side: side.as_ref(),
+                    env: &env,
+                    log: &mut log,
+                };
+                let end = session.serve(channel, consumer, conn).await;
+                set(consuming, 0);
+                if let End::Shutdown = end {
+                    return;
+                }
+            }
+            Err(e) => {
+                if log.hit(Instant::now()).is_some() {
+                    tracing::warn!(rule = %spec.name, queue = %spec.queue, error = %e,
+                        "bridge: cannot set up the inbound queue; retrying");
+                }
+                tokio::select! {
+                    _ = env.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn consume(spec: &Spec, conn: &Conn) -> lapin::Result<(Channel, Consumer)> {
+    let queue = || spec.queue.as_str().into();
+    let mut ch = conn.connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    if ch
+        .queue_declare(queue(), passive, FieldTable::default())
+        .await
+        .is_err()
+    {
+        // Missing (the failed passive declare closed that channel): declare it durable.
+        ch = conn.connection.create_channel().await?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(queue(), durable, FieldTable::default())
+            .await?;
+    }
+    for b in &spec.bindings {
+        ch.queue_bind(
+            queue(),
+            spec.exchange.as_str().into(),
+            b.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    ch.basic_qos(spec.prefetch, BasicQosOptions::default())
+        .await?;
+    let tag = format!("warren-bridge-{}", spec.name);
+    let consumer = ch
+        .basic_consume(
+            queue(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((ch, consumer))
+}
+
+struct Session<'a, S> {
+    spec: &'a Spec,
+    side: &'a S,
+    env: &'a Env,
+    log: &'a mut LogGate,
+}
+
+impl<'a, S: MqttSide> Session<'a, S> {
+    fn stats(&self) -> &'a InboundStats {
+        &self.env.reg.inbound[self.spec.index].1
+    }
+
+    async fn serve(mut self, channel: Channel, mut consumer: Consumer, conn: Conn) -> End {
+        let mut conns = self.env.conns.clone();
+        let mut pending: FuturesUnordered<Pending<'a>> = FuturesUnordered::new();
+        let shape = InboundShape {
+            topic: &self.spec.mapping,
+            reply: &self.spec.reply,
+            qos: self.spec.qos,
+            retain: self.spec.retain,
+        };
+        let end = loop {
+            tokio::select! {
+                _ = self.env.cancel.cancelled() => break End::Shutdown,
+                d = consumer.next() => match d {
+                    Some(Ok(d)) => {
+                        bump(&self.stats().deliveries);
+                        match convert::message(d.routing_key.as_str(), &d.properties, d.data, &shape) {
+                            Ok(m) => pending.push(self.publish(d.acker, m)),
+                            Err(e) => {
+                                bump(&self.stats().unmappable);
+                                if self.log.hit(Instant::now()).is_some() {
+                                    tracing::warn!(rule = %self.spec.name, routing_key = %d.routing_key, error = %e,
+                                        "bridge: routing key maps to no MQTT topic; rejected");
+                                }
+                                let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+                                bump(&self.stats().rejects);
+                            }
+                        }
+                    }
+                    Some(Err(_)) | None => break End::Lost,
+                },
+                Some((acker, outcome)) = pending.next(), if !pending.is_empty() => {
+                    self.settle(acker, outcome).await;
+                }
+                r = conns.changed() => {
+                    let current = conns.borrow().as_ref().map(|c| c.generation);
+                    if r.is_err() || current != Some(conn.generation) {
+                        break End::Lost;
+                    }
+                }
+            }
+        };
+        if let End::Shutdown = end {
+            let tag = consumer.tag();
+            let _ = channel
+                .basic_cancel(tag, BasicCancelOptions::default())
+                .await;
+            let grace = tokio::time::sleep(self.env.grace);
+            tokio::pin!(grace);
+            while !pending.is_empty() {
+                tokio::select! {
+                    _ = &mut grace => break,
+                    Some((acker, outcome)) = pending.next() => self.settle(acker, outcome).await,
+                }
+            }
+            drop(pending);
+            let _ = channel
+                .close(200, "warren bridge shutting down".into())
+                .await;
+        }
+        end
+    }
+
+    fn publish(&self, acker: Acker, m: crate::side::BridgeMessage) -> Pending<'a> {
+        // Called in delivery order: the MQTT side fixes the order here.
+        let published = self.side.publish(m);
+        let timeout = self.spec.publish_timeout;
+        Box::pin(async move {
+            let outcome = match tokio::time::timeout(timeout, published).await {
+                Ok(Ok(p)) => Outcome::Published(p),
+                Ok(Err(e)) => Outcome::Failed(e.to_string()),
+                Err(_) => Outcome::Failed(format!("not owned within {timeout:?}")),
+            };
+            if let Outcome::Failed(_) = outcome {
+                // Do not spin on a failing MQTT side: hold the delivery a moment.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            (acker, outcome)
+        })
+    }
+
+    async fn settle(&mut self, acker: Acker, outcome: Outcome) {
+        let s = self.stats();
+        match outcome {
+            Outcome::Published(Published::Accepted) => {
+                let _ = acker.ack(BasicAckOptions::default()).await;
+                bump(&s.acks);
+            }
+            Outcome::Published(Published::NoMatchingSubscribers) => {
+                bump(&s.no_subscribers);
+                match self.spec.no_subscribers {
+                    NoSubscribers::Ack => {
+                        let _ = acker.ack(BasicAckOptions::default()).await;
+                        bump(&s.acks);
+                    }
+                    NoSubscribers::Reject => {
+                        let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
+                        bump(&s.rejects);
+                    }
+                }
+            }
+            Outcome::Failed(e) => {
+                if self.log.hit(Instant::now()).is_some() {
+                    tracing::warn!(rule = %self.spec.name, error = %e,
+                        "bridge: the MQTT side did not take a message; requeued");
+                }
+                let nack = BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                };
+                let _ = acker.nack(nack).await;
+                bump(&s.requeued);
+            }
+        }
+    }
+}

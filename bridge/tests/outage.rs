@@ -1,0 +1,235 @@
+//! Outages, each on a private RabbitMQ node of its own (scripts/rabbitmq), so that stopping it
+//! disturbs no other test: RabbitMQ's application stopped and started in the middle of a
+//! stream, and the bridge process killed (-9) with `spooled` messages while RabbitMQ is down.
+//!
+//! Ports: `WARREN_TEST_NODE_PORT_BASE` (default 5690) and the next one.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Stdio;
+
+use rumqttc::v5::mqttbytes::QoS;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::watch;
+use warren_bridge::ConnectionState;
+
+use common::{amqp, config, start_bridge, take, unique, wait_until, Device, Mosquitto, Node};
+
+fn port(offset: u16) -> u16 {
+    std::env::var("WARREN_TEST_NODE_PORT_BASE")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5690)
+        + offset
+}
+
+/// The payloads' sequence numbers in first-arrival order, and how many copies were extra.
+fn first_copies(bodies: &[Vec<u8>]) -> (Vec<usize>, usize) {
+    let mut seen = HashSet::new();
+    let mut order = Vec::new();
+    for b in bodies {
+        let n: usize = std::str::from_utf8(b).unwrap().parse().unwrap();
+        if seen.insert(n) {
+            order.push(n);
+        }
+    }
+    let dups = bodies.len() - order.len();
+    (order, dups)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rabbitmq_restart_mid_stream_loses_no_acknowledged_message_and_keeps_order() {
+    let _ = amqp_or_skip!();
+    const N: usize = 3000;
+    let node = Node::new(&unique("restart"), port(0));
+    node.start().await;
+    let m = Mosquitto::start().await;
+    let (t, q) = (unique("stream"), unique("q"));
+    {
+        let (_c, ch) = amqp(&node.url()).await;
+        common::queue(&ch, &q, true, "amq.topic", &[&format!("{t}.#")]).await;
+    }
+    let rules = format!("[[bridge.outbound]]\nfilter = \"{t}/#\"\nmax_in_flight = 64\n");
+    let b = start_bridge(&config(&node.url(), m.port, &rules)).await;
+    let dev = Device::connect(m.port, &unique("dev")).await;
+    let client = dev.client.clone();
+    let topic = format!("{t}/seq");
+    // A stream of about three seconds: the outage starts and ends while it flows.
+    let publisher = tokio::spawn(async move {
+        for i in 0..N {
+            client
+                .publish(topic.clone(), QoS::AtLeastOnce, false, i.to_string())
+                .await
+                .unwrap();
+            if i % 10 == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    });
+    let acked = || b.snapshot().outbound[0].counts.acked;
+    wait_until("a tenth of the stream acknowledged", || {
+        acked() >= N as u64 / 10
+    })
+    .await;
+
+    node.stop_app().await;
+    wait_until("the bridge to see the outage", || {
+        b.snapshot().connection != ConnectionState::Connected
+    })
+    .await;
+    let during = acked();
+    let failures = b.snapshot().connect_failures;
+    wait_until("two failed reconnection attempts", || {
+        b.snapshot().connect_failures >= failures + 2
+    })
+    .await;
+    assert_eq!(
+        acked(),
+        during,
+        "nothing is acknowledged while RabbitMQ is away"
+    );
+    assert!(during < N as u64, "the outage came mid-stream");
+
+    node.start_app().await;
+    // Generous: the node restarts and the backlog drains on 2 shared cores.
+    common::wait_within(
+        3 * common::WAIT,
+        "every message acknowledged",
+        || acked() == N as u64,
+        || {
+            format!(
+                "{:#?} publisher done: {}",
+                b.snapshot(),
+                publisher.is_finished()
+            )
+        },
+    )
+    .await;
+    publisher.await.unwrap();
+    let s = b.snapshot();
+    assert!(s.reconnects >= 1);
+    let republished = s.outbound[0].counts.republished as usize;
+    b.stop().await;
+
+    let (_c, ch) = amqp(&node.url()).await;
+    let depth = common::depth(&ch, &q).await as usize;
+    let bodies: Vec<Vec<u8>> = take(&ch, &q, depth)
+        .await
+        .into_iter()
+        .map(|d| d.data)
+        .collect();
+    let (order, dups) = first_copies(&bodies);
+    assert_eq!(order, (0..N).collect::<Vec<_>>(), "all of them, in order");
+    assert!(
+        dups <= republished,
+        "{dups} duplicates, {republished} republished"
+    );
+}
+
+/// A `warren-bridge-run` child, its state lines on a watch channel.
+struct ChildBridge {
+    child: tokio::process::Child,
+    state: watch::Receiver<String>,
+}
+
+impl ChildBridge {
+    fn spawn(config: &std::path::Path) -> ChildBridge {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warren-bridge-run"))
+            .arg(config)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn warren-bridge-run");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, state) = watch::channel(String::new());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let _ = tx.send(l);
+            }
+        });
+        ChildBridge { child, state }
+    }
+
+    /// The value of `key` in the last state line.
+    fn get(&self, key: &str) -> String {
+        let line = self.state.borrow().clone();
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    fn count(&self, key: &str) -> u64 {
+        self.get(key).parse().unwrap_or(0)
+    }
+
+    async fn kill(mut self) {
+        self.child.kill().await.expect("kill -9");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_messages_survive_kill_9_of_the_bridge_while_rabbitmq_is_down() {
+    let _ = amqp_or_skip!();
+    const N: usize = 500;
+    let node = Node::new(&unique("spool"), port(1));
+    let m = Mosquitto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (t, q) = (unique("spooled"), unique("q"));
+    let file = dir.path().join("bridge.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[bridge]\nenabled = true\nurl = \"{}\"\nreconnect_min_ms = 100\nreconnect_max_ms = 500\n\
+             connect_timeout_secs = 2\n[bridge.spool]\npath = \"{}\"\n\
+             [bridge.mqtt]\nport = {}\nclient_id = \"{}\"\n\
+             [[bridge.outbound]]\nfilter = \"{t}/#\"\nack = \"spooled\"\n",
+            node.url(),
+            dir.path().join("spool.redb").display(),
+            m.port,
+            unique("spool-bridge"),
+        ),
+    )
+    .unwrap();
+
+    // RabbitMQ is down (never started yet): the bridge spools.
+    let first = ChildBridge::spawn(&file);
+    wait_until("the child bridge to subscribe", || {
+        first.get("subscribed") == "true"
+    })
+    .await;
+    let dev = Device::connect(m.port, &unique("dev")).await;
+    for i in 0..N {
+        dev.client
+            .publish(format!("{t}/seq"), QoS::AtLeastOnce, false, i.to_string())
+            .await
+            .unwrap();
+    }
+    wait_until("every message spooled and acknowledged", || {
+        first.count("acked") >= N as u64 && first.count("spool") >= N as u64
+    })
+    .await;
+    assert_eq!(first.get("connected"), "false");
+    first.kill().await;
+
+    node.start().await;
+    let (_c, ch) = amqp(&node.url()).await;
+    common::queue(&ch, &q, true, "amq.topic", &[&format!("{t}.#")]).await;
+    let second = ChildBridge::spawn(&file);
+    wait_until("the spool forwarded", || {
+        second.get("connected") == "true"
+            && second.get("spool") == "0"
+            && second.count("confirmed") >= N as u64
+    })
+    .await;
+    second.kill().await;
+    let depth = common::depth(&ch, &q).await as usize;
+    let bodies: Vec<Vec<u8>> = take(&ch, &q, depth)
+        .await
+        .into_iter()
+        .map(|d| d.data)
+        .collect();
+    let (order, _dups) = first_copies(&bodies);
+    assert_eq!(order, (0..N).collect::<Vec<_>>(), "all of them, in order");
+}

@@ -13,29 +13,34 @@ use crate::session::mailbox::{Message, MessageParts};
 pub async fn publish_every(core: Arc<Core>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let properties = PublishProperties::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = core.shutdown_token().cancelled() => return,
         }
-        let now = Instant::now();
-        let mut tickets = TicketSource::none(core.clock().ms_at(now));
-        for (topic, value) in topics(&core) {
-            let message = Message::new(
-                MessageParts {
-                    topic: &topic,
-                    payload: value.as_bytes(),
-                    qos: QoS::AtMostOnce,
-                    retain: true,
-                    properties: &properties,
-                    origin: 0,
-                    publisher: None,
-                },
-                now,
-            );
-            core.route(Arc::new(message), &mut tickets);
-        }
+        publish_retained(&core, topics(&core));
+    }
+}
+
+/// Publishes each `(topic, value)` as a retained QoS 0 message from the broker itself.
+fn publish_retained(core: &Core, topics: impl IntoIterator<Item = (String, String)>) {
+    let properties = PublishProperties::default();
+    let now = Instant::now();
+    let mut tickets = TicketSource::none(core.clock().ms_at(now));
+    for (topic, value) in topics {
+        let message = Message::new(
+            MessageParts {
+                topic: &topic,
+                payload: value.as_bytes(),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: &properties,
+                origin: 0,
+                publisher: None,
+            },
+            now,
+        );
+        core.route(Arc::new(message), &mut tickets);
     }
 }
 
@@ -88,7 +93,6 @@ pub async fn publish_bridge_every(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let properties = PublishProperties::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -125,23 +129,11 @@ pub async fn publish_bridge_every(
                 topics.push((format!("inbound/{}/{name}", r.rule), value.to_string()));
             }
         }
-        let now = Instant::now();
-        let mut tickets = TicketSource::none(core.clock().ms_at(now));
-        for (name, value) in topics {
-            let topic = format!("$SYS/broker/bridge/{name}");
-            let message = Message::new(
-                MessageParts {
-                    topic: &topic,
-                    payload: value.as_bytes(),
-                    qos: QoS::AtMostOnce,
-                    retain: true,
-                    properties: &properties,
-                    origin: 0,
-                    publisher: None,
-                },
-                now,
-            );
-            core.route(Arc::new(message), &mut tickets);
-        }
+        publish_retained(
+            &core,
+            topics
+                .into_iter()
+                .map(|(name, value)| (format!("$SYS/broker/bridge/{name}"), value)),
+        );
     }
 }

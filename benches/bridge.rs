@@ -1,0 +1,432 @@
+//! Device → AMQP queue throughput at QoS 1, one run, one RabbitMQ node, one queue (run by
+//! `scripts/bench-bridge`, which starts the node with the `rabbitmq_mqtt` plugin):
+//!
+//! - `warren`: a device publishes to Warren with the in-process bridge (`ack = "confirmed"`):
+//!   each PUBACK comes after RabbitMQ's confirm;
+//! - `rabbitmq_mqtt`: the same device load into RabbitMQ's own MQTT plugin, whose default
+//!   exchange is `amq.topic`;
+//! - `lapin`: a plain lapin publisher with confirms (256 in flight) to the same exchange.
+//!
+//! Throughput: the device keeps 256 QoS 1 PUBLISH unacknowledged, as a busy gateway would. Each
+//! scenario ends when every message is acknowledged and the queue holds all of them.
+//!
+//! Latency (`warren` and `rabbitmq_mqtt` only): the device publishes QoS 1 at a fixed rate
+//! (`WARREN_BENCH_RATE`, default 1,000 msgs/s, for `WARREN_BENCH_LATENCY_SECS`, default 5 s),
+//! each payload stamped with its send time; an AMQP consumer on the queue records the time from
+//! the device's write to the consumer's receipt (p50, p99, max).
+//!
+//! Prints a JSON line per scenario and round, then the ratios (best round of each).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use warren::protocol::{self, Connect, DecodeLimits, Packet, ProtocolVersion, Publish, QoS};
+
+const QUEUE: &str = "warren.bench.device";
+const WINDOW: usize = 256;
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const VERSION: ProtocolVersion = ProtocolVersion::V3_1_1;
+const LIMITS: DecodeLimits = DecodeLimits {
+    max_packet_size: protocol::MAX_PACKET_SIZE,
+    max_user_properties: usize::MAX,
+};
+
+/// One MQTT 3.1.1 client on a raw socket, with Warren's codec.
+struct Device {
+    tcp: TcpStream,
+    rbuf: BytesMut,
+    out: BytesMut,
+    sent: usize,
+}
+
+impl Device {
+    async fn connect(addr: SocketAddr) -> Device {
+        let tcp = TcpStream::connect(addr).await.expect("MQTT connect");
+        tcp.set_nodelay(true).ok();
+        let mut device = Device {
+            tcp,
+            rbuf: BytesMut::new(),
+            out: BytesMut::new(),
+            sent: 0,
+        };
+        let connect = Packet::Connect(Box::new(Connect {
+            protocol: VERSION,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: format!("bench-device-{}", std::process::id()).into(),
+            will: None,
+            username: Some("guest".into()),
+            password: Some(Bytes::from_static(b"guest")),
+            properties: Default::default(),
+        }));
+        protocol::encode(
+            &connect,
+            VERSION,
+            protocol::MAX_PACKET_SIZE,
+            &mut device.out,
+        )
+        .unwrap();
+        device.flush().await;
+        loop {
+            if let Some(packet) = device.next() {
+                assert!(matches!(packet, Packet::ConnAck(_)), "{packet:?}");
+                return device;
+            }
+            assert!(device.read().await > 0, "closed before CONNACK");
+        }
+    }
+
+    fn next(&mut self) -> Option<Packet> {
+        protocol::decode(&mut self.rbuf, Some(VERSION), &LIMITS).expect("valid packet")
+    }
+
+    /// PUBACKs among the packets read so far.
+    fn pubacks(&mut self) -> usize {
+        let mut acked = 0;
+        while let Some(packet) = self.next() {
+            if matches!(packet, Packet::PubAck(_)) {
+                acked += 1;
+            }
+        }
+        acked
+    }
+
+    async fn read(&mut self) -> usize {
+        tokio::time::timeout(Duration::from_secs(30), self.tcp.read_buf(&mut self.rbuf))
+            .await
+            .expect("the broker answers within 30 s")
+            .unwrap()
+    }
+
+    /// Encodes one QoS 1 PUBLISH into the output buffer.
+    fn publish(&mut self, payload: Bytes) {
+        let publish = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: format!("bench/dev/{}", self.sent % 16).into(),
+            pkid: u16::try_from(self.sent % 65_000 + 1).unwrap_or(1),
+            properties: Default::default(),
+            payload,
+        });
+        protocol::encode(&publish, VERSION, protocol::MAX_PACKET_SIZE, &mut self.out).unwrap();
+        self.sent += 1;
+    }
+
+    async fn flush(&mut self) {
+        if !self.out.is_empty() {
+            self.tcp.write_all(&self.out).await.unwrap();
+            self.out.clear();
+        }
+    }
+}
+
+/// Publishes `n` QoS 1 messages with `WINDOW` in flight; returns messages per second until the
+/// last PUBACK.
+async fn device(addr: SocketAddr, n: usize, payload: &[u8]) -> f64 {
+    let mut device = Device::connect(addr).await;
+    let payload = Bytes::copy_from_slice(payload);
+    let started = Instant::now();
+    let mut acked = 0usize;
+    while acked < n {
+        while device.sent < n && device.sent - acked < WINDOW {
+            device.publish(payload.clone());
+        }
+        device.flush().await;
+        acked += device.pubacks();
+        if acked < n {
+            assert!(device.read().await > 0, "closed after {acked} PUBACKs");
+        }
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Publishes `n` QoS 1 messages at `rate` per second, each payload starting with its send time
+/// (microseconds since `t0`, little endian), padded to `size` bytes; returns when every one is
+/// acknowledged.
+async fn paced_device(addr: SocketAddr, n: usize, rate: u32, size: usize, t0: Instant) {
+    let mut device = Device::connect(addr).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut acked = 0usize;
+    while acked < n {
+        tokio::select! {
+            _ = tick.tick(), if device.sent < n && device.sent - acked < WINDOW => {
+                let mut payload = vec![b'x'; size.max(8)];
+                let stamp = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+                payload[..8].copy_from_slice(&stamp.to_le_bytes());
+                device.publish(payload.into());
+                device.flush().await;
+            }
+            read = device.tcp.read_buf(&mut device.rbuf) => {
+                assert!(read.unwrap() > 0, "closed after {acked} PUBACKs");
+                acked += device.pubacks();
+            }
+        }
+    }
+}
+
+/// Consumes `n` messages from the queue and returns the latency of each (µs), from the stamp in
+/// its payload to its receipt here.
+async fn consume_latencies(conn: &Connection, n: usize, t0: Instant) -> Vec<u64> {
+    use futures_util::StreamExt;
+    let ch = conn.create_channel().await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            QUEUE.into(),
+            "bench-latency".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut latencies = Vec::with_capacity(n);
+    while latencies.len() < n {
+        let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .expect("a delivery within 30 s")
+            .expect("the consumer is open")
+            .unwrap();
+        let now = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let stamp = u64::from_le_bytes(delivery.data[..8].try_into().unwrap());
+        latencies.push(now.saturating_sub(stamp));
+    }
+    let _ = ch.close(0, "done".into()).await;
+    latencies
+}
+
+/// CPU time (ms, user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_ms(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the name; in ticks.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    ticks * 10
+}
+
+/// p50, p99 and max of a latency sample (µs).
+fn percentiles(mut sample: Vec<u64>) -> (u64, u64, u64) {
+    sample.sort_unstable();
+    let at = |q: f64| sample[((sample.len() as f64 * q) as usize).min(sample.len() - 1)];
+    (at(0.50), at(0.99), sample[sample.len() - 1])
+}
+
+/// A plain lapin publisher with confirms, `WINDOW` in flight.
+async fn lapin_publisher(conn: &Connection, n: usize, payload: &[u8]) -> f64 {
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..n {
+        let confirm = ch
+            .basic_publish(
+                "amq.topic".into(),
+                format!("bench.dev.{}", i % 16).as_str().into(),
+                BasicPublishOptions::default(),
+                payload,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+        pending.push_back(confirm);
+        if pending.len() >= WINDOW {
+            pending.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for confirm in pending {
+        confirm.await.unwrap();
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let _ = ch.close(0, "done".into()).await;
+    rate
+}
+
+async fn depth(conn: &Connection) -> u32 {
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            QUEUE.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    q.message_count()
+}
+
+async fn purge(conn: &Connection) {
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_purge(QUEUE.into(), Default::default())
+        .await
+        .unwrap();
+}
+
+/// Waits (bounded) until the queue holds `n` messages.
+async fn settle(conn: &Connection, n: usize) {
+    for _ in 0..600 {
+        if depth(conn).await as usize >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the queue holds {} of {n} messages", depth(conn).await);
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Ok(url) = std::env::var("WARREN_BENCH_AMQP_URL") else {
+        eprintln!("bridge bench: set WARREN_BENCH_AMQP_URL (scripts/bench-bridge does)");
+        return;
+    };
+    let plugin_port: u16 = env("WARREN_BENCH_PLUGIN_PORT", 0);
+    // RabbitMQ's pid (scripts/bench-bridge reads the node's pid file), to report its CPU time.
+    let rabbit_pid = std::env::var("WARREN_BENCH_RABBITMQ_PID").unwrap_or_else(|_| "0".into());
+    let n: usize = env("WARREN_BENCH_MESSAGES", 50_000);
+    let rounds: usize = env("WARREN_BENCH_ROUNDS", 2);
+    let payload = vec![b'x'; env("WARREN_BENCH_PAYLOAD", 100)];
+
+    let conn = std::sync::Arc::new(
+        Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .expect("AMQP connect"),
+    );
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(QUEUE.into(), Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    ch.queue_bind(
+        QUEUE.into(),
+        "amq.topic".into(),
+        "bench.#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+
+    let mut config = warren::Config::for_tests();
+    config.mqtt.receive_maximum = WINDOW as u16;
+    config.bridge.enabled = true;
+    config.bridge.url = url.clone();
+    config
+        .bridge
+        .outbound
+        .push(warren_bridge::config::OutboundRule::new("bench/#"));
+    let broker = warren::Broker::start(config).await.expect("broker");
+    let addr = broker.local_addr("tcp").unwrap();
+    while !broker
+        .bridge_snapshot()
+        .is_some_and(|s| s.outbound.iter().all(|r| r.subscribed))
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut best = std::collections::BTreeMap::<&str, f64>::new();
+    for round in 0..rounds {
+        let mut scenarios: Vec<&str> = vec!["lapin", "warren"];
+        if plugin_port != 0 {
+            scenarios.push("rabbitmq_mqtt");
+        }
+        for scenario in scenarios {
+            purge(&conn).await;
+            let cpu_before = (cpu_ms("self"), cpu_ms(&rabbit_pid));
+            let rate = match scenario {
+                "lapin" => lapin_publisher(&conn, n, &payload).await,
+                "warren" => device(addr, n, &payload).await,
+                _ => device(SocketAddr::from(([127, 0, 0, 1], plugin_port)), n, &payload).await,
+            };
+            settle(&conn, n).await;
+            // CPU per 1,000 messages: this process (the load, and Warren in process) and
+            // RabbitMQ's VM. Unlike rates, CPU time does not depend on what else runs.
+            let per_k = |before: u64, after: u64| (after - before) as f64 * 1000.0 / n as f64;
+            let (self_ms, rabbit_ms) = (
+                per_k(cpu_before.0, cpu_ms("self")),
+                per_k(cpu_before.1, cpu_ms(&rabbit_pid)),
+            );
+            println!(
+                r#"{{"scenario":"{scenario}","round":{round},"messages":{n},"msgs_per_s":{rate:.0},"cpu_ms_per_1k_self":{self_ms:.1},"cpu_ms_per_1k_rabbitmq":{rabbit_ms:.1}}}"#
+            );
+            let entry = best.entry(scenario).or_insert(0.0);
+            *entry = entry.max(rate);
+        }
+    }
+    let rate: u32 = env("WARREN_BENCH_RATE", 1_000);
+    let secs: u32 = env("WARREN_BENCH_LATENCY_SECS", 5);
+    let paced = (rate * secs) as usize;
+    let mut best_p99 = std::collections::BTreeMap::<&str, u64>::new();
+    for round in 0..rounds {
+        let mut scenarios: Vec<(&str, SocketAddr)> = vec![("warren", addr)];
+        if plugin_port != 0 {
+            scenarios.push((
+                "rabbitmq_mqtt",
+                SocketAddr::from(([127, 0, 0, 1], plugin_port)),
+            ));
+        }
+        for (scenario, target) in scenarios {
+            purge(&conn).await;
+            let t0 = Instant::now();
+            let consumer = {
+                let conn = conn.clone();
+                tokio::spawn(async move { consume_latencies(&conn, paced, t0).await })
+            };
+            paced_device(target, paced, rate, payload.len(), t0).await;
+            let (p50, p99, max) = percentiles(consumer.await.unwrap());
+            println!(
+                r#"{{"scenario":"{scenario}-latency","round":{round},"messages":{paced},"rate":{rate},"p50_us":{p50},"p99_us":{p99},"max_us":{max}}}"#
+            );
+            let entry = best_p99.entry(scenario).or_insert(u64::MAX);
+            *entry = (*entry).min(p99);
+        }
+    }
+    let p99_ratio = match (best_p99.get("warren"), best_p99.get("rabbitmq_mqtt")) {
+        (Some(w), Some(r)) if *r > 0 => format!("{:.3}", *w as f64 / *r as f64),
+        _ => "null".into(),
+    };
+    println!(r#"{{"p99_ratio_warren_over_rabbitmq_mqtt":{p99_ratio},"best_p99_us":{best_p99:?}}}"#);
+
+    let ratio = |a: &str, b: &str| match (best.get(a), best.get(b)) {
+        (Some(a), Some(b)) if *b > 0.0 => format!("{:.3}", a / b),
+        _ => "null".into(),
+    };
+    let best_json: Vec<String> = best
+        .iter()
+        .map(|(k, v)| format!(r#""{k}":{v:.0}"#))
+        .collect();
+    println!(
+        r#"{{"ratio_warren_over_lapin":{},"ratio_warren_over_rabbitmq_mqtt":{},"best":{{{}}}}}"#,
+        ratio("warren", "lapin"),
+        ratio("warren", "rabbitmq_mqtt"),
+        best_json.join(",")
+    );
+    broker.shutdown().await;
+}

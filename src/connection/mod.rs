@@ -328,7 +328,7 @@ impl Connection {
                 Poll::Ready(Ok(n)) => {
                     self.core.stats().shard().bytes_out(n);
                     self.write_stalled_since = None;
-                    self.unflushed = self.stream.is_tls();
+                    self.unflushed = self.stream.buffers_output();
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {

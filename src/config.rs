@@ -860,7 +860,7 @@ mod tests {
         let example: String = EMBEDDED_TOML
             .lines()
             .skip_while(|l| !l.starts_with("# [listeners.tls]"))
-            .take_while(|l| !l.starts_with("[mqtt]"))
+            .take_while(|l| !l.starts_with("[mqtt]") && !l.starts_with("# MQTT over WebSocket"))
             .filter_map(|l| l.strip_prefix("# "))
             .filter(|l| !l.starts_with('#'))
             .map(|l| format!("{l}\n"))
@@ -872,6 +872,72 @@ mod tests {
         assert_eq!(tls.client_auth, ClientAuth::Required);
         assert_eq!(tls.cert, Path::new("certs/server.pem"));
         assert_eq!(tls.client_ca.as_deref(), Some(Path::new("certs/ca.pem")));
+    }
+
+    #[test]
+    fn commented_websocket_example_parses() {
+        let example: String = EMBEDDED_TOML
+            .lines()
+            .skip_while(|l| !l.starts_with("# [listeners.ws]"))
+            .take_while(|l| !l.starts_with("[mqtt]"))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg = load_file("ws-example", &example, &[]).unwrap();
+        assert_eq!(cfg.listeners["ws"].kind, ListenerKind::Ws);
+        assert_eq!(cfg.listeners["ws"].ws_path(), "/mqtt");
+        assert_eq!(cfg.listeners["wss"].kind, ListenerKind::Wss);
+        assert!(cfg.listeners["wss"].tls.is_some());
+    }
+
+    #[test]
+    fn websocket_proxy_and_limit_rules() {
+        let (_, key, reason) =
+            invalid(load_file("wss-notls", "[listeners.w]\nkind = \"wss\"\n", &[]).unwrap_err());
+        assert_eq!(key, "listeners.w.tls");
+        assert!(reason.contains("\"wss\""), "{reason}");
+        let err = load_file("path-tcp", "[listeners.t]\npath = \"/mqtt\"\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.t.path");
+        let err = load_file(
+            "path-bad",
+            "[listeners.w]\nkind = \"ws\"\npath = \"mqtt\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.w.path");
+        let cfg = load_file(
+            "ws-ok",
+            "[listeners.w]\nkind = \"ws\"\npath = \"/ws\"\nproxy_protocol = true\n\
+             max_connection_rate = 5\nmax_connection_burst = 20\n",
+            &[],
+        )
+        .unwrap();
+        let w = &cfg.listeners["w"];
+        assert_eq!((w.ws_path(), w.proxy_protocol), ("/ws", true));
+        assert_eq!((w.max_connection_rate, w.max_connection_burst), (5, 20));
+        for (key, value) in [
+            ("MAX_TOPIC_LEVELS", "0"),
+            ("MAX_TOPIC_LEVELS", "129"),
+            ("MAX_TOPIC_LENGTH", "0"),
+            ("MAX_TOPIC_LENGTH", "65536"),
+        ] {
+            let err =
+                Config::load(None, env(&[(&format!("WARREN__MQTT__{key}"), value)])).unwrap_err();
+            assert_eq!(invalid(err).1, format!("mqtt.{}", key.to_lowercase()));
+        }
+        let cfg = Config::load(
+            None,
+            env(&[
+                ("WARREN__MQTT__MAX_PUBLISH_RATE", "100"),
+                ("WARREN__MQTT__MAX_PUBLISH_BYTES_RATE", "1000000"),
+                ("WARREN__LISTENERS__TCP__PROXY_PROTOCOL", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.mqtt.max_publish_rate, 100);
+        assert_eq!(cfg.mqtt.max_publish_bytes_rate, 1_000_000);
+        assert!(cfg.listeners["tcp"].proxy_protocol);
     }
 
     #[test]

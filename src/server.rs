@@ -209,7 +209,7 @@ impl ListenerEvents for Events {
         let why = reason.label();
         match reason {
             // Clients probing, or a proxy's health check: not worth a line each.
-            Rejection::TlsHandshake | Rejection::HandshakeTimeout => {
+            Rejection::TlsHandshake | Rejection::HandshakeTimeout | Rejection::ClosedEarly => {
                 tracing::debug!(listener, %peer, why, "connection closed: {detail}");
             }
             _ => {

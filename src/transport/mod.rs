@@ -80,17 +80,21 @@ pub enum Rejection {
     WebSocketUpgrade,
     /// The steps before MQTT took longer than [`HANDSHAKE_TIMEOUT`].
     HandshakeTimeout,
+    /// The client closed the connection (or it failed) before the PROXY header or the
+    /// WebSocket upgrade was complete.
+    ClosedEarly,
 }
 
 impl Rejection {
     /// Every reason.
-    pub const ALL: [Rejection; 6] = [
+    pub const ALL: [Rejection; 7] = [
         Rejection::MaxConnections,
         Rejection::RateLimited,
         Rejection::ProxyHeader,
         Rejection::TlsHandshake,
         Rejection::WebSocketUpgrade,
         Rejection::HandshakeTimeout,
+        Rejection::ClosedEarly,
     ];
 
     /// Metric label.
@@ -102,6 +106,7 @@ impl Rejection {
             Rejection::TlsHandshake => "tls_handshake",
             Rejection::WebSocketUpgrade => "websocket_upgrade",
             Rejection::HandshakeTimeout => "handshake_timeout",
+            Rejection::ClosedEarly => "closed_early",
         }
     }
 }
@@ -355,6 +360,9 @@ impl Prelude {
                     peer = source;
                 }
                 Ok(None) => {}
+                Err(proxy::ReadError::Io(error)) => {
+                    return Err((Rejection::ClosedEarly, peer, error.to_string()))
+                }
                 Err(error) => return Err((Rejection::ProxyHeader, peer, error.to_string())),
             }
             if !self.admit(peer) {
@@ -377,6 +385,9 @@ impl Prelude {
                 Stream::Ws(Box::new(WsStream::new(stream, rest, *max_frame))),
                 peer,
             )),
+            Err(ws::upgrade::UpgradeError::Io(error)) => {
+                Err((Rejection::ClosedEarly, peer, error.to_string()))
+            }
             Err(error) => Err((Rejection::WebSocketUpgrade, peer, error.to_string())),
         }
     }

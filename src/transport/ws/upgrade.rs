@@ -105,8 +105,22 @@ pub enum UpgradeError {
 /// sent after the request (frames already) are returned, for the frame reader.
 pub async fn accept(stream: &mut Stream, path: &str) -> Result<BytesMut, UpgradeError> {
     let mut buf = BytesMut::new();
+    let mut scanned: usize = 0;
     loop {
-        match respond(&buf, path) {
+        // Parsed only once the head looks complete (or too long, or not a GET): bytes trickled
+        // one at a time cost a search of the new ones each, not a parse of everything so far.
+        let complete = buf[scanned.saturating_sub(3)..]
+            .windows(4)
+            .any(|w| w == b"\r\n\r\n")
+            || buf.len() >= MAX_REQUEST
+            || (buf.len() >= 4 && !buf.starts_with(b"GET "));
+        scanned = buf.len();
+        let decision = if complete {
+            respond(&buf, path)
+        } else {
+            Ok(None)
+        };
+        match decision {
             Ok(Some((len, answer))) => {
                 stream.write_all(&answer).await?;
                 stream.flush().await?;

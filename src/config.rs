@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::protocol::topic::MAX_TOPIC_LEVELS;
+
 /// The default configuration file, built into the binary.
 pub const EMBEDDED_TOML: &str = include_str!("../config/warren.toml");
 
@@ -90,8 +92,21 @@ pub struct ListenerConfig {
     /// kernel drops the connection; 0 leaves the system default. Default 60.
     #[serde(deserialize_with = "strict::uint")]
     pub tcp_user_timeout_secs: u64,
-    /// Required if and only if `kind` is `tls`.
+    /// Required if and only if `kind` is `tls` or `wss`.
     pub tls: Option<TlsConfig>,
+    /// WebSocket listeners only: the HTTP path of the upgrade request. Default `/mqtt`.
+    pub path: Option<String>,
+    /// Every connection starts with a PROXY protocol v1 or v2 header (HAProxy, cloud load
+    /// balancers); its source address is the client's. Default false.
+    pub proxy_protocol: bool,
+    /// New connections a second from one source address (IPv6: one /64); 0 means no limit.
+    /// Default 0.
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_connection_rate: u32,
+    /// Connections one source address may open at once above `max_connection_rate`; 0 means
+    /// one second's worth. Default 0.
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_connection_burst: u32,
 }
 
 /// `listeners.<name>.kind`
@@ -101,6 +116,32 @@ pub enum ListenerKind {
     #[default]
     Tcp,
     Tls,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl ListenerKind {
+    /// True for the kinds that take a `tls` table.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, ListenerKind::Tls | ListenerKind::Wss)
+    }
+
+    /// True for the WebSocket kinds.
+    pub fn is_websocket(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
+    }
+
+    /// The name used in the config and in logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Tls => "tls",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
+        }
+    }
 }
 
 /// `[listeners.<name>.tls]`. `cert` and `key` have no default.
@@ -196,6 +237,24 @@ pub struct MqttConfig {
     /// Default 1000: subscriptions one session may hold.
     #[serde(deserialize_with = "strict::uint")]
     pub max_subscriptions_per_client: usize,
+    /// Default 65535: bytes of a topic name or filter (PUBLISH, SUBSCRIBE, will); 1..=65535.
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_topic_length: usize,
+    /// Default 128: levels of a topic name or filter; 1..=[`MAX_TOPIC_LEVELS`].
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_topic_levels: usize,
+    /// Default 0 (no limit): PUBLISH packets a second one client may send; past it, its
+    /// PUBLISH input is paused (acks and pings are still read).
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_publish_rate: u32,
+    /// Default 0 (one second's worth): PUBLISH packets a client may send at once above
+    /// `max_publish_rate`.
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_publish_burst: u32,
+    /// Default 0 (no limit): PUBLISH bytes (topic and payload) a second one client may send,
+    /// with one second's worth as burst; enforced like `max_publish_rate`.
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_publish_bytes_rate: u64,
 }
 
 /// `mqtt.slow_subscriber`: what happens to a connected subscriber whose queue has kept a
@@ -274,9 +333,23 @@ impl Default for ListenerConfig {
             tcp_keepalive_secs: 60,
             tcp_user_timeout_secs: 60,
             tls: None,
+            path: None,
+            proxy_protocol: false,
+            max_connection_rate: 0,
+            max_connection_burst: 0,
         }
     }
 }
+
+impl ListenerConfig {
+    /// The WebSocket path (`path`, default `/mqtt`).
+    pub fn ws_path(&self) -> &str {
+        self.path.as_deref().unwrap_or(DEFAULT_WS_PATH)
+    }
+}
+
+/// The default `path` of a WebSocket listener.
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
 
 impl Default for MqttConfig {
     fn default() -> Self {
@@ -302,6 +375,11 @@ impl Default for MqttConfig {
             max_connect_packet_size: 65_536,
             max_user_properties: 128,
             max_subscriptions_per_client: 1000,
+            max_topic_length: 65_535,
+            max_topic_levels: MAX_TOPIC_LEVELS,
+            max_publish_rate: 0,
+            max_publish_burst: 0,
+            max_publish_bytes_rate: 0,
         }
     }
 }
@@ -426,6 +504,21 @@ impl Config {
                 return bad(format!("mqtt.{key}"), "must be at least 1 (got 0)");
             }
         }
+        if !(1..=65_535).contains(&m.max_topic_length) {
+            return bad(
+                "mqtt.max_topic_length".into(),
+                format!("must be between 1 and 65535 (got {})", m.max_topic_length),
+            );
+        }
+        if !(1..=MAX_TOPIC_LEVELS).contains(&m.max_topic_levels) {
+            return bad(
+                "mqtt.max_topic_levels".into(),
+                format!(
+                    "must be between 1 and {MAX_TOPIC_LEVELS} (got {})",
+                    m.max_topic_levels
+                ),
+            );
+        }
         if m.slow_subscriber_timeout_ms >= m.ack_timeout_ms {
             return Err((
                 "mqtt.slow_subscriber_timeout_ms".into(),
@@ -458,20 +551,41 @@ impl Config {
                      (and no \"__\")",
                 );
             }
-            match (l.kind, &l.tls) {
-                (ListenerKind::Tls, None) => {
+            match (l.kind.uses_tls(), &l.tls) {
+                (true, None) => {
                     return Err((
                         format!("{key}.tls"),
-                        "kind is \"tls\" but there is no tls table (cert, key)".into(),
+                        format!(
+                            "kind is \"{}\" but there is no tls table (cert, key)",
+                            l.kind.label()
+                        ),
                         format!("{key}.kind"),
                     ))
                 }
-                (ListenerKind::Tcp, Some(_)) => {
+                (false, Some(_)) => {
                     return Err((
                         format!("{key}.tls"),
-                        "a tls table needs kind = \"tls\"".into(),
+                        "a tls table needs kind = \"tls\" or \"wss\"".into(),
                         format!("{key}.tls"),
                     ))
+                }
+                _ => {}
+            }
+            match (&l.path, l.kind.is_websocket()) {
+                (Some(_), false) => {
+                    return Err((
+                        format!("{key}.path"),
+                        "a path needs kind = \"ws\" or \"wss\"".into(),
+                        format!("{key}.path"),
+                    ))
+                }
+                (Some(path), true)
+                    if !path.starts_with('/') || path.contains(char::is_whitespace) =>
+                {
+                    return bad(
+                        format!("{key}.path"),
+                        format!("must start with '/' and hold no spaces (got {path:?})"),
+                    )
                 }
                 _ => {}
             }
@@ -746,7 +860,7 @@ mod tests {
         let example: String = EMBEDDED_TOML
             .lines()
             .skip_while(|l| !l.starts_with("# [listeners.tls]"))
-            .take_while(|l| !l.starts_with("[mqtt]"))
+            .take_while(|l| !l.starts_with("[mqtt]") && !l.starts_with("# MQTT over WebSocket"))
             .filter_map(|l| l.strip_prefix("# "))
             .filter(|l| !l.starts_with('#'))
             .map(|l| format!("{l}\n"))
@@ -758,6 +872,72 @@ mod tests {
         assert_eq!(tls.client_auth, ClientAuth::Required);
         assert_eq!(tls.cert, Path::new("certs/server.pem"));
         assert_eq!(tls.client_ca.as_deref(), Some(Path::new("certs/ca.pem")));
+    }
+
+    #[test]
+    fn commented_websocket_example_parses() {
+        let example: String = EMBEDDED_TOML
+            .lines()
+            .skip_while(|l| !l.starts_with("# [listeners.ws]"))
+            .take_while(|l| !l.starts_with("[mqtt]"))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg = load_file("ws-example", &example, &[]).unwrap();
+        assert_eq!(cfg.listeners["ws"].kind, ListenerKind::Ws);
+        assert_eq!(cfg.listeners["ws"].ws_path(), "/mqtt");
+        assert_eq!(cfg.listeners["wss"].kind, ListenerKind::Wss);
+        assert!(cfg.listeners["wss"].tls.is_some());
+    }
+
+    #[test]
+    fn websocket_proxy_and_limit_rules() {
+        let (_, key, reason) =
+            invalid(load_file("wss-notls", "[listeners.w]\nkind = \"wss\"\n", &[]).unwrap_err());
+        assert_eq!(key, "listeners.w.tls");
+        assert!(reason.contains("\"wss\""), "{reason}");
+        let err = load_file("path-tcp", "[listeners.t]\npath = \"/mqtt\"\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.t.path");
+        let err = load_file(
+            "path-bad",
+            "[listeners.w]\nkind = \"ws\"\npath = \"mqtt\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.w.path");
+        let cfg = load_file(
+            "ws-ok",
+            "[listeners.w]\nkind = \"ws\"\npath = \"/ws\"\nproxy_protocol = true\n\
+             max_connection_rate = 5\nmax_connection_burst = 20\n",
+            &[],
+        )
+        .unwrap();
+        let w = &cfg.listeners["w"];
+        assert_eq!((w.ws_path(), w.proxy_protocol), ("/ws", true));
+        assert_eq!((w.max_connection_rate, w.max_connection_burst), (5, 20));
+        for (key, value) in [
+            ("MAX_TOPIC_LEVELS", "0"),
+            ("MAX_TOPIC_LEVELS", "129"),
+            ("MAX_TOPIC_LENGTH", "0"),
+            ("MAX_TOPIC_LENGTH", "65536"),
+        ] {
+            let err =
+                Config::load(None, env(&[(&format!("WARREN__MQTT__{key}"), value)])).unwrap_err();
+            assert_eq!(invalid(err).1, format!("mqtt.{}", key.to_lowercase()));
+        }
+        let cfg = Config::load(
+            None,
+            env(&[
+                ("WARREN__MQTT__MAX_PUBLISH_RATE", "100"),
+                ("WARREN__MQTT__MAX_PUBLISH_BYTES_RATE", "1000000"),
+                ("WARREN__LISTENERS__TCP__PROXY_PROTOCOL", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.mqtt.max_publish_rate, 100);
+        assert_eq!(cfg.mqtt.max_publish_bytes_rate, 1_000_000);
+        assert!(cfg.listeners["tcp"].proxy_protocol);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! - [`router`]: the subscription trie and the retained store: plain data structures.
 //! - [`session`]: one client's state (subscriptions, QoS 1/2 in flight) and its [`session::mailbox`].
 //! - [`store`]: where offline sessions wait, behind the [`store::SessionStore`] trait.
-//! - [`transport`]: TCP and TLS listeners, accept loop, connection limits. No MQTT.
+//! - [`transport`]: TCP, TLS and WebSocket listeners, PROXY protocol, accept loop, connection
+//!   limits and rates. No MQTT.
+//! - [`rate`]: token buckets (connection rate per address, publish rate per client).
 //! - [`gate`]: the acknowledgement gate: a QoS 1/2 PUBLISH is answered once every owner holds it.
 //! - [`connection`]: the per-connection task that joins socket, codec, session and broker.
 //! - [`broker`]: the broker's core behind a narrow API ([`broker::core::Core`]): fan-out
@@ -24,6 +26,7 @@ pub mod connection;
 pub mod gate;
 pub mod metrics;
 pub mod protocol;
+pub mod rate;
 pub mod router;
 pub mod runtime;
 pub mod server;

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::metrics::stats::StatsSnapshot;
 use crate::session::mailbox::Control;
 use crate::store::{MemoryStore, SessionStore};
-use crate::transport::{self, Listener};
+use crate::transport::{self, Listener, ListenerEvents, Rejection};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,13 +61,12 @@ impl Broker {
     pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         let mut listeners = Vec::new();
         for (name, listener) in &config.listeners {
-            let bound =
-                Listener::bind(name, listener)
-                    .await
-                    .map_err(|source| StartError::Listener {
-                        name: name.clone(),
-                        source,
-                    })?;
+            let bound = Listener::bind(name, listener, config.mqtt.max_packet_size)
+                .await
+                .map_err(|source| StartError::Listener {
+                    name: name.clone(),
+                    source,
+                })?;
             listeners.push(bound);
         }
         let metrics_listener = if config.metrics.enabled {
@@ -131,20 +130,20 @@ impl Broker {
             ));
         }
         let mut addrs = BTreeMap::new();
+        let events: Arc<dyn ListenerEvents> = Arc::new(Events(core.clone()));
         for listener in listeners {
             addrs.insert(listener.name().to_owned(), listener.local_addr());
             tracing::info!(
                 listener = listener.name(),
                 addr = %listener.local_addr(),
-                tls = listener.is_tls(),
+                kind = listener.kind().label(),
                 "listening"
             );
-            let on_error = core.clone();
             let serve = core.clone();
             tasks.spawn(listener.run(
                 core.shutdown_token().clone(),
                 tasks.clone(),
-                move |name, error| accept_failed(&on_error, name, error),
+                events.clone(),
                 move |accepted| crate::connection::serve(accepted, serve.clone()),
             ));
         }
@@ -187,6 +186,38 @@ fn accept_failed(core: &Core, listener: &str, error: &std::io::Error) {
         );
     } else {
         tracing::warn!(listener, %error, "accept failed; backing off");
+    }
+}
+
+/// What the listeners report: counted, and logged within the broker's log rate limit.
+struct Events(Arc<Core>);
+
+impl ListenerEvents for Events {
+    fn accept_failed(&self, listener: &str, error: &std::io::Error) {
+        accept_failed(&self.0, listener, error);
+    }
+
+    fn rejected(
+        &self,
+        listener: &str,
+        peer: SocketAddr,
+        reason: Rejection,
+        detail: &dyn std::fmt::Display,
+    ) {
+        let core = &self.0;
+        core.stats().rejected(listener, reason.label());
+        let why = reason.label();
+        match reason {
+            // Clients probing, or a proxy's health check: not worth a line each.
+            Rejection::TlsHandshake | Rejection::HandshakeTimeout | Rejection::ClosedEarly => {
+                tracing::debug!(listener, %peer, why, "connection closed: {detail}");
+            }
+            _ => {
+                if let Some(suppressed) = core.log_limiter().allow(core.clock().now_ms()) {
+                    tracing::warn!(listener, %peer, why, suppressed, "connection closed: {detail}");
+                }
+            }
+        }
     }
 }
 

@@ -85,7 +85,7 @@ impl LogLimiter {
 pub enum SubscribeRefusal {
     /// `$share/...`: shared subscriptions are not built yet.
     SharedNotSupported,
-    /// More levels than [`topic::MAX_TOPIC_LEVELS`].
+    /// Longer than `max_topic_length` or deeper than `max_topic_levels`.
     FilterInvalid,
     /// The client has `max_subscriptions_per_client` already.
     QuotaExceeded,
@@ -258,7 +258,7 @@ impl Core {
         if filter.starts_with("$share/") {
             return Err(SubscribeRefusal::SharedNotSupported);
         }
-        if !topic::within_level_limit(filter) {
+        if !self.topic_within_limits(filter) {
             return Err(SubscribeRefusal::FilterInvalid);
         }
         if !session.subscriptions.contains_key(filter)
@@ -274,6 +274,13 @@ impl Core {
             .mailbox
             .set_filter_count(session.subscriptions.len());
         Ok(is_new)
+    }
+
+    /// True when a topic name or filter is within the configured `max_topic_length` and
+    /// `max_topic_levels`.
+    pub fn topic_within_limits(&self, topic: &str) -> bool {
+        let mqtt = &self.config.mqtt;
+        topic::within_limits(topic, mqtt.max_topic_length, mqtt.max_topic_levels)
     }
 
     /// Removes `session`'s subscription to `filter`; true if it existed.

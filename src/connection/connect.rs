@@ -10,7 +10,7 @@ use bytestring::ByteString;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
-use super::{Connection, TAKEOVER_TIMEOUT};
+use super::{pause, Connection, TAKEOVER_TIMEOUT};
 use crate::broker::core::Core;
 use crate::broker::registry::Claim;
 use crate::gate::AckQueue;
@@ -190,7 +190,7 @@ fn check_connect(connect: &Connect, core: &Core) -> Result<(), ConnectReason> {
         }
     }
     if let Some(will) = &connect.will {
-        if !topic::valid_topic_name(&will.topic) {
+        if !topic::valid_topic_name(&will.topic) || !core.topic_within_limits(&will.topic) {
             return Err(ConnectReason::TopicNameInvalid);
         }
         if will.retain && !mqtt.retain_available {
@@ -361,6 +361,7 @@ async fn establish(
         },
         acks: AckQueue::default(),
         held: None,
+        throttle: pause::Throttle::new(mqtt, std::time::Instant::now()),
         mailbox_pending: true,
         wbuf: BytesMut::new(),
         unflushed: false,

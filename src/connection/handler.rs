@@ -9,8 +9,8 @@ use super::{Connection, Exit};
 use crate::gate::{TicketSource, Unanswered, Verdict};
 use crate::metrics::stats::DropReason;
 use crate::protocol::{
-    reason, topic, AckProperties, Disconnect, Packet, PubResp, Publish, QoS, SubAck, Subscribe,
-    UnsubAck, Unsubscribe,
+    reason, AckProperties, Disconnect, Packet, PubResp, Publish, QoS, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
 };
 use crate::session::mailbox::{Message, MessageParts};
 use crate::session::{AckOutcome, SubEntry};
@@ -34,7 +34,7 @@ impl Connection {
                 let found = self.session.on_pubrel(rel.pkid);
                 self.send(Packet::PubComp(ack(rel.pkid, found)));
                 // A QoS 2 flow ended: the Receive Maximum has room again.
-                self.release_held(now);
+                return self.release_held(now);
             }
             Packet::PubComp(comp) => {
                 if self.session.on_pubcomp(comp.pkid) == AckOutcome::Done {
@@ -71,7 +71,7 @@ impl Connection {
     /// until its PUBACK and QoS 2 until its PUBCOMP (MQTT-4.9.0-2). 3.1.1 has no such limit:
     /// there, only the packets not answered yet count, so that a client's PUBREL is never held
     /// behind a PUBLISH that waits for it.
-    fn receive_quota_used(&self) -> usize {
+    pub(super) fn receive_quota_used(&self) -> usize {
         if self.version.is_v5() {
             self.acks.len() - self.acks.exactly_once_len() + self.session.incoming_qos2.len()
         } else {
@@ -92,10 +92,14 @@ impl Connection {
                 "PUBLISH from a client carries a Subscription Identifier (MQTT-3.3.4-6)",
             ));
         }
-        if !topic::within_level_limit(&publish.topic) {
+        if !self.core.topic_within_limits(&publish.topic) {
+            let mqtt = &self.core.config().mqtt;
             return Some(Exit::violation(
                 reason::TOPIC_NAME_INVALID,
-                format!("topic has more than {} levels", topic::MAX_TOPIC_LEVELS),
+                format!(
+                    "topic over {} bytes or {} levels (max_topic_length, max_topic_levels)",
+                    mqtt.max_topic_length, mqtt.max_topic_levels
+                ),
             ));
         }
         if publish.retain && !self.core.config().mqtt.retain_available {
@@ -113,22 +117,23 @@ impl Connection {
             }
             return None;
         }
-        if qos != QoS::AtMostOnce && self.receive_quota_used() >= self.receive_maximum {
-            if self.version.is_v5() {
-                return Some(Exit::violation(
-                    reason::RECEIVE_MAXIMUM_EXCEEDED,
-                    format!(
-                        "more than the Receive Maximum ({}) of QoS 1/2 PUBLISH unanswered \
-                         (MQTT-3.3.4-9)",
-                        self.receive_maximum
-                    ),
-                ));
-            }
-            // 3.1.1 cannot be told the limit: hold this packet, and the input after it,
-            // until an answer leaves room.
-            self.held = Some(Box::new(publish));
+        if self.publish_must_wait(&publish, now) {
+            // Past a 3.1.1 client's Receive Maximum, or its rate limits: held, with what must
+            // stay behind it, until an answer leaves room or the rate allows it.
+            self.hold(Packet::Publish(publish));
             return None;
         }
+        if qos != QoS::AtMostOnce && self.receive_quota_used() >= self.receive_maximum {
+            return Some(Exit::violation(
+                reason::RECEIVE_MAXIMUM_EXCEEDED,
+                format!(
+                    "more than the Receive Maximum ({}) of QoS 1/2 PUBLISH unanswered \
+                     (MQTT-3.3.4-9)",
+                    self.receive_maximum
+                ),
+            ));
+        }
+        self.charge_publish(&publish, now);
         self.core.stats().shard().received(qos as u8);
         if qos == QoS::ExactlyOnce {
             self.session.incoming_qos2.insert(pkid);
@@ -212,21 +217,6 @@ impl Connection {
         } else {
             Packet::PubAck(response)
         });
-        None
-    }
-
-    /// Handles the held PUBLISH (and the input after it) once the Receive Maximum has room.
-    fn release_held(&mut self, now: Instant) -> Option<Exit> {
-        if self.held.is_none() || self.receive_quota_used() >= self.receive_maximum {
-            return None;
-        }
-        let publish = self.held.take()?;
-        if let Some(exit) = self.on_publish(*publish, now) {
-            return Some(exit);
-        }
-        if self.held.is_none() {
-            return self.process_input(now);
-        }
         None
     }
 

@@ -18,8 +18,9 @@
 //! - incoming QoS 1/2 PUBLISH packets are answered through the acknowledgement gate
 //!   ([`crate::gate`]), in arrival order, once every owner holds the message; at most the
 //!   server's Receive Maximum of them are unanswered (a 5.0 client sending more is disconnected
-//!   with 0x93; a 3.1.1 client, which cannot be told the limit, has its next PUBLISH held and
-//!   its input paused until one is answered);
+//!   with 0x93; a 3.1.1 client, which cannot be told the limit, has its next PUBLISH held
+//!   until one is answered, while its acks and pings are still read: `pause.rs`, which also
+//!   holds PUBLISH input back for the publish rate limits);
 //! - outgoing QoS 1/2 messages are bounded by the inflight window, and the write buffer by a
 //!   high-water mark; what does not fit waits in the mailbox (bounded, see
 //!   [`crate::session::mailbox`]).
@@ -27,6 +28,7 @@
 mod connect;
 mod deliver;
 mod handler;
+mod pause;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,7 +47,7 @@ use crate::broker::registry::Release;
 use crate::gate::{AckQueue, GateWaker};
 use crate::metrics::stats::Stats;
 use crate::protocol::{
-    self, reason, DecodeError, DecodeLimits, Disconnect, Packet, ProtocolVersion, Publish, Will,
+    self, reason, DecodeError, DecodeLimits, Disconnect, Packet, ProtocolVersion, Will,
 };
 use crate::session::mailbox::{Control, TakeOver};
 use crate::session::SessionState;
@@ -195,9 +197,11 @@ pub(crate) struct Connection {
     limits: DecodeLimits,
     /// Incoming QoS 1/2 PUBLISH packets not answered yet, in arrival order.
     acks: AckQueue,
-    /// A 3.1.1 client's PUBLISH beyond the Receive Maximum, held (with all input after it) until
-    /// one of its others is answered.
-    held: Option<Box<Publish>>,
+    /// PUBLISH input held back (3.1.1 Receive Maximum, publish rate limits), with the input
+    /// that must stay behind it (see `pause.rs`).
+    held: Option<Box<pause::Held>>,
+    /// The client's publish rate limits, if any are configured.
+    throttle: Option<Box<pause::Throttle>>,
     /// The mailbox or the retained backlog may hold deliveries we could take now.
     mailbox_pending: bool,
     /// Output not written yet.
@@ -298,8 +302,13 @@ impl Connection {
         if notified.poll(cx).is_ready() {
             return Poll::Ready(Event::Notified);
         }
-        if self.held.is_none() {
+        if !self.input_paused() {
             match self.stream.poll_read_some(cx, &mut self.rbuf, want) {
+                Poll::Ready(Ok(0)) if self.held.is_some() => {
+                    // Held input is handled first; the end of input waits its turn.
+                    self.hold_eof();
+                    return Poll::Ready(Event::Progress);
+                }
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Event::Closed),
                 Poll::Ready(Ok(n)) => return Poll::Ready(Event::Read(n)),
                 Poll::Pending => {}
@@ -328,7 +337,7 @@ impl Connection {
                 Poll::Ready(Ok(n)) => {
                     self.core.stats().shard().bytes_out(n);
                     self.write_stalled_since = None;
-                    self.unflushed = self.stream.is_tls();
+                    self.unflushed = self.stream.buffers_output();
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {
@@ -370,7 +379,10 @@ impl Connection {
         let write = self
             .write_stalled_since
             .map(|t| t + Duration::from_secs(mqtt.write_timeout_secs));
-        [partial, ack, write].into_iter().flatten().min()
+        [partial, ack, write, self.resume_at()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Sets the timer to the next deadline, or drops it when none is due.
@@ -408,20 +420,23 @@ impl Connection {
         {
             return Some(Exit::PacketTimeout);
         }
+        if self.resume_at().is_some_and(|t| now >= t) {
+            return self.release_held(now);
+        }
         None
     }
 
-    /// Handles every whole packet in the read buffer (stopping at a held PUBLISH). `Some`
-    /// ends the connection. Keep alive counts whole packets only, so a client trickling the
+    /// Handles every whole packet in the read buffer (packets behind a held PUBLISH are queued
+    /// behind it, up to the bound of `pause.rs`). `Some` ends the connection. Keep alive counts whole packets only, so a client trickling the
     /// bytes of one packet does not keep its connection alive; a started packet has
     /// `packet_timeout_secs` to complete.
     fn process_input(&mut self, now: Instant) -> Option<Exit> {
         let mut whole = false;
-        while self.held.is_none() {
+        while !self.input_paused() {
             match protocol::decode(&mut self.rbuf, Some(self.version), &self.limits) {
                 Ok(Some(packet)) => {
                     whole = true;
-                    if let Some(exit) = self.handle(packet, now) {
+                    if let Some(exit) = self.dispatch(packet, now) {
                         return Some(exit);
                     }
                 }

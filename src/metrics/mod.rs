@@ -66,6 +66,8 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("warren_inflight_messages", Gauge, Some(Unit::Count), "QoS 1/2 messages sent and not yet acknowledged"),
     ("warren_queued_messages", Gauge, Some(Unit::Count), "messages waiting in session queues"),
     ("warren_queued_bytes", Gauge, Some(Unit::Bytes), "bytes held by the messages waiting in session queues (topic, properties, payload and bookkeeping)"),
+    ("warren_connections_rejected_total", Counter, Some(Unit::Count), "connections closed before MQTT (connection limit and rate, PROXY header, TLS handshake, WebSocket upgrade, timeout), by listener and reason"),
+    ("warren_publish_pauses_total", Counter, Some(Unit::Count), "times a client's PUBLISH input was paused by the publish rate limits"),
     ("warren_accept_errors_total", Counter, Some(Unit::Count), "failed accepts (e.g. the open-file limit)"),
     ("warren_open_files_limit", Gauge, Some(Unit::Count), "the process's open-file limit (caps connections)"),
     ("warren_uptime_seconds", Gauge, Some(Unit::Seconds), "seconds since the broker started"),
@@ -196,6 +198,14 @@ impl Metrics {
         self.counter("warren_sessions_expired_total", &[], s.sessions_expired);
         self.counter("warren_slow_subscribers_total", &[], s.slow_subscribers);
         self.counter("warren_accept_errors_total", &[], s.accept_errors);
+        for ((listener, reason), n) in &s.rejected_by {
+            self.counter(
+                "warren_connections_rejected_total",
+                &[("listener", listener), ("reason", reason)],
+                *n,
+            );
+        }
+        self.counter("warren_publish_pauses_total", &[], s.publish_pauses);
         self.gauge("warren_open_files_limit", &[], s.open_files_limit as f64);
 
         self.gauge(

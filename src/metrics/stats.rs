@@ -127,6 +127,10 @@ pub struct Stats {
     pub(crate) open_files_limit: AtomicU64,
     connections: Mutex<BTreeMap<(Arc<str>, &'static str), ConnCount>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Connections closed before MQTT, by listener and reason.
+    rejected: Mutex<BTreeMap<(Box<str>, &'static str), u64>>,
+    /// Times a client's PUBLISH input was paused by the publish rate limits.
+    pub(crate) publish_pauses: AtomicU64,
 }
 
 impl Default for Stats {
@@ -146,6 +150,8 @@ impl Default for Stats {
             open_files_limit: AtomicU64::new(0),
             connections: Mutex::new(BTreeMap::new()),
             refused: Mutex::new(BTreeMap::new()),
+            rejected: Mutex::new(BTreeMap::new()),
+            publish_pauses: AtomicU64::new(0),
         }
     }
 }
@@ -203,6 +209,10 @@ pub struct StatsSnapshot {
     pub messages_received: [u64; 3],
     /// Application messages delivered to clients, by QoS.
     pub messages_delivered: [u64; 3],
+    /// Connections closed before MQTT, by (listener, reason label).
+    pub rejected_by: BTreeMap<(Box<str>, &'static str), u64>,
+    /// Times a client's PUBLISH input was paused by the publish rate limits.
+    pub publish_pauses: u64,
 }
 
 impl Stats {
@@ -224,6 +234,13 @@ impl Stats {
     /// A CONNECT refused for `reason`.
     pub(crate) fn refused(&self, reason: &'static str) {
         *self.refused.lock().entry(reason).or_default() += 1;
+    }
+
+    /// A connection on `listener` closed before MQTT for `reason` (a label).
+    pub(crate) fn rejected(&self, listener: &str, reason: &'static str) {
+        let mut map = self.rejected.lock();
+        let key = (Box::from(listener), reason);
+        *map.entry(key).or_default() += 1;
     }
 
     /// An MQTT connection established on `listener` at `version`.
@@ -260,6 +277,8 @@ impl Stats {
             slow_subscribers: self.slow_subscribers.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
             open_files_limit: self.open_files_limit.load(Relaxed),
+            rejected_by: self.rejected.lock().clone(),
+            publish_pauses: self.publish_pauses.load(Relaxed),
             ..StatsSnapshot::default()
         };
         snap.connects_refused = snap.refused_by_reason.values().sum();

@@ -15,11 +15,22 @@ pub const MAX_TOPIC_LEVELS: usize = 128;
 /// True when `s` (a topic name or filter) has at most [`MAX_TOPIC_LEVELS`] levels, that is at
 /// most `MAX_TOPIC_LEVELS - 1` `/` separators.
 pub fn within_level_limit(s: &str) -> bool {
+    within_levels(s, MAX_TOPIC_LEVELS)
+}
+
+/// True when `s` has at most `max` levels (`max` ≥ 1).
+pub fn within_levels(s: &str, max: usize) -> bool {
     // Stops counting at the first separator past the limit.
     s.bytes()
         .filter(|&b| b == b'/')
-        .nth(MAX_TOPIC_LEVELS - 1)
+        .nth(max.max(1) - 1)
         .is_none()
+}
+
+/// True when `s` (a topic name or filter) is within a configured length in bytes and number of
+/// levels (a client's limits, below the protocol's).
+pub fn within_limits(s: &str, max_length: usize, max_levels: usize) -> bool {
+    s.len() <= max_length && within_levels(s, max_levels)
 }
 
 /// True when `topic` is a valid topic name: non-empty, no `+` or `#`, no U+0000, ≤ 65,535 bytes,
@@ -155,6 +166,16 @@ mod tests {
         assert!(within_level_limit(&"/".repeat(MAX_TOPIC_LEVELS - 1)));
         assert!(!within_level_limit(&"/".repeat(MAX_TOPIC_LEVELS)));
         assert!(!within_level_limit(&"/".repeat(65_000)));
+    }
+
+    #[test]
+    fn configured_limits() {
+        assert!(within_limits("a/b/c", 5, 3));
+        assert!(!within_limits("a/b/c", 4, 3));
+        assert!(!within_limits("a/b/c", 5, 2));
+        assert!(within_limits("", 0, 1));
+        assert!(within_levels("abc", 1));
+        assert!(!within_levels("a/", 1));
     }
 
     #[test]

@@ -1,32 +1,44 @@
-//! Listeners: bind, accept, TLS handshake, connection limits.
+//! Listeners: bind, accept, the steps before MQTT (PROXY header, TLS handshake, WebSocket
+//! upgrade), connection limits and rates.
 //!
-//! This module turns a configured listener into a stream of connected byte pipes
-//! ([`Stream`]: plain TCP or TLS over TCP) handed to a connection handler. It knows nothing
-//! of MQTT. A semaphore caps the open connections of each listener; accept errors such as
-//! running out of file descriptors back off instead of spinning; a TLS handshake that does not
-//! finish in time is dropped.
+//! This module turns a configured listener into a stream of connected byte pipes ([`Stream`]:
+//! plain TCP, TLS over TCP, or WebSocket over either) handed to a connection handler, with the
+//! client's address. It knows nothing of MQTT. Files:
+//! - `stream.rs`: [`Stream`], the byte pipe the connection task reads and writes;
+//! - `ws/`: the WebSocket upgrade and frames;
+//! - `proxy.rs`: the PROXY protocol header (v1 and v2);
+//! - `admission.rs`: the per-address connection rate limit.
+//!
+//! Limits: a semaphore caps the open connections of each listener; a source address over its
+//! connection rate is closed at accept; accept errors such as running out of file descriptors
+//! back off instead of spinning; everything before MQTT (PROXY header, TLS handshake, WebSocket
+//! upgrade) must finish within [`HANDSHAKE_TIMEOUT`], and each step reads a bounded number of
+//! bytes. Every connection refused here is counted through [`ListenerEvents::rejected`].
+
+mod admission;
+pub mod proxy;
+mod stream;
+pub mod ws;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ListenerConfig, ListenerKind};
+use admission::ConnectionRate;
+pub use stream::Stream;
+use ws::WsStream;
 
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long everything before MQTT (PROXY header, TLS handshake, WebSocket upgrade) may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval between TCP keepalive probes.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// TCP keepalive probes before the kernel gives up on the peer.
@@ -49,143 +61,77 @@ pub enum ListenerError {
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
     /// A TLS listener without a `tls` table.
-    #[error("kind = \"tls\" needs a tls table")]
+    #[error("kind = \"tls\" or \"wss\" needs a tls table")]
     MissingTls,
 }
 
-/// A connected client's byte pipe.
-pub enum Stream {
-    /// Plain TCP.
-    Tcp(TcpStream),
-    /// TLS over TCP.
-    Tls(Box<TlsStream<TcpStream>>),
+/// Why a connection was closed before it reached the connection handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The listener's `max_connections` were open.
+    MaxConnections,
+    /// Its source address was over `max_connection_rate`.
+    RateLimited,
+    /// A PROXY header was missing or malformed.
+    ProxyHeader,
+    /// The TLS handshake failed.
+    TlsHandshake,
+    /// The WebSocket upgrade request was refused.
+    WebSocketUpgrade,
+    /// The steps before MQTT took longer than [`HANDSHAKE_TIMEOUT`].
+    HandshakeTimeout,
+    /// The client closed the connection (or it failed) before the PROXY header or the
+    /// WebSocket upgrade was complete.
+    ClosedEarly,
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
+impl Rejection {
+    /// Every reason.
+    pub const ALL: [Rejection; 7] = [
+        Rejection::MaxConnections,
+        Rejection::RateLimited,
+        Rejection::ProxyHeader,
+        Rejection::TlsHandshake,
+        Rejection::WebSocketUpgrade,
+        Rejection::HandshakeTimeout,
+        Rejection::ClosedEarly,
+    ];
 
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-impl Stream {
-    /// Polls for input and reads what is there into `buf`. On plain TCP the buffer gets its
-    /// `reserve` bytes only once input has arrived, so an idle connection holds no read buffer;
-    /// TLS keeps its own buffers and reads as usual. `Ready(Ok(0))` means end of stream.
-    pub fn poll_read_some(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-        reserve: usize,
-    ) -> Poll<io::Result<usize>> {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
         match self {
-            Stream::Tcp(tcp) => loop {
-                if let Err(error) = std::task::ready!(tcp.poll_read_ready(cx)) {
-                    return Poll::Ready(Err(error));
-                }
-                if buf.capacity() - buf.len() < reserve {
-                    buf.reserve(reserve);
-                }
-                match tcp.try_read_buf(buf) {
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        if buf.is_empty() {
-                            *buf = BytesMut::new();
-                        }
-                        // Readiness was cleared: the next poll registers the waker.
-                    }
-                    other => return Poll::Ready(other),
-                }
-            },
-            Stream::Tls(tls) => {
-                if buf.capacity() - buf.len() < reserve {
-                    buf.reserve(reserve);
-                }
-                tokio_util::io::poll_read_buf(Pin::new(tls.as_mut()), cx, buf)
-            }
+            Rejection::MaxConnections => "max_connections",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::ProxyHeader => "proxy_header",
+            Rejection::TlsHandshake => "tls_handshake",
+            Rejection::WebSocketUpgrade => "websocket_upgrade",
+            Rejection::HandshakeTimeout => "handshake_timeout",
+            Rejection::ClosedEarly => "closed_early",
         }
     }
+}
 
-    /// Waits for input and reads it (see [`Stream::poll_read_some`]). Cancel-safe.
-    pub async fn read_some(&mut self, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_read_some(cx, buf, reserve)).await
-    }
-
-    /// Polls writing the front of `buf`, removing what was written from it. On TLS the
-    /// records are pushed towards the socket as well; call [`Stream::poll_flush_tls`] until
-    /// it is ready once `buf` is empty.
-    pub fn poll_write_some(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-    ) -> Poll<io::Result<usize>> {
-        let written = match self {
-            Stream::Tcp(tcp) => std::task::ready!(Pin::new(tcp).poll_write(cx, buf)),
-            Stream::Tls(tls) => {
-                let n = std::task::ready!(Pin::new(tls.as_mut()).poll_write(cx, buf));
-                // Best effort now; the caller flushes until done.
-                let _ = Pin::new(tls.as_mut()).poll_flush(cx);
-                n
-            }
-        };
-        if let Ok(n) = written {
-            bytes::Buf::advance(buf, n);
-        }
-        Poll::Ready(written)
-    }
-
-    /// Polls pushing TLS records buffered by earlier writes to the socket (ready at once on
-    /// plain TCP).
-    pub fn poll_flush_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Stream::Tcp(_) => Poll::Ready(Ok(())),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
-        }
-    }
-
-    /// True for TLS (which buffers records that need flushing).
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
+/// What a listener reports to whoever runs it (counters, logs).
+pub trait ListenerEvents: Send + Sync + 'static {
+    /// An accept failed (e.g. the open-file limit).
+    fn accept_failed(&self, listener: &str, error: &io::Error);
+    /// A connection from `peer` was closed before MQTT for `reason`; `detail` says more.
+    fn rejected(
+        &self,
+        listener: &str,
+        peer: SocketAddr,
+        reason: Rejection,
+        detail: &dyn std::fmt::Display,
+    );
 }
 
 /// An accepted connection, handed to the connection handler.
 pub struct Accepted {
-    /// The byte pipe (after the TLS handshake on a TLS listener).
+    /// The byte pipe (after the TLS handshake and WebSocket upgrade, where the listener has
+    /// them).
     pub stream: Stream,
-    /// The client's address.
+    /// The client's address: from the PROXY header on a `proxy_protocol` listener, else the
+    /// TCP peer's.
     pub peer: SocketAddr,
     /// The listener's name.
     pub listener: Arc<str>,
@@ -193,11 +139,21 @@ pub struct Accepted {
     pub permit: OwnedSemaphorePermit,
 }
 
+/// What happens to an accepted socket before the handler gets it.
+struct Prelude {
+    name: Arc<str>,
+    proxy_protocol: bool,
+    rate: Option<ConnectionRate>,
+    tls: Option<TlsAcceptor>,
+    /// The WebSocket path and largest frame, on a WebSocket listener.
+    ws: Option<(Box<str>, u64)>,
+}
+
 /// A bound listener, ready to accept.
 pub struct Listener {
-    name: Arc<str>,
     tcp: TcpListener,
-    tls: Option<TlsAcceptor>,
+    prelude: Arc<Prelude>,
+    kind: ListenerKind,
     limit: Arc<Semaphore>,
     local_addr: SocketAddr,
     keepalive: Option<socket2::TcpKeepalive>,
@@ -205,14 +161,18 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds `config.bind` and prepares TLS if the listener is a TLS one.
-    pub async fn bind(name: &str, config: &ListenerConfig) -> Result<Listener, ListenerError> {
-        let tls = match config.kind {
-            ListenerKind::Tcp => None,
-            ListenerKind::Tls => {
-                let tls = config.tls.as_ref().ok_or(ListenerError::MissingTls)?;
-                Some(TlsAcceptor::from(crate::tls::server_config(tls)?))
-            }
+    /// Binds `config.bind` and prepares TLS and WebSocket as the listener's kind needs.
+    /// `max_frame` is the largest WebSocket frame or message accepted (the MQTT packet limit).
+    pub async fn bind(
+        name: &str,
+        config: &ListenerConfig,
+        max_frame: u32,
+    ) -> Result<Listener, ListenerError> {
+        let tls = if config.kind.uses_tls() {
+            let tls = config.tls.as_ref().ok_or(ListenerError::MissingTls)?;
+            Some(TlsAcceptor::from(crate::tls::server_config(tls)?))
+        } else {
+            None
         };
         let bind_err = |source| ListenerError::Bind {
             addr: config.bind,
@@ -220,10 +180,20 @@ impl Listener {
         };
         let tcp = TcpListener::bind(config.bind).await.map_err(bind_err)?;
         let local_addr = tcp.local_addr().map_err(bind_err)?;
-        Ok(Listener {
+        let prelude = Prelude {
             name: name.into(),
-            tcp,
+            proxy_protocol: config.proxy_protocol,
+            rate: ConnectionRate::new(config.max_connection_rate, config.max_connection_burst),
             tls,
+            ws: config
+                .kind
+                .is_websocket()
+                .then(|| (config.ws_path().into(), u64::from(max_frame))),
+        };
+        Ok(Listener {
+            tcp,
+            prelude: Arc::new(prelude),
+            kind: config.kind,
             limit: Arc::new(Semaphore::new(config.max_connections)),
             local_addr,
             keepalive: (config.tcp_keepalive_secs > 0).then(|| {
@@ -239,7 +209,7 @@ impl Listener {
 
     /// The listener's name from the config.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.prelude.name
     }
 
     /// The bound address.
@@ -247,9 +217,14 @@ impl Listener {
         self.local_addr
     }
 
-    /// True for a TLS listener.
+    /// True for a TLS listener (`tls` or `wss`).
     pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
+        self.prelude.tls.is_some()
+    }
+
+    /// The listener's kind.
+    pub fn kind(&self) -> ListenerKind {
+        self.kind
     }
 
     /// No Nagle delay; TCP keepalive and `TCP_USER_TIMEOUT`, so that a peer that vanished
@@ -270,18 +245,20 @@ impl Listener {
     }
 
     /// Accepts until `shutdown`, running `handler` for each connection as a task of `tasks`
-    /// (after the TLS handshake on a TLS listener).
+    /// (after the steps before MQTT the listener has), reporting to `events`.
     pub async fn run<H, F>(
         self,
         shutdown: CancellationToken,
         tasks: TaskTracker,
-        on_accept_error: impl Fn(&str, &io::Error) + Send + 'static,
+        events: Arc<dyn ListenerEvents>,
         handler: H,
     ) where
         H: Fn(Accepted) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
         let handler = Arc::new(handler);
+        let prelude = &self.prelude;
+        let plain = !prelude.proxy_protocol && prelude.tls.is_none() && prelude.ws.is_none();
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -290,50 +267,128 @@ impl Listener {
             let (tcp, peer) = match accepted {
                 Ok(conn) => conn,
                 Err(error) => {
-                    on_accept_error(&self.name, &error);
+                    events.accept_failed(&prelude.name, &error);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             };
             let Ok(permit) = self.limit.clone().try_acquire_owned() else {
-                tracing::warn!(listener = %self.name, %peer, "connection limit reached; refusing");
+                events.rejected(
+                    &prelude.name,
+                    peer,
+                    Rejection::MaxConnections,
+                    &"limit reached",
+                );
                 continue;
             };
+            // Behind a proxy the TCP peer is the proxy: the rate applies to the address in
+            // the header, once read.
+            if !prelude.proxy_protocol && !prelude.admit(peer) {
+                events.rejected(
+                    &prelude.name,
+                    peer,
+                    Rejection::RateLimited,
+                    &"over the rate",
+                );
+                continue;
+            }
             self.tune(&tcp);
-            let listener = self.name.clone();
-            let Some(acceptor) = self.tls.clone() else {
+            if plain {
                 // Plain TCP: the task is the handler's future itself, nothing around it.
                 tasks.spawn(handler(Accepted {
                     stream: Stream::Tcp(tcp),
                     peer,
-                    listener,
+                    listener: prelude.name.clone(),
                     permit,
                 }));
                 continue;
-            };
+            }
             let handler = handler.clone();
+            let prelude = prelude.clone();
+            let events = events.clone();
             tasks.spawn(async move {
-                // Boxed: the handshake state must not stay in the connection's task.
-                let handshake = Box::pin(acceptor.accept(tcp));
-                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                    Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
-                    Ok(Err(error)) => {
-                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                // Boxed: the handshakes' state must not stay in the connection's task.
+                let steps = Box::pin(prelude.open(tcp, peer));
+                let (stream, peer) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, steps).await {
+                    Ok(Ok(opened)) => opened,
+                    Ok(Err((reason, peer, detail))) => {
+                        events.rejected(&prelude.name, peer, reason, &detail);
                         return;
                     }
                     Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
+                        events.rejected(
+                            &prelude.name,
+                            peer,
+                            Rejection::HandshakeTimeout,
+                            &"not finished in time",
+                        );
                         return;
                     }
                 };
                 handler(Accepted {
                     stream,
                     peer,
-                    listener,
+                    listener: prelude.name.clone(),
                     permit,
                 })
                 .await;
             });
+        }
+    }
+}
+
+impl Prelude {
+    /// True when a connection from `peer` is within the connection rate.
+    fn admit(&self, peer: SocketAddr) -> bool {
+        self.rate
+            .as_ref()
+            .is_none_or(|rate| rate.admit(peer.ip(), Instant::now()))
+    }
+
+    /// The steps before MQTT: the PROXY header, the connection rate behind a proxy, the TLS
+    /// handshake, the WebSocket upgrade. The stream and the client's address, or why not (with
+    /// the address known by then).
+    async fn open(
+        &self,
+        mut tcp: TcpStream,
+        mut peer: SocketAddr,
+    ) -> Result<(Stream, SocketAddr), (Rejection, SocketAddr, String)> {
+        if self.proxy_protocol {
+            match proxy::read_header(&mut tcp).await {
+                Ok(Some(source)) => {
+                    tracing::debug!(proxy = %peer, client = %source, "PROXY header");
+                    peer = source;
+                }
+                Ok(None) => {}
+                Err(proxy::ReadError::Io(error)) => {
+                    return Err((Rejection::ClosedEarly, peer, error.to_string()))
+                }
+                Err(error) => return Err((Rejection::ProxyHeader, peer, error.to_string())),
+            }
+            if !self.admit(peer) {
+                return Err((Rejection::RateLimited, peer, "over the rate".into()));
+            }
+        }
+        let stream = match &self.tls {
+            Some(acceptor) => match acceptor.accept(tcp).await {
+                Ok(tls) => Stream::Tls(Box::new(tls)),
+                Err(error) => return Err((Rejection::TlsHandshake, peer, error.to_string())),
+            },
+            None => Stream::Tcp(tcp),
+        };
+        let Some((path, max_frame)) = &self.ws else {
+            return Ok((stream, peer));
+        };
+        let mut stream = stream;
+        match ws::upgrade::accept(&mut stream, path).await {
+            Ok(rest) => Ok((
+                Stream::Ws(Box::new(WsStream::new(stream, rest, *max_frame))),
+                peer,
+            )),
+            Err(ws::upgrade::UpgradeError::Io(error)) => {
+                Err((Rejection::ClosedEarly, peer, error.to_string()))
+            }
+            Err(error) => Err((Rejection::WebSocketUpgrade, peer, error.to_string())),
         }
     }
 }

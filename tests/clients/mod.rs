@@ -428,6 +428,11 @@ impl TestPki {
         std::fs::create_dir_all(&dir).expect("create cert dir");
 
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        // Distinct names: OpenSSL (Python's ssl) takes a leaf whose issuer is its own
+        // subject for a self-signed certificate.
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Warren test CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
@@ -436,6 +441,9 @@ impl TestPki {
         let server_key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server = params.signed_by(&server_key, &ca).unwrap();
 

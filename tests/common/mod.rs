@@ -220,6 +220,23 @@ pub async fn raw_subscribe(raw: &mut Raw, pkid: u16, filter: &str, qos: protocol
     }
 }
 
+/// A PUBLISH (packet id 0 at QoS 0).
+pub fn publish_packet(topic: &str, payload: &[u8], qos: protocol::QoS, pkid: u16) -> Packet {
+    Packet::Publish(protocol::Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        pkid: if qos == protocol::QoS::AtMostOnce {
+            0
+        } else {
+            pkid
+        },
+        properties: Default::default(),
+        payload: bytes::Bytes::copy_from_slice(payload),
+    })
+}
+
 /// Publishes and completes the QoS flow as the sender (PUBACK, or PUBREC/PUBREL/PUBCOMP). The
 /// next packets from the server must be those acknowledgements. A QoS 0 publish is followed
 /// by a PINGREQ round trip, so the broker has handled it when this returns.
@@ -231,16 +248,7 @@ pub async fn raw_publish(
     pkid: u16,
 ) {
     use protocol::QoS;
-    raw.send(&Packet::Publish(protocol::Publish {
-        dup: false,
-        qos,
-        retain: false,
-        topic: topic.into(),
-        pkid: if qos == QoS::AtMostOnce { 0 } else { pkid },
-        properties: Default::default(),
-        payload: bytes::Bytes::copy_from_slice(payload),
-    }))
-    .await;
+    raw.send(&publish_packet(topic, payload, qos, pkid)).await;
     match qos {
         QoS::AtMostOnce => raw_ping(raw).await,
         QoS::AtLeastOnce => match raw.recv().await {
@@ -367,4 +375,185 @@ pub async fn python(script: &str, args: &[String]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw WebSocket client (ws.rs, proxy_protocol.rs, limits.rs).
+
+pub mod ws {
+    use super::*;
+
+    /// A WebSocket connection speaking frames, for byte-level cases.
+    pub struct WsRaw {
+        pub stream: TcpStream,
+        pub buf: BytesMut,
+        /// MQTT bytes from binary frames not decoded yet.
+        pub mqtt: BytesMut,
+        pub version: ProtocolVersion,
+    }
+
+    /// An upgrade request for `path` offering `protocols` (none if empty).
+    pub fn upgrade_request(path: &str, protocols: &str) -> String {
+        let offer = if protocols.is_empty() {
+            String::new()
+        } else {
+            format!("Sec-WebSocket-Protocol: {protocols}\r\n")
+        };
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n{offer}\r\n"
+        )
+    }
+
+    /// A masked client frame with first byte `first` (FIN, opcode).
+    pub fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![first];
+        let len = payload.len();
+        if len <= 125 {
+            out.push(0x80 | len as u8);
+        } else if len <= 0xffff {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    /// One binary frame holding `packets`, encoded at `version`.
+    pub fn packets_frame(packets: &[Packet], version: ProtocolVersion) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for p in packets {
+            protocol::encode(p, version, protocol::MAX_PACKET_SIZE, &mut out).expect("encode");
+        }
+        frame(0x82, &out)
+    }
+
+    impl WsRaw {
+        /// Sends the upgrade request and returns the connection with the response head
+        /// (status line and headers).
+        pub async fn upgrade(
+            addr: SocketAddr,
+            path: &str,
+            protocols: &str,
+            version: ProtocolVersion,
+        ) -> (WsRaw, String) {
+            let stream = within(TcpStream::connect(addr)).await.expect("tcp connect");
+            let mut ws = WsRaw {
+                stream,
+                buf: BytesMut::new(),
+                mqtt: BytesMut::new(),
+                version,
+            };
+            let request = upgrade_request(path, protocols);
+            ws.send_bytes(request.as_bytes()).await;
+            let head = ws.read_head().await;
+            (ws, head)
+        }
+
+        /// Upgrades with subprotocol `mqtt` on `/mqtt`, expecting 101.
+        pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> WsRaw {
+            let (ws, head) = Self::upgrade(addr, "/mqtt", "mqtt", version).await;
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            ws
+        }
+
+        /// Reads an HTTP response head ("" if the connection closed first).
+        pub async fn read_head(&mut self) -> String {
+            within(async {
+                loop {
+                    if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = self.buf.split_to(end + 4);
+                        return String::from_utf8_lossy(&head).into_owned();
+                    }
+                    match self.stream.read_buf(&mut self.buf).await {
+                        Ok(0) | Err(_) => return String::from_utf8_lossy(&self.buf).into_owned(),
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await
+        }
+
+        pub async fn send_bytes(&mut self, bytes: &[u8]) {
+            within(self.stream.write_all(bytes)).await.expect("write");
+        }
+
+        /// Sends `packets` in one binary frame.
+        pub async fn send(&mut self, packets: &[Packet]) {
+            let frame = packets_frame(packets, self.version);
+            self.send_bytes(&frame).await;
+        }
+
+        /// The next server frame: (first byte, payload); `None` once the server closed.
+        pub async fn recv_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+            within(async {
+                loop {
+                    if self.buf.len() >= 2 {
+                        assert_eq!(self.buf[1] & 0x80, 0, "server frames are not masked");
+                        let (len, at) = match self.buf[1] & 0x7f {
+                            126 if self.buf.len() >= 4 => (
+                                usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
+                                4,
+                            ),
+                            127 if self.buf.len() >= 10 => {
+                                let mut n = [0u8; 8];
+                                n.copy_from_slice(&self.buf[2..10]);
+                                (u64::from_be_bytes(n) as usize, 10)
+                            }
+                            126 | 127 => (usize::MAX, 0),
+                            n => (usize::from(n), 2),
+                        };
+                        if len != usize::MAX && self.buf.len() >= at + len {
+                            let first = self.buf[0];
+                            let mut frame = self.buf.split_to(at + len);
+                            let payload = frame.split_off(at).to_vec();
+                            return Some((first, payload));
+                        }
+                    }
+                    match self.stream.read_buf(&mut self.buf).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await
+        }
+
+        /// The next MQTT packet from binary frames (control frames are skipped); `None` once
+        /// the server closed.
+        pub async fn recv(&mut self) -> Option<Packet> {
+            loop {
+                if let Some(packet) =
+                    protocol::decode(&mut self.mqtt, Some(self.version), &CLIENT_LIMITS)
+                        .expect("server sent a valid packet")
+                {
+                    return Some(packet);
+                }
+                match self.recv_frame().await? {
+                    (0x82, payload) => self.mqtt.extend_from_slice(&payload),
+                    (0x88, _) => return None,
+                    (first, _) => panic!("unexpected frame {first:#x}"),
+                }
+            }
+        }
+
+        /// Connects (CONNECT in one frame) and expects a successful CONNACK.
+        pub async fn connected(addr: SocketAddr, version: ProtocolVersion, id: &str) -> WsRaw {
+            let mut ws = Self::open(addr, version).await;
+            ws.send(&[connect_packet(version, id, true)]).await;
+            match ws.recv().await {
+                Some(Packet::ConnAck(ack)) => {
+                    assert_eq!(ack.reason, protocol::ConnectReason::Success)
+                }
+                other => panic!("expected CONNACK, got {other:?}"),
+            }
+            ws
+        }
+    }
 }

@@ -21,6 +21,8 @@ pub struct Target {
     pub version: ProtocolVersion,
     /// Local addresses to bind to, round robin by connection index; empty: let the kernel pick.
     pub sources: Vec<Ipv4Addr>,
+    /// MQTT over WebSocket, upgrading on this path (conn scenario only).
+    pub ws: Option<String>,
 }
 
 /// One connected client: its socket and buffers.
@@ -29,6 +31,9 @@ pub struct Conn {
     pub rbuf: BytesMut,
     pub wbuf: BytesMut,
     pub version: ProtocolVersion,
+    /// Over WebSocket: packets are sent in masked binary frames, and frames are read in `raw`.
+    pub ws: bool,
+    pub raw: BytesMut,
 }
 
 /// Appends `packet` to `out`.
@@ -74,7 +79,12 @@ impl Conn {
             rbuf: BytesMut::with_capacity(read_capacity),
             wbuf: BytesMut::new(),
             version: target.version,
+            ws: target.ws.is_some(),
+            raw: BytesMut::new(),
         };
+        if let Some(path) = &target.ws {
+            conn.upgrade(path).await?;
+        }
         let connect = Packet::Connect(Box::new(Connect {
             protocol: target.version,
             clean_start: true,
@@ -116,10 +126,15 @@ impl Conn {
         }
     }
 
-    /// Encodes and writes one packet now.
+    /// Encodes and writes one packet now (in one frame over WebSocket).
     pub async fn send(&mut self, packet: &Packet) -> Result<()> {
         put(packet, self.version, &mut self.wbuf)?;
-        self.stream.write_all(&self.wbuf).await?;
+        if self.ws {
+            let framed = ws_frame(&self.wbuf);
+            self.stream.write_all(&framed).await?;
+        } else {
+            self.stream.write_all(&self.wbuf).await?;
+        }
         self.wbuf.clear();
         Ok(())
     }
@@ -130,11 +145,46 @@ impl Conn {
             if let Some(p) = next_packet(&mut self.rbuf, self.version)? {
                 return Ok(p);
             }
-            if self.rbuf.capacity() - self.rbuf.len() < 64 {
-                self.rbuf.reserve(256);
+            if self.ws && unframe(&mut self.raw, &mut self.rbuf)? {
+                continue;
             }
-            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+            let buf = if self.ws {
+                &mut self.raw
+            } else {
+                &mut self.rbuf
+            };
+            if buf.capacity() - buf.len() < 64 {
+                buf.reserve(256);
+            }
+            if self.stream.read_buf(buf).await? == 0 {
                 bail!("connection closed by the broker");
+            }
+        }
+    }
+
+    /// The WebSocket upgrade (subprotocol mqtt) on `path`.
+    async fn upgrade(&mut self, path: &str) -> Result<()> {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+            self.stream.peer_addr()?
+        );
+        self.stream.write_all(request.as_bytes()).await?;
+        loop {
+            if let Some(end) = self.raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = self.raw.split_to(end + 4);
+                if !head.starts_with(b"HTTP/1.1 101") {
+                    bail!("upgrade refused: {}", String::from_utf8_lossy(&head));
+                }
+                return Ok(());
+            }
+            if self.raw.len() > 8192 {
+                bail!("upgrade response too long");
+            }
+            self.raw.reserve(512);
+            if self.stream.read_buf(&mut self.raw).await? == 0 {
+                bail!("connection closed during the upgrade");
             }
         }
     }
@@ -148,4 +198,54 @@ impl Conn {
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), bye).await;
     }
+}
+
+/// One masked binary WebSocket frame holding `payload` (a client's frames are masked).
+fn ws_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x5a, 0x1c, 0xe3, 0x07];
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(0x82);
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Moves the payload of one whole server frame from `raw` to `out` (control frames are
+/// dropped); false when `raw` holds no whole frame.
+fn unframe(raw: &mut BytesMut, out: &mut BytesMut) -> Result<bool> {
+    if raw.len() < 2 {
+        return Ok(false);
+    }
+    let (len, at) = match raw[1] & 0x7f {
+        126 if raw.len() >= 4 => (usize::from(u16::from_be_bytes([raw[2], raw[3]])), 4),
+        127 if raw.len() >= 10 => {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&raw[2..10]);
+            (usize::try_from(u64::from_be_bytes(n))?, 10)
+        }
+        126 | 127 => return Ok(false),
+        n => (usize::from(n), 2),
+    };
+    if raw.len() < at + len {
+        return Ok(false);
+    }
+    let opcode = raw[0] & 0x0f;
+    let frame = raw.split_to(at + len);
+    match opcode {
+        0x0 | 0x2 => out.extend_from_slice(&frame[at..]),
+        0x8 => bail!("the broker closed the WebSocket"),
+        _ => {}
+    }
+    Ok(true)
 }

@@ -223,6 +223,12 @@ async fn run_parent(o: &Opts) -> Result<Map<String, Value>> {
                 &format!("{}p{k}-", o.client_id_prefix),
             ])
             .args(["--source-ips", &ips.join(",")])
+            .args(
+                o.ws.as_ref()
+                    .map(|path| ["--ws", path.as_str()])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--timeout", &o.hard_timeout().to_string()])
             .arg("--child");
         if o.json {

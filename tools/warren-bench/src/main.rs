@@ -94,6 +94,7 @@ fn main() -> ExitCode {
         broker: SocketAddr::V4(SocketAddrV4::new(o.host, o.port)),
         version: o.version,
         sources: o.source_ips.clone(),
+        ws: o.ws.clone(),
     };
     let result = rt.block_on(async {
         match o.scenario {

@@ -38,6 +38,7 @@ common options:
 conn:     --connections N (1000)  --rate R per second (0 = as fast as --concurrency allows)
           --concurrency C (256 handshakes at once)  --keep-alive SECS (0)  --hold SECS (5)
           --processes P (1; re-executes itself P times, N/P connections each)
+          --ws PATH (MQTT over WebSocket: upgrade on PATH, e.g. /mqtt, then binary frames)
 fanin:    --publishers P (8)  --inflight W (16, QoS 1/2 window per publisher)
 fanout:   --subscribers N (1000)  --rate R msgs/s (0 = as fast as possible)  --inflight W (16)
 latency:  --rate R msgs/s (1000)  --inflight W (16)
@@ -77,6 +78,8 @@ pub struct Opts {
     pub broker_pid: Option<u32>,
     pub client_id_prefix: String,
     pub threads: Option<usize>,
+    /// conn only: MQTT over WebSocket, upgrading on this path.
+    pub ws: Option<String>,
     pub timeout: Option<f64>,
     pub json: bool,
     // conn
@@ -119,6 +122,7 @@ impl Opts {
             broker_pid: None,
             client_id_prefix: format!("wb{}-", std::process::id()),
             threads: None,
+            ws: None,
             timeout: None,
             json: false,
             connections: 1000,
@@ -189,6 +193,7 @@ impl Opts {
                 "--broker-pid" => o.broker_pid = Some(value.parse().with_context(ctx)?),
                 "--client-id-prefix" => o.client_id_prefix = value.to_string(),
                 "--threads" => o.threads = Some(value.parse().with_context(ctx)?),
+                "--ws" => o.ws = Some(value.to_string()),
                 "--timeout" => o.timeout = Some(secs(value).with_context(ctx)?),
                 "--connections" => o.connections = value.parse().with_context(ctx)?,
                 "--rate" => o.rate = secs(value).with_context(ctx)?,
@@ -225,6 +230,9 @@ impl Opts {
         }
         if self.concurrency == 0 || self.processes == 0 || self.publishers == 0 {
             bail!("--concurrency, --processes and --publishers must be at least 1");
+        }
+        if self.ws.is_some() && self.scenario != Scenario::Conn {
+            bail!("--ws is for the conn scenario only");
         }
         if self.subscribers == 0 {
             bail!("--subscribers must be at least 1");

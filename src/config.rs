@@ -40,7 +40,12 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub bridge: BridgeConfig,
     pub runtime: RuntimeConfig,
+    /// `[auth]`: authentication and ACLs (see [`crate::auth`]).
+    pub auth: AuthConfig,
 }
+
+pub use crate::auth::config::{AuthConfig, IdentityField};
+pub(crate) use strict::uint as strict_uint;
 
 /// `[runtime]`: the threads the broker runs on.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
@@ -77,7 +82,7 @@ pub enum LogFormat {
 pub struct ListenerConfig {
     /// Default [`ListenerKind::Tcp`].
     pub kind: ListenerKind,
-    /// Default `0.0.0.0:1883`.
+    /// Default `127.0.0.1:1883`.
     pub bind: SocketAddr,
     /// Default 100 000.
     #[serde(deserialize_with = "strict::uint")]
@@ -92,6 +97,13 @@ pub struct ListenerConfig {
     pub tcp_user_timeout_secs: u64,
     /// Required if and only if `kind` is `tls`.
     pub tls: Option<TlsConfig>,
+    /// Overrides `auth.allow_anonymous` for this listener.
+    pub allow_anonymous: Option<bool>,
+    /// The client certificate's identity ([`IdentityField`]) is the username, and no password
+    /// is needed (needs `tls.client_auth`). Default false.
+    pub use_identity_as_username: bool,
+    /// Which part of the certificate is the identity. Default [`IdentityField::Cn`].
+    pub identity_field: IdentityField,
 }
 
 /// `listeners.<name>.kind`
@@ -269,11 +281,14 @@ impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
             kind: ListenerKind::Tcp,
-            bind: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
             max_connections: 100_000,
             tcp_keepalive_secs: 60,
             tcp_user_timeout_secs: 60,
             tls: None,
+            allow_anonymous: None,
+            use_identity_as_username: false,
+            identity_field: IdentityField::Cn,
         }
     }
 }
@@ -316,6 +331,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             bridge: BridgeConfig::default(),
             runtime: RuntimeConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -475,6 +491,17 @@ impl Config {
                 }
                 _ => {}
             }
+            if l.use_identity_as_username
+                && l.tls
+                    .as_ref()
+                    .is_none_or(|t| t.client_auth == ClientAuth::None)
+            {
+                return bad(
+                    format!("{key}.use_identity_as_username"),
+                    "needs a TLS listener that asks for client certificates \
+                     (tls.client_auth = \"required\" or \"optional\")",
+                );
+            }
             if let Some(tls) = &l.tls {
                 if tls.client_auth != ClientAuth::None && tls.client_ca.is_none() {
                     return Err((
@@ -490,6 +517,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Err((key, reason)) = self.auth.check() {
+            return Err((key.clone(), reason, key));
         }
         // Rules are checked even when the bridge is off: a typo should not wait for the day
         // it is turned on.
@@ -510,7 +540,7 @@ mod strict {
 
     use serde::de::{self, Deserializer, Unexpected, Visitor};
 
-    pub(super) fn uint<'de, D, T>(d: D) -> Result<T, D::Error>
+    pub(crate) fn uint<'de, D, T>(d: D) -> Result<T, D::Error>
     where
         D: Deserializer<'de>,
         T: TryFrom<u64> + FromStr + Bounded,
@@ -519,7 +549,7 @@ mod strict {
     }
 
     /// The largest value of an unsigned type, for messages.
-    pub(super) trait Bounded {
+    pub(crate) trait Bounded {
         const MAX: u64;
     }
     impl Bounded for u16 {

@@ -14,7 +14,7 @@ usage: warren [--config PATH]               start the broker
                                             broker of [bridge.mqtt] (e.g. Mosquitto)
        warren --version | --help
 
-Without --config the embedded default is used (config/warren.toml: MQTT on 0.0.0.0:1883).
+Without --config the embedded default is used (config/warren.toml: MQTT on 127.0.0.1:1883, anonymous clients allowed on loopback).
 Any key can be overridden with an environment variable WARREN__SECTION__KEY,
 e.g. WARREN__MQTT__MAX_INFLIGHT=64 or WARREN__LISTENERS__TCP__BIND=127.0.0.1:1884.";
 

@@ -51,6 +51,9 @@ pub(crate) use strict::uint as strict_uint;
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
+    /// Where the broker writes its process id at start (removed at stop), for `warren reload`.
+    /// Default: none.
+    pub pid_file: Option<PathBuf>,
     /// Default 0: one worker per CPU. 1: one thread, which handles connections' input in the
     /// order it arrived (a SUBSCRIBE read before another client's PUBLISH is handled first).
     #[serde(deserialize_with = "strict::uint")]

@@ -37,17 +37,14 @@ pub struct AuthConfig {
     /// Source addresses remembered for the delay (oldest forgotten first). Default 10000.
     #[serde(deserialize_with = "crate::config::strict_uint")]
     pub failure_table_size: usize,
-    /// New password hashes of `warren passwd`: "pbkdf2" (Mosquitto's `$7$`) or "argon2id".
-    pub hash: HashAlgorithm,
     /// `[auth.http]`: an external authenticator.
     pub http: Option<HttpAuthConfig>,
     /// `[auth.jwt]`: passwords that are JWTs.
     pub jwt: Option<JwtConfig>,
 }
 
-/// `auth.hash`
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
+/// The hash `warren passwd` writes (`-H`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HashAlgorithm {
     /// PBKDF2-HMAC-SHA512, Mosquitto 2's `$7$` (readable by Mosquitto).
     #[default]
@@ -159,7 +156,6 @@ impl Default for AuthConfig {
             failure_delay_ms: 200,
             failure_delay_max_ms: 5000,
             failure_table_size: 10_000,
-            hash: HashAlgorithm::Pbkdf2,
             http: None,
             jwt: None,
         }

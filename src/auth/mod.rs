@@ -25,6 +25,7 @@ pub mod config;
 pub mod http;
 pub mod jwt;
 pub mod passwd;
+pub mod passwd_cmd;
 pub mod throttle;
 
 use std::collections::HashMap;

@@ -127,6 +127,28 @@ pub struct Stats {
     pub(crate) open_files_limit: AtomicU64,
     connections: Mutex<BTreeMap<(Arc<str>, &'static str), ConnCount>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Failed authentications by reason.
+    auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// Reloads: succeeded, failed.
+    reloads: [AtomicU64; 2],
+    /// ACL refusals by [`AclAction`].
+    acl_denied: [AtomicU64; 3],
+}
+
+/// What an ACL refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclAction {
+    /// A PUBLISH from a client (or the bridge).
+    Publish = 0,
+    /// A SUBSCRIBE filter.
+    Subscribe = 1,
+    /// A message (or retained message) a subscription matched but the client may not read.
+    Deliver = 2,
+}
+
+impl AclAction {
+    /// Metric labels, in index order.
+    pub const LABELS: [&'static str; 3] = ["publish", "subscribe", "deliver"];
 }
 
 impl Default for Stats {
@@ -146,6 +168,9 @@ impl Default for Stats {
             open_files_limit: AtomicU64::new(0),
             connections: Mutex::new(BTreeMap::new()),
             refused: Mutex::new(BTreeMap::new()),
+            auth_failures: Mutex::new(BTreeMap::new()),
+            reloads: Default::default(),
+            acl_denied: Default::default(),
         }
     }
 }
@@ -203,6 +228,12 @@ pub struct StatsSnapshot {
     pub messages_received: [u64; 3],
     /// Application messages delivered to clients, by QoS.
     pub messages_delivered: [u64; 3],
+    /// Failed authentications by reason.
+    pub auth_failures: BTreeMap<&'static str, u64>,
+    /// Configuration reloads: succeeded, failed.
+    pub reloads: [u64; 2],
+    /// ACL refusals by [`AclAction`] (index).
+    pub acl_denied: [u64; 3],
 }
 
 impl Stats {
@@ -224,6 +255,21 @@ impl Stats {
     /// A CONNECT refused for `reason`.
     pub(crate) fn refused(&self, reason: &'static str) {
         *self.refused.lock().entry(reason).or_default() += 1;
+    }
+
+    /// An authentication failed for `reason`.
+    pub(crate) fn auth_failed(&self, reason: &'static str) {
+        *self.auth_failures.lock().entry(reason).or_default() += 1;
+    }
+
+    /// A reload ended (`ok`: it took effect).
+    pub(crate) fn reloaded(&self, ok: bool) {
+        self.reloads[usize::from(!ok)].fetch_add(1, Relaxed);
+    }
+
+    /// An ACL refused `action`.
+    pub(crate) fn acl_denied(&self, action: AclAction) {
+        self.acl_denied[action as usize].fetch_add(1, Relaxed);
     }
 
     /// An MQTT connection established on `listener` at `version`.
@@ -252,6 +298,13 @@ impl Stats {
             connections_current: self.sockets_open.load(Relaxed),
             refused_by_reason: self.refused.lock().clone(),
             connections_by: self.connections.lock().clone(),
+            auth_failures: self.auth_failures.lock().clone(),
+            reloads: [self.reloads[0].load(Relaxed), self.reloads[1].load(Relaxed)],
+            acl_denied: [
+                self.acl_denied[0].load(Relaxed),
+                self.acl_denied[1].load(Relaxed),
+                self.acl_denied[2].load(Relaxed),
+            ],
             malformed_packets: self.malformed_packets.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
             wills_published: self.wills_published.load(Relaxed),

@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::tls::ReloadableTls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -179,6 +181,19 @@ impl Stream {
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }
+
+    /// The client's certificate (DER, the leaf), when a TLS client presented one.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Tcp(_) => None,
+            Stream::Tls(tls) => tls
+                .get_ref()
+                .1
+                .peer_certificates()?
+                .first()
+                .map(|c| c.as_ref()),
+        }
+    }
 }
 
 /// An accepted connection, handed to the connection handler.
@@ -197,7 +212,7 @@ pub struct Accepted {
 pub struct Listener {
     name: Arc<str>,
     tcp: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ReloadableTls>>,
     limit: Arc<Semaphore>,
     local_addr: SocketAddr,
     keepalive: Option<socket2::TcpKeepalive>,
@@ -211,7 +226,7 @@ impl Listener {
             ListenerKind::Tcp => None,
             ListenerKind::Tls => {
                 let tls = config.tls.as_ref().ok_or(ListenerError::MissingTls)?;
-                Some(TlsAcceptor::from(crate::tls::server_config(tls)?))
+                Some(ReloadableTls::new(tls)?)
             }
         };
         let bind_err = |source| ListenerError::Bind {
@@ -250,6 +265,11 @@ impl Listener {
     /// True for a TLS listener.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// The swappable TLS configuration of a TLS listener (for reloads).
+    pub fn tls(&self) -> Option<Arc<ReloadableTls>> {
+        self.tls.clone()
     }
 
     /// No Nagle delay; TCP keepalive and `TCP_USER_TIMEOUT`, so that a peer that vanished
@@ -301,7 +321,7 @@ impl Listener {
             };
             self.tune(&tcp);
             let listener = self.name.clone();
-            let Some(acceptor) = self.tls.clone() else {
+            let Some(acceptor) = self.tls.as_ref().map(|t| TlsAcceptor::from(t.current())) else {
                 // Plain TCP: the task is the handler's future itself, nothing around it.
                 tasks.spawn(handler(Accepted {
                     stream: Stream::Tcp(tcp),

@@ -44,7 +44,7 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
-pub use crate::auth::config::{AuthConfig, IdentityField};
+pub use crate::auth::config::{AuthConfig, HttpAuthConfig, IdentityField, JwtConfig, MatchField};
 pub(crate) use strict::uint as strict_uint;
 
 /// `[runtime]`: the threads the broker runs on.

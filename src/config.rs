@@ -779,7 +779,7 @@ mod tests {
         let example: String = EMBEDDED_TOML
             .lines()
             .skip_while(|l| !l.starts_with("# [listeners.tls]"))
-            .take_while(|l| !l.starts_with("[mqtt]"))
+            .take_while(|l| !l.starts_with("[auth]"))
             .filter_map(|l| l.strip_prefix("# "))
             .filter(|l| !l.starts_with('#'))
             .map(|l| format!("{l}\n"))
@@ -1030,6 +1030,55 @@ mod tests {
         assert_eq!(invalid(err).1, "listeners.a__b");
         let cfg = load_file("fine", "[listeners.tcp-2_b]\n", &[]).unwrap();
         assert!(cfg.listeners.contains_key("tcp-2_b"));
+    }
+
+    #[test]
+    fn anonymous_default_is_loopback_only() {
+        let auth = AuthConfig::default();
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(auth.anonymous_allowed(None, at("127.0.0.1:1883")));
+        assert!(auth.anonymous_allowed(None, at("[::1]:1883")));
+        assert!(!auth.anonymous_allowed(None, at("0.0.0.0:1883")));
+        assert!(auth.anonymous_allowed(Some(true), at("0.0.0.0:1883")));
+        let denying = AuthConfig {
+            allow_anonymous: Some(false),
+            ..AuthConfig::default()
+        };
+        assert!(!denying.anonymous_allowed(None, at("127.0.0.1:1883")));
+        assert!(denying.anonymous_allowed(Some(true), at("127.0.0.1:1883")));
+    }
+
+    #[test]
+    fn commented_auth_examples_parse() {
+        let example: String = EMBEDDED_TOML
+            .lines()
+            .skip_while(|l| !l.starts_with("[auth]"))
+            .take_while(|l| !l.starts_with("[mqtt]"))
+            .map(|l| {
+                let l = l.strip_prefix("# ").unwrap_or(l);
+                format!("{}\n", l.split("  #").next().unwrap_or(l))
+            })
+            .filter(|l| !l.starts_with('#') && !l.starts_with("Default"))
+            .filter(|l| l.contains('=') || l.starts_with('['))
+            .collect();
+        let cfg = load_file("auth-example", &example, &[]).unwrap();
+        assert_eq!(cfg.auth.allow_anonymous, Some(false));
+        let http = cfg.auth.http.unwrap();
+        assert_eq!(http.timeout_ms, 2000);
+        assert_eq!(http.headers["x-api-key"], "secret");
+        let jwt = cfg.auth.jwt.unwrap();
+        assert_eq!(jwt.match_field, MatchField::Username);
+        assert_eq!(jwt.audience.as_deref(), Some("warren"));
+
+        let err = load_file(
+            "identity-on-tcp",
+            "[listeners.a]\nuse_identity_as_username = true\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.a.use_identity_as_username");
+        let err = load_file("jwt-empty", "[auth.jwt]\naudience = \"x\"\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "auth.jwt");
     }
 
     #[test]

@@ -194,6 +194,9 @@ pub struct Auth {
     generation: AtomicU64,
     http: Option<http::HttpAuth>,
     throttle: Throttle,
+    /// Password hashes checked at once (argon2id takes 19 MiB and tens of ms each): a flood of
+    /// CONNECTs queues here instead of taking every blocking thread and gigabytes.
+    hashing: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Auth {
@@ -242,6 +245,9 @@ impl Auth {
                 auth.failure_delay_ms,
                 auth.failure_delay_max_ms,
                 auth.failure_table_size,
+            ),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             ),
         })
     }
@@ -368,6 +374,11 @@ impl Auth {
         if let (Some(_), Some(user)) = (&files.passwords, req.username) {
             let check;
             (check, files) = {
+                let _permit = self
+                    .hashing
+                    .acquire()
+                    .await
+                    .map_err(|_| Refusal::BadCredentials("internal"))?;
                 let (user, password) = (user.to_owned(), password.to_vec());
                 // PBKDF2 and argon2 take real CPU time: off the connection threads.
                 tokio::task::spawn_blocking(move || {

@@ -18,6 +18,29 @@ use super::Auth;
 /// Cached answers per connection and kind; past it the cache starts afresh.
 const CACHE_ENTRIES: usize = 256;
 
+/// A topic → answer cache (one per kind of check).
+type Cache = HashMap<CompactString, bool, ahash::RandomState>;
+
+/// The caches, allocated on the first check that needs one: an idle connection holds none.
+#[derive(Default)]
+struct Caches {
+    writes: Cache,
+    reads: Cache,
+}
+
+/// The cached answer for `topic`, or `decide`'s, remembered.
+fn cached(cache: &mut Cache, topic: &str, decide: impl FnOnce() -> bool) -> bool {
+    if let Some(&answer) = cache.get(topic) {
+        return answer;
+    }
+    let answer = decide();
+    if cache.len() >= CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(topic.into(), answer);
+    answer
+}
+
 /// A client's access.
 pub struct Access {
     auth: Arc<Auth>,
@@ -33,8 +56,7 @@ pub struct Access {
     unrestricted: bool,
     /// Deliveries must be checked: a deny rule overlaps one of the subscriptions.
     filtered: bool,
-    writes: HashMap<CompactString, bool, ahash::RandomState>,
-    reads: HashMap<CompactString, bool, ahash::RandomState>,
+    caches: Option<Box<Caches>>,
     /// The password-file entry this client logged in with (user, stored hash), for
     /// `disconnect_on_revoke`.
     pub(super) credential: Option<(ByteString, Box<str>)>,
@@ -68,8 +90,7 @@ impl Access {
             patterns: Arc::new([]),
             unrestricted: superuser,
             filtered: false,
-            writes: HashMap::default(),
-            reads: HashMap::default(),
+            caches: None,
             credential: None,
         };
         access.refresh();
@@ -83,8 +104,7 @@ impl Access {
             return;
         }
         self.generation = generation;
-        self.writes = HashMap::default();
-        self.reads = HashMap::default();
+        self.caches = None;
         match self.auth.acl_file() {
             Some(file) => {
                 self.file_rules = file.rules_for(self.username.as_deref());
@@ -117,14 +137,11 @@ impl Access {
             return true;
         }
         self.refresh();
-        if let Some(&answer) = self.writes.get(topic) {
-            return answer;
-        }
-        let answer = self.decide(|sets, who| acl::may_write(sets, topic, who));
-        if self.writes.len() >= CACHE_ENTRIES {
-            self.writes.clear();
-        }
-        self.writes.insert(topic.into(), answer);
+        let mut caches = self.caches.take().unwrap_or_default();
+        let answer = cached(&mut caches.writes, topic, || {
+            self.decide(|sets, who| acl::may_write(sets, topic, who))
+        });
+        self.caches = Some(caches);
         answer
     }
 
@@ -156,14 +173,11 @@ impl Access {
             return true;
         }
         self.refresh();
-        if let Some(&answer) = self.reads.get(topic) {
-            return answer;
-        }
-        let answer = self.decide(|sets, who| acl::may_read(sets, topic, who));
-        if self.reads.len() >= CACHE_ENTRIES {
-            self.reads.clear();
-        }
-        self.reads.insert(topic.into(), answer);
+        let mut caches = self.caches.take().unwrap_or_default();
+        let answer = cached(&mut caches.reads, topic, || {
+            self.decide(|sets, who| acl::may_read(sets, topic, who))
+        });
+        self.caches = Some(caches);
         answer
     }
 

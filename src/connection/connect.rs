@@ -234,14 +234,18 @@ async fn authenticate(
         Err(refusal) => refusal,
     };
     core.stats().auth_failed(refusal.label());
-    tracing::info!(
-        %peer,
-        listener,
-        client_id,
-        username = connect.username.as_deref().unwrap_or(""),
-        reason = refusal.label(),
-        "authentication failed"
-    );
+    // Rate-limited like other client-caused lines: many sources cannot flood the log.
+    if let Some(suppressed) = core.log_limiter().allow(core.clock().now_ms()) {
+        tracing::info!(
+            %peer,
+            listener,
+            client_id,
+            username = connect.username.as_deref().unwrap_or(""),
+            reason = refusal.label(),
+            suppressed,
+            "authentication failed"
+        );
+    }
     let delay = auth.throttle().failed(peer.ip(), core.clock().now_ms());
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}

@@ -9,6 +9,13 @@
 //! which resolves once every session the message matched holds it (and any other owner has
 //! answered): only then does the bridge ack the AMQP delivery. All clients of one side share a
 //! No Local identity, so what the bridge publishes never comes back to it.
+//!
+//! With an ACL file, the bridge is a client like the others: it is checked as the user
+//! `auth.bridge_username` (default "bridge", client id `$bridge`). An outbound rule's filter
+//! must be readable by it (else the rule keeps retrying its subscription, logged); an inbound
+//! message on a topic it may not write is not published: it is handled as one no session
+//! takes (acked, or rejected to the dead-letter exchange with `no_subscribers = "reject"`),
+//! counted in `warren_acl_denied_total{action="publish"}` and logged.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,9 +28,11 @@ use warren_bridge::{
     Subscription,
 };
 
+use crate::auth::Access;
 use crate::broker::core::{Core, SubscribeRefusal};
 use crate::broker::local::{LocalClient, PublishError};
 use crate::gate::{GateWaker, TicketSource, Verdict};
+use crate::metrics::stats::AclAction;
 use crate::protocol::{PublishProperties, QoS, SubscriptionOptions};
 use crate::session::mailbox::{Message, MessageParts};
 
@@ -59,6 +68,8 @@ pub struct InProcessSide {
     core: Arc<Core>,
     /// Publishes as this client; its origin is the side's No Local identity.
     publisher: LocalClient,
+    /// What the bridge may publish, with an ACL file.
+    access: Option<parking_lot::Mutex<Access>>,
 }
 
 impl InProcessSide {
@@ -67,6 +78,7 @@ impl InProcessSide {
         InProcessSide {
             core: core.clone(),
             publisher: LocalClient::new(core, "$bridge", false),
+            access: core.auth().bridge_access().map(parking_lot::Mutex::new),
         }
     }
 }
@@ -124,6 +136,17 @@ impl InProcessSide {
         if self.core.shutdown_token().is_cancelled() {
             return Err(SideError::ShuttingDown);
         }
+        if let Some(access) = &self.access {
+            if !access.lock().may_publish(&message.topic) {
+                self.core.stats().acl_denied(AclAction::Publish);
+                if let Some(suppressed) = self.core.log_limiter().allow(self.core.clock().now_ms())
+                {
+                    tracing::warn!(topic = %message.topic, suppressed,
+                        "bridge: the ACL does not let the bridge publish here; not published");
+                }
+                return Ok((Published::NoMatchingSubscribers, None));
+            }
+        }
         let p = &message.properties;
         let properties = PublishProperties {
             payload_format_indicator: p.payload_format_indicator,
@@ -165,7 +188,15 @@ impl InProcessSide {
 
     fn open(&self, filters: Vec<Filter>) -> Result<Subscription, SideError> {
         let client = LocalClient::with_origin(&self.core, "$bridge", self.publisher.origin());
+        let mut access = self.core.auth().bridge_access();
         for f in &filters {
+            if access.as_mut().is_some_and(|a| !a.may_subscribe(&f.filter)) {
+                self.core.stats().acl_denied(AclAction::Subscribe);
+                return Err(SideError::Subscribe {
+                    filter: f.filter.clone(),
+                    refusal: SubscribeRefusal::NotAuthorized,
+                });
+            }
             let options = SubscriptionOptions {
                 qos: QoS::from_u8(f.qos.min(2)).unwrap_or(QoS::AtMostOnce),
                 no_local: true,
@@ -180,20 +211,29 @@ impl InProcessSide {
                 })?;
         }
         let (tx, rx) = mpsc::channel(CHANNEL);
-        self.core.tasks().spawn(forward(client, tx));
+        self.core.tasks().spawn(forward(client, access, tx));
         Ok(Subscription::new(rx))
     }
 }
 
 /// Moves the client's deliveries to the bridge until either side goes away; then the client
 /// is dropped, which ends its session (tickets of what was not handed over refuse).
-async fn forward(client: LocalClient, tx: mpsc::Sender<Delivery>) {
+async fn forward(client: LocalClient, mut access: Option<Access>, tx: mpsc::Sender<Delivery>) {
     loop {
         let delivery = tokio::select! {
             delivery = client.recv() => delivery,
             _ = tx.closed() => return,
         };
         let Some(delivery) = delivery else { return };
+        if let Some(access) = access.as_mut().filter(|a| a.checks_deliveries()) {
+            if !access.may_receive(delivery.message.topic()) {
+                // Not for the bridge: its publisher need not wait for it.
+                if let Some(ticket) = delivery.ticket {
+                    ticket.owned();
+                }
+                continue;
+            }
+        }
         if tx.send(to_bridge(delivery)).await.is_err() {
             return;
         }

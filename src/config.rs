@@ -42,12 +42,20 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub bridge: BridgeConfig,
     pub runtime: RuntimeConfig,
+    /// `[auth]`: authentication and ACLs (see [`crate::auth`]).
+    pub auth: AuthConfig,
 }
+
+pub use crate::auth::config::{AuthConfig, HttpAuthConfig, IdentityField, JwtConfig, MatchField};
+pub(crate) use strict::uint as strict_uint;
 
 /// `[runtime]`: the threads the broker runs on.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
+    /// Where the broker writes its process id at start (removed at stop), for `warren reload`.
+    /// Default: none.
+    pub pid_file: Option<PathBuf>,
     /// Default 0: one worker per CPU. 1: one thread, which handles connections' input in the
     /// order it arrived (a SUBSCRIBE read before another client's PUBLISH is handled first).
     #[serde(deserialize_with = "strict::uint")]
@@ -79,7 +87,7 @@ pub enum LogFormat {
 pub struct ListenerConfig {
     /// Default [`ListenerKind::Tcp`].
     pub kind: ListenerKind,
-    /// Default `0.0.0.0:1883`.
+    /// Default `127.0.0.1:1883`.
     pub bind: SocketAddr,
     /// Default 100 000.
     #[serde(deserialize_with = "strict::uint")]
@@ -107,6 +115,13 @@ pub struct ListenerConfig {
     /// one second's worth. Default 0.
     #[serde(deserialize_with = "strict::uint")]
     pub max_connection_burst: u32,
+    /// Overrides `auth.allow_anonymous` for this listener.
+    pub allow_anonymous: Option<bool>,
+    /// The client certificate's identity ([`IdentityField`]) is the username, and no password
+    /// is needed (needs `tls.client_auth`). Default false.
+    pub use_identity_as_username: bool,
+    /// Which part of the certificate is the identity. Default [`IdentityField::Cn`].
+    pub identity_field: IdentityField,
 }
 
 /// `listeners.<name>.kind`
@@ -328,7 +343,7 @@ impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
             kind: ListenerKind::Tcp,
-            bind: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
             max_connections: 100_000,
             tcp_keepalive_secs: 60,
             tcp_user_timeout_secs: 60,
@@ -337,6 +352,9 @@ impl Default for ListenerConfig {
             proxy_protocol: false,
             max_connection_rate: 0,
             max_connection_burst: 0,
+            allow_anonymous: None,
+            use_identity_as_username: false,
+            identity_field: IdentityField::Cn,
         }
     }
 }
@@ -394,6 +412,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             bridge: BridgeConfig::default(),
             runtime: RuntimeConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -589,6 +608,17 @@ impl Config {
                 }
                 _ => {}
             }
+            if l.use_identity_as_username
+                && l.tls
+                    .as_ref()
+                    .is_none_or(|t| t.client_auth == ClientAuth::None)
+            {
+                return bad(
+                    format!("{key}.use_identity_as_username"),
+                    "needs a TLS listener that asks for client certificates \
+                     (tls.client_auth = \"required\" or \"optional\")",
+                );
+            }
             if let Some(tls) = &l.tls {
                 if tls.client_auth != ClientAuth::None && tls.client_ca.is_none() {
                     return Err((
@@ -604,6 +634,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Err((key, reason)) = self.auth.check() {
+            return Err((key.clone(), reason, key));
         }
         // Rules are checked even when the bridge is off: a typo should not wait for the day
         // it is turned on.
@@ -624,7 +657,7 @@ mod strict {
 
     use serde::de::{self, Deserializer, Unexpected, Visitor};
 
-    pub(super) fn uint<'de, D, T>(d: D) -> Result<T, D::Error>
+    pub(crate) fn uint<'de, D, T>(d: D) -> Result<T, D::Error>
     where
         D: Deserializer<'de>,
         T: TryFrom<u64> + FromStr + Bounded,
@@ -633,7 +666,7 @@ mod strict {
     }
 
     /// The largest value of an unsigned type, for messages.
-    pub(super) trait Bounded {
+    pub(crate) trait Bounded {
         const MAX: u64;
     }
     impl Bounded for u16 {
@@ -860,7 +893,11 @@ mod tests {
         let example: String = EMBEDDED_TOML
             .lines()
             .skip_while(|l| !l.starts_with("# [listeners.tls]"))
-            .take_while(|l| !l.starts_with("[mqtt]") && !l.starts_with("# MQTT over WebSocket"))
+            .take_while(|l| {
+                !l.starts_with("[mqtt]")
+                    && !l.starts_with("[auth]")
+                    && !l.starts_with("# MQTT over WebSocket")
+            })
             .filter_map(|l| l.strip_prefix("# "))
             .filter(|l| !l.starts_with('#'))
             .map(|l| format!("{l}\n"))
@@ -879,7 +916,7 @@ mod tests {
         let example: String = EMBEDDED_TOML
             .lines()
             .skip_while(|l| !l.starts_with("# [listeners.ws]"))
-            .take_while(|l| !l.starts_with("[mqtt]"))
+            .take_while(|l| !l.starts_with("[mqtt]") && !l.starts_with("[auth]"))
             .filter_map(|l| l.strip_prefix("# "))
             .filter(|l| !l.starts_with('#'))
             .map(|l| format!("{l}\n"))
@@ -1177,6 +1214,55 @@ mod tests {
         assert_eq!(invalid(err).1, "listeners.a__b");
         let cfg = load_file("fine", "[listeners.tcp-2_b]\n", &[]).unwrap();
         assert!(cfg.listeners.contains_key("tcp-2_b"));
+    }
+
+    #[test]
+    fn anonymous_default_is_loopback_only() {
+        let auth = AuthConfig::default();
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(auth.anonymous_allowed(None, at("127.0.0.1:1883")));
+        assert!(auth.anonymous_allowed(None, at("[::1]:1883")));
+        assert!(!auth.anonymous_allowed(None, at("0.0.0.0:1883")));
+        assert!(auth.anonymous_allowed(Some(true), at("0.0.0.0:1883")));
+        let denying = AuthConfig {
+            allow_anonymous: Some(false),
+            ..AuthConfig::default()
+        };
+        assert!(!denying.anonymous_allowed(None, at("127.0.0.1:1883")));
+        assert!(denying.anonymous_allowed(Some(true), at("127.0.0.1:1883")));
+    }
+
+    #[test]
+    fn commented_auth_examples_parse() {
+        let example: String = EMBEDDED_TOML
+            .lines()
+            .skip_while(|l| !l.starts_with("[auth]"))
+            .take_while(|l| !l.starts_with("[mqtt]"))
+            .map(|l| {
+                let l = l.strip_prefix("# ").unwrap_or(l);
+                format!("{}\n", l.split("  #").next().unwrap_or(l))
+            })
+            .filter(|l| !l.starts_with('#') && !l.starts_with("Default"))
+            .filter(|l| l.contains('=') || l.starts_with('['))
+            .collect();
+        let cfg = load_file("auth-example", &example, &[]).unwrap();
+        assert_eq!(cfg.auth.allow_anonymous, Some(false));
+        let http = cfg.auth.http.unwrap();
+        assert_eq!(http.timeout_ms, 2000);
+        assert_eq!(http.headers["x-api-key"], "secret");
+        let jwt = cfg.auth.jwt.unwrap();
+        assert_eq!(jwt.match_field, MatchField::Username);
+        assert_eq!(jwt.audience.as_deref(), Some("warren"));
+
+        let err = load_file(
+            "identity-on-tcp",
+            "[listeners.a]\nuse_identity_as_username = true\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(invalid(err).1, "listeners.a.use_identity_as_username");
+        let err = load_file("jwt-empty", "[auth.jwt]\naudience = \"x\"\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "auth.jwt");
     }
 
     #[test]

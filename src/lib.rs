@@ -19,6 +19,7 @@
 //!
 //! `main.rs` only parses the command line and calls [`server::Broker::start`], as tests do.
 
+pub mod auth;
 pub mod bridge;
 pub mod broker;
 pub mod config;

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use warren_bridge::{Bridge, BridgeHandle};
 
+use crate::auth::{Auth, AuthError};
 use crate::bridge::InProcessSide;
 use crate::broker::core::Core;
 use crate::broker::local::LocalClient;
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::metrics::stats::StatsSnapshot;
 use crate::session::mailbox::Control;
 use crate::store::{MemoryStore, SessionStore};
+use crate::tls::ReloadableTls;
 use crate::transport::{self, Listener, ListenerEvents, Rejection};
 
 /// Why the broker could not start.
@@ -43,6 +45,9 @@ pub enum StartError {
     /// The AMQP bridge could not start (an unreachable RabbitMQ is not a reason: it retries).
     #[error("bridge: {0}")]
     Bridge(#[from] warren_bridge::StartError),
+    /// A password, ACL or JWKS file is unusable (the error names file, line and reason).
+    #[error("{0}")]
+    Auth(#[from] AuthError),
     /// A listener could not be set up.
     #[error("listener {name:?}: {source}")]
     Listener {
@@ -53,12 +58,30 @@ pub enum StartError {
     },
 }
 
+/// Why a reload did not take effect (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// An auth file is unusable.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    /// A TLS listener's files are unusable.
+    #[error("listener {name:?}: {source}")]
+    Tls {
+        /// Listener name.
+        name: String,
+        /// What is wrong.
+        source: crate::tls::TlsError,
+    },
+}
+
 /// Entry point: starts a broker.
 pub struct Broker;
 
 impl Broker {
     /// Binds every listener of `config` and starts serving. Must run inside a tokio runtime.
     pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
+        let auth = Arc::new(Auth::load(&config)?);
+        auth.log_policies(&config);
         let mut listeners = Vec::new();
         for (name, listener) in &config.listeners {
             let bound = Listener::bind(name, listener, config.mqtt.max_packet_size)
@@ -80,7 +103,7 @@ impl Broker {
         };
         let open_files_limit = raise_open_files_limit();
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
-        let core = Core::new(config, store);
+        let core = Core::new(config, store, auth);
         core.stats()
             .open_files_limit
             .store(open_files_limit, Ordering::Relaxed);
@@ -131,7 +154,11 @@ impl Broker {
         }
         let mut addrs = BTreeMap::new();
         let events: Arc<dyn ListenerEvents> = Arc::new(Events(core.clone()));
+        let mut tls = Vec::new();
         for listener in listeners {
+            if let Some(handle) = listener.tls() {
+                tls.push((listener.name().to_owned(), handle));
+            }
             addrs.insert(listener.name().to_owned(), listener.local_addr());
             tracing::info!(
                 listener = listener.name(),
@@ -149,6 +176,7 @@ impl Broker {
         }
         Ok(BrokerHandle {
             core,
+            tls,
             addrs,
             metrics_addr,
             http_stop,
@@ -224,6 +252,8 @@ impl ListenerEvents for Events {
 /// A running broker.
 pub struct BrokerHandle {
     core: Arc<Core>,
+    /// TLS listeners' configurations, by listener name (reloaded with the auth files).
+    tls: Vec<(String, Arc<ReloadableTls>)>,
     addrs: BTreeMap<String, SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     http_stop: CancellationToken,
@@ -301,6 +331,42 @@ impl BrokerHandle {
     /// The broker's core, for in-process components (the bridge).
     pub fn core(&self) -> &Arc<Core> {
         &self.core
+    }
+
+    /// Rereads the password, ACL and JWKS files and every TLS listener's certificate and key,
+    /// without dropping a connection. All or nothing: if one file is unusable, everything stays
+    /// as it was and the error says which file and why. Counted in
+    /// `warren_config_reloads_total{result}`. Connected clients are told to check their
+    /// credentials and subscriptions again (see [`crate::auth`]).
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let result = self.try_reload();
+        let stats = self.core.stats();
+        stats.reloaded(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(error) => tracing::error!(%error, "reload failed; keeping the previous settings"),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), ReloadError> {
+        let mut prepared = Vec::with_capacity(self.tls.len());
+        for (name, handle) in &self.tls {
+            let config = handle.prepare().map_err(|source| ReloadError::Tls {
+                name: name.clone(),
+                source,
+            })?;
+            prepared.push((handle, config));
+        }
+        let (users, rules) = self.core.auth().reload()?;
+        for (handle, config) in prepared {
+            handle.install(config);
+        }
+        tracing::info!(users, acl_rules = rules, "auth files reloaded");
+        self.core
+            .registry()
+            .for_each_online(|mailbox| mailbox.signal(Control::Reauthorize));
+        Ok(())
     }
 
     /// Stops accepting, closes every connection (wills are published), waits for them up to

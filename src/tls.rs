@@ -70,6 +70,40 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A TLS listener's server configuration, swappable while the listener runs: a reload builds a
+/// new one from the same files ([`ReloadableTls::prepare`]) and installs it; connections
+/// accepted afterwards use it, connections already open keep theirs.
+#[derive(Debug)]
+pub struct ReloadableTls {
+    files: TlsConfig,
+    current: parking_lot::RwLock<Arc<ServerConfig>>,
+}
+
+impl ReloadableTls {
+    /// Loads `tls`'s files.
+    pub fn new(tls: &TlsConfig) -> Result<Arc<ReloadableTls>, TlsError> {
+        Ok(Arc::new(ReloadableTls {
+            files: tls.clone(),
+            current: parking_lot::RwLock::new(server_config(tls)?),
+        }))
+    }
+
+    /// The configuration new connections get.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.current.read().clone()
+    }
+
+    /// Reads the files again; nothing changes until [`ReloadableTls::install`].
+    pub fn prepare(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        server_config(&self.files)
+    }
+
+    /// Makes `config` the one new connections get.
+    pub fn install(&self, config: Arc<ServerConfig>) {
+        *self.current.write() = config;
+    }
+}
+
 /// Builds the rustls server configuration for a TLS listener: the certificate chain and key
 /// from PEM files, and client certificates per `client_auth` (verified against `client_ca`).
 pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
-use warren::protocol::{reason, Packet, ProtocolVersion};
+use warren::protocol::{self, reason, Packet, ProtocolVersion};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren");
 
@@ -137,4 +137,105 @@ async fn sigterm_disconnects_clients_and_exits_zero() {
     assert_eq!(v3.recv().await, None, "3.1.1 connection closed");
     let status = common::within(child.wait()).await.expect("wait");
     assert_eq!(status.code(), Some(0));
+}
+
+/// CONNECT as `user`/`pass`: the CONNACK's reason.
+async fn connack_as(addr: std::net::SocketAddr, user: &str, pass: &str) -> protocol::ConnectReason {
+    let mut packet = common::connect_packet(ProtocolVersion::V5, "c", true);
+    if let Packet::Connect(c) = &mut packet {
+        c.username = Some(user.into());
+        c.password = Some(bytes::Bytes::copy_from_slice(pass.as_bytes()));
+    }
+    match common::raw_connect_with(addr, ProtocolVersion::V5, &packet).await {
+        (_, Some(Packet::ConnAck(ack))) => ack.reason,
+        (_, other) => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warren_passwd_stdin_and_warren_reload_reach_the_running_broker() {
+    let dir = std::env::temp_dir().join(format!("warren-cli-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let passwd = dir.join("passwd");
+    let pid_file = dir.join("warren.pid");
+    let (code, out) = run(
+        &[
+            "passwd",
+            "-c",
+            "-b",
+            passwd.to_str().unwrap(),
+            "dev1",
+            "pw1",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let port = free_port();
+    let config = dir.join("warren.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listeners.tcp]\nbind = \"127.0.0.1:{port}\"\n[metrics]\nenabled = false\n\
+             [auth]\npassword_file = \"{}\"\nallow_anonymous = false\nfailure_delay_ms = 0\n\
+             failure_delay_max_ms = 0\n[runtime]\npid_file = \"{}\"\n",
+            passwd.display(),
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn warren");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    common::eventually(|| pid_file.exists()).await;
+    assert_eq!(
+        connack_as(addr, "dev1", "pw1").await,
+        protocol::ConnectReason::Success
+    );
+
+    // A new password from stdin, then `warren reload` (SIGHUP through the pid file).
+    let mut passwd_cmd = Command::new(BIN)
+        .args(["passwd", "--stdin", passwd.to_str().unwrap(), "dev1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = passwd_cmd.stdin.take().unwrap();
+    stdin.write_all(b"pw2\n").await.unwrap();
+    drop(stdin);
+    assert!(common::within(passwd_cmd.wait()).await.unwrap().success());
+    let (code, out) = run(&["reload", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    common::within(async {
+        while connack_as(addr, "dev1", "pw2").await != protocol::ConnectReason::Success {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        connack_as(addr, "dev1", "pw1").await,
+        protocol::ConnectReason::BadUserNameOrPassword
+    );
+
+    let pid = child.id().expect("pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = common::within(child.wait()).await.expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        !pid_file.exists(),
+        "the pid file is removed at a clean stop"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

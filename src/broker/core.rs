@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use super::registry::Registry;
 use super::routing::Router;
 use super::timers::{Fired, TimerKind, Timers};
+use crate::auth::Auth;
 use crate::config::{Config, SlowSubscriberPolicy};
 use crate::gate::TicketSource;
 use crate::metrics::stats::{DropReason, Stats};
@@ -89,6 +90,8 @@ pub enum SubscribeRefusal {
     FilterInvalid,
     /// The client has `max_subscriptions_per_client` already.
     QuotaExceeded,
+    /// The ACL does not allow it.
+    NotAuthorized,
 }
 
 impl SubscribeRefusal {
@@ -98,6 +101,7 @@ impl SubscribeRefusal {
             SubscribeRefusal::SharedNotSupported => reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
             SubscribeRefusal::FilterInvalid => reason::TOPIC_FILTER_INVALID,
             SubscribeRefusal::QuotaExceeded => reason::QUOTA_EXCEEDED,
+            SubscribeRefusal::NotAuthorized => reason::NOT_AUTHORIZED,
         }
     }
 }
@@ -105,6 +109,7 @@ impl SubscribeRefusal {
 /// State shared by every client of one broker.
 pub struct Core {
     config: Config,
+    auth: Arc<Auth>,
     router: Router,
     registry: Registry,
     stats: Stats,
@@ -121,7 +126,7 @@ pub struct Core {
 
 impl Core {
     /// The shared state of a new broker; starts its timer task and sweeper on `tasks`.
-    pub fn new(config: Config, store: Arc<dyn SessionStore>) -> Arc<Core> {
+    pub fn new(config: Config, store: Arc<dyn SessionStore>, auth: Arc<Auth>) -> Arc<Core> {
         let mailbox_limits = Arc::new(MailboxLimits {
             max_messages: config.mqtt.max_queued_messages,
             max_bytes: config.mqtt.max_queued_bytes,
@@ -147,6 +152,7 @@ impl Core {
             );
             Core {
                 config,
+                auth,
                 router: Router::default(),
                 registry: Registry::new(store),
                 stats: Stats::default(),
@@ -166,6 +172,11 @@ impl Core {
     /// The configuration the broker started with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Authenticators and ACLs.
+    pub fn auth(&self) -> &Arc<Auth> {
+        &self.auth
     }
 
     /// Event counters.

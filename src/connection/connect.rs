@@ -1,5 +1,6 @@
-//! The CONNECT phase: read CONNECT in time, check it, claim the client id (taking the session
-//! over from another connection or the store), answer CONNACK, resend what was in flight.
+//! The CONNECT phase: read CONNECT in time, check it, authenticate the client, claim the client
+//! id (taking the session over from another connection or the store), answer CONNACK, resend
+//! what was in flight.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::{pause, Connection, TAKEOVER_TIMEOUT};
+use crate::auth::{Access, ConnectRequest, Grant, Refusal};
 use crate::broker::core::Core;
 use crate::broker::registry::Claim;
 use crate::gate::AckQueue;
@@ -71,12 +73,34 @@ pub(super) async fn accept(
         return None;
     };
     let version = connect.protocol;
+    let client_id = if connect.client_id.is_empty() {
+        ByteString::from(format!("warren-{conn_id:x}-{:x}", rand_suffix()))
+    } else {
+        // A copy: the decoded id is a slice of the read buffer, which it would keep alive.
+        ByteString::from(&*connect.client_id)
+    };
+    let Some(grant) = authenticate(&connect, &client_id, &mut stream, peer, &listener, core).await
+    else {
+        let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
+        return None;
+    };
     let io = Io {
         stream,
         rbuf,
         permit,
     };
-    let mut conn = match establish(*connect, conn_id, peer, &listener, io, core).await {
+    let mut conn = match establish(
+        *connect,
+        client_id,
+        grant.access,
+        conn_id,
+        peer,
+        &listener,
+        io,
+        core,
+    )
+    .await
+    {
         Ok(conn) => conn,
         Err(mut io) => {
             // The session could not be taken over in time: refuse rather than start afresh
@@ -85,6 +109,10 @@ pub(super) async fn accept(
             return None;
         }
     };
+    if conn.access.is_some() && !conn.session.subscriptions.is_empty() {
+        // A resumed session: its subscriptions were granted under the rules of that time.
+        conn.recheck_subscriptions();
+    }
     // CONNACK and the resent inflight messages are written by the packet loop's first flush.
     conn.resend_inflight();
     Some(Box::new(conn))
@@ -171,6 +199,66 @@ async fn handshake(
     Some(connect)
 }
 
+/// Asks the authenticators; on a refusal, waits the source address's delay, answers the
+/// refusal (never logging the password) and returns `None`.
+async fn authenticate(
+    connect: &Connect,
+    client_id: &str,
+    stream: &mut Stream,
+    peer: SocketAddr,
+    listener: &str,
+    core: &Arc<Core>,
+) -> Option<Grant> {
+    let auth = core.auth();
+    let request = ConnectRequest {
+        client_id,
+        username: connect.username.as_deref(),
+        password: connect.password.as_deref(),
+        peer,
+        listener,
+        peer_cert: stream.peer_certificate(),
+        protocol: connect.protocol.label(),
+    };
+    let refusal = match auth.authenticate(&request).await {
+        Ok(mut grant) => {
+            let will_denied = match (&connect.will, grant.access.as_mut()) {
+                (Some(will), Some(access)) => !access.may_publish(&will.topic),
+                _ => false,
+            };
+            if !will_denied {
+                auth.throttle().succeeded(peer.ip());
+                return Some(grant);
+            }
+            Refusal::NotAuthorized("will_denied")
+        }
+        Err(refusal) => refusal,
+    };
+    core.stats().auth_failed(refusal.label());
+    // Rate-limited like other client-caused lines: many sources cannot flood the log.
+    if let Some(suppressed) = core.log_limiter().allow(core.clock().now_ms()) {
+        tracing::info!(
+            %peer,
+            listener,
+            client_id,
+            username = connect.username.as_deref().unwrap_or(""),
+            reason = refusal.label(),
+            suppressed,
+            "authentication failed"
+        );
+    }
+    let delay = auth.throttle().failed(peer.ip(), core.clock().now_ms());
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = core.shutdown_token().cancelled() => return None,
+    }
+    let reason = match refusal {
+        Refusal::BadCredentials(_) => ConnectReason::BadUserNameOrPassword,
+        Refusal::NotAuthorized(_) => ConnectReason::NotAuthorized,
+    };
+    refuse(stream, connect.protocol, reason, core).await;
+    None
+}
+
 /// The refusals a CONNECT can get before any session is touched.
 fn check_connect(connect: &Connect, core: &Core) -> Result<(), ConnectReason> {
     let mqtt = &core.config().mqtt;
@@ -227,8 +315,11 @@ async fn refuse(stream: &mut Stream, version: ProtocolVersion, reason: ConnectRe
 
 /// Claims the client id, takes over or resumes the session, and builds the CONNACK. Gives the
 /// transport back when the old connection did not hand its session over in time.
+#[allow(clippy::too_many_arguments)]
 async fn establish(
     connect: Connect,
+    client_id: ByteString,
+    access: Option<Box<Access>>,
     conn_id: u64,
     peer: SocketAddr,
     listener: &Arc<str>,
@@ -239,16 +330,9 @@ async fn establish(
     let v5 = connect.protocol.is_v5();
     let mut props = ConnAckProperties::default();
 
-    let client_id = if connect.client_id.is_empty() {
-        let assigned = ByteString::from(format!("warren-{conn_id:x}-{:x}", rand_suffix()));
-        if v5 {
-            props.assigned_client_identifier = Some(assigned.clone());
-        }
-        assigned
-    } else {
-        // A copy: the decoded id is a slice of the read buffer, which it would keep alive.
-        ByteString::from(&*connect.client_id)
-    };
+    if v5 && connect.client_id.is_empty() {
+        props.assigned_client_identifier = Some(client_id.clone());
+    }
 
     let mut keep_alive = connect.keep_alive;
     if v5
@@ -368,6 +452,7 @@ async fn establish(
         write_stalled_since: None,
         partial_since: None,
         timer: None,
+        access,
         stream: io.stream,
         rbuf: io.rbuf,
         _permit: io.permit,

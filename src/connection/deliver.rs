@@ -85,6 +85,9 @@ impl Connection {
     }
 
     fn deliver(&mut self, delivery: Delivery, now: Instant) {
+        if !self.may_receive(delivery.message.topic()) {
+            return;
+        }
         if delivery.message.expired(now) {
             self.core
                 .stats()

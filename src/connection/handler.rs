@@ -135,6 +135,9 @@ impl Connection {
         }
         self.charge_publish(&publish, now);
         self.core.stats().shard().received(qos as u8);
+        if let Some(answered) = self.refuse_publish(&publish, now) {
+            return answered;
+        }
         if qos == QoS::ExactlyOnce {
             self.session.incoming_qos2.insert(pkid);
         }
@@ -195,7 +198,7 @@ impl Connection {
     }
 
     /// The PUBACK or PUBREC for `entry`.
-    fn answer(&mut self, entry: &Unanswered, verdict: Verdict) -> Option<Exit> {
+    pub(super) fn answer(&mut self, entry: &Unanswered, verdict: Verdict) -> Option<Exit> {
         let code = match verdict {
             Verdict::Owned => entry.success,
             Verdict::Refused(_) if !self.version.is_v5() => return Some(Exit::Refused),
@@ -234,6 +237,10 @@ impl Connection {
         let id = subscribe.properties.subscription_identifier;
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         for (filter, options) in subscribe.filters {
+            if !self.may_subscribe(&filter) {
+                reasons.push(if v5 { reason::NOT_AUTHORIZED } else { 0x80 });
+                continue;
+            }
             match self.core.subscribe(&mut self.session, &filter, options, id) {
                 Ok(is_new) => {
                     reasons.push(options.qos as u8);
@@ -263,6 +270,9 @@ impl Connection {
     fn owe_retained(&mut self, filter: &str, entry: SubEntry) {
         let limit = self.core.config().mqtt.max_queued_bytes / BACKLOG_ENTRY_COST;
         for message in self.core.retained(filter) {
+            if !self.may_receive(message.topic()) {
+                continue;
+            }
             if self.session.retained_backlog.len() >= limit {
                 self.core.stats().dropped(
                     DropReason::QueueFull,

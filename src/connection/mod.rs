@@ -25,6 +25,7 @@
 //!   high-water mark; what does not fit waits in the mailbox (bounded, see
 //!   [`crate::session::mailbox`]).
 
+mod authorize;
 mod connect;
 mod deliver;
 mod handler;
@@ -90,6 +91,9 @@ pub(crate) enum Exit {
         malformed: bool,
         detail: String,
     },
+    /// An ACL refused a PUBLISH (with `disconnect_on_denied_publish`), or the client's
+    /// credentials were revoked by a reload (with `disconnect_on_revoke`).
+    NotAuthorized(&'static str),
     /// Another connection claimed the client id.
     TakenOver(TakeOver),
     /// The broker is shutting down.
@@ -120,6 +124,7 @@ impl Exit {
             Exit::KeepAlive | Exit::PacketTimeout => Some(reason::KEEP_ALIVE_TIMEOUT),
             Exit::AckTimeout => Some(reason::UNSPECIFIED_ERROR),
             Exit::SlowSubscriber => Some(reason::QUOTA_EXCEEDED),
+            Exit::NotAuthorized(_) => Some(reason::NOT_AUTHORIZED),
             Exit::Violation { reason, .. } => Some(*reason),
             Exit::TakenOver(_) => Some(reason::SESSION_TAKEN_OVER),
             Exit::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
@@ -214,6 +219,8 @@ pub(crate) struct Connection {
     partial_since: Option<Instant>,
     /// The next deadline, while one is due (none while idle: idle connections hold no timer).
     timer: Option<Pin<Box<Sleep>>>,
+    /// What the client may touch; `None` when nothing can be refused to it.
+    access: Option<Box<crate::auth::Access>>,
     /// The client's byte pipe.
     stream: Stream,
     /// Input not yet decoded (empty, and unallocated, while idle).
@@ -274,6 +281,12 @@ impl Connection {
                     Some(Control::Shutdown) => return Exit::Shutdown,
                     Some(Control::KeepAliveExpired) => return Exit::KeepAlive,
                     Some(Control::SlowSubscriber) => return Exit::SlowSubscriber,
+                    Some(Control::Reauthorize) => {
+                        if let Some(exit) = self.reauthorize() {
+                            return exit;
+                        }
+                        self.mailbox_pending = true;
+                    }
                     None => self.mailbox_pending = true,
                 },
                 Event::Timer => {
@@ -587,6 +600,9 @@ impl Connection {
             Exit::SlowSubscriber => {
                 Stats::bump(&stats.slow_subscribers);
                 tracing::info!(%client_id, "slow subscriber: publishers waited too long for its queue")
+            }
+            Exit::NotAuthorized(why) => {
+                tracing::info!(%client_id, peer = %self.peer, why, "not authorized; closing")
             }
             Exit::TakenOver(_) => {
                 Stats::bump(&stats.sessions_taken_over);

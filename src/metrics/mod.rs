@@ -68,6 +68,9 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("warren_queued_bytes", Gauge, Some(Unit::Bytes), "bytes held by the messages waiting in session queues (topic, properties, payload and bookkeeping)"),
     ("warren_connections_rejected_total", Counter, Some(Unit::Count), "connections closed before MQTT (connection limit and rate, PROXY header, TLS handshake, WebSocket upgrade, timeout), by listener and reason"),
     ("warren_publish_pauses_total", Counter, Some(Unit::Count), "times a client's PUBLISH input was paused by the publish rate limits"),
+    ("warren_auth_failures_total", Counter, Some(Unit::Count), "failed authentications, by reason"),
+    ("warren_acl_denied_total", Counter, Some(Unit::Count), "ACL refusals, by action (publish, subscribe, deliver)"),
+    ("warren_config_reloads_total", Counter, Some(Unit::Count), "reloads of password, ACL, JWKS and TLS files, by result"),
     ("warren_accept_errors_total", Counter, Some(Unit::Count), "failed accepts (e.g. the open-file limit)"),
     ("warren_open_files_limit", Gauge, Some(Unit::Count), "the process's open-file limit (caps connections)"),
     ("warren_uptime_seconds", Gauge, Some(Unit::Seconds), "seconds since the broker started"),
@@ -153,6 +156,15 @@ impl Metrics {
         }
         for (reason, n) in &s.refused_by_reason {
             self.counter("warren_connects_refused_total", &[("reason", reason)], *n);
+        }
+        for (reason, n) in &s.auth_failures {
+            self.counter("warren_auth_failures_total", &[("reason", reason)], *n);
+        }
+        for (label, n) in stats::AclAction::LABELS.iter().zip(s.acl_denied) {
+            self.counter("warren_acl_denied_total", &[("action", label)], n);
+        }
+        for (label, n) in ["success", "failure"].iter().zip(s.reloads) {
+            self.counter("warren_config_reloads_total", &[("result", label)], n);
         }
         for (code, name) in PACKET_TYPE_NAMES.iter().enumerate().skip(1) {
             let kind = [("type", *name)];

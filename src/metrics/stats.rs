@@ -131,6 +131,28 @@ pub struct Stats {
     rejected: Mutex<BTreeMap<(Box<str>, &'static str), u64>>,
     /// Times a client's PUBLISH input was paused by the publish rate limits.
     pub(crate) publish_pauses: AtomicU64,
+    /// Failed authentications by reason.
+    auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// Reloads: succeeded, failed.
+    reloads: [AtomicU64; 2],
+    /// ACL refusals by [`AclAction`].
+    acl_denied: [AtomicU64; 3],
+}
+
+/// What an ACL refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclAction {
+    /// A PUBLISH from a client (or the bridge).
+    Publish = 0,
+    /// A SUBSCRIBE filter.
+    Subscribe = 1,
+    /// A message (or retained message) a subscription matched but the client may not read.
+    Deliver = 2,
+}
+
+impl AclAction {
+    /// Metric labels, in index order.
+    pub const LABELS: [&'static str; 3] = ["publish", "subscribe", "deliver"];
 }
 
 impl Default for Stats {
@@ -152,6 +174,9 @@ impl Default for Stats {
             refused: Mutex::new(BTreeMap::new()),
             rejected: Mutex::new(BTreeMap::new()),
             publish_pauses: AtomicU64::new(0),
+            auth_failures: Mutex::new(BTreeMap::new()),
+            reloads: Default::default(),
+            acl_denied: Default::default(),
         }
     }
 }
@@ -213,6 +238,12 @@ pub struct StatsSnapshot {
     pub rejected_by: BTreeMap<(Box<str>, &'static str), u64>,
     /// Times a client's PUBLISH input was paused by the publish rate limits.
     pub publish_pauses: u64,
+    /// Failed authentications by reason.
+    pub auth_failures: BTreeMap<&'static str, u64>,
+    /// Configuration reloads: succeeded, failed.
+    pub reloads: [u64; 2],
+    /// ACL refusals by [`AclAction`] (index).
+    pub acl_denied: [u64; 3],
 }
 
 impl Stats {
@@ -243,6 +274,21 @@ impl Stats {
         *map.entry(key).or_default() += 1;
     }
 
+    /// An authentication failed for `reason`.
+    pub(crate) fn auth_failed(&self, reason: &'static str) {
+        *self.auth_failures.lock().entry(reason).or_default() += 1;
+    }
+
+    /// A reload ended (`ok`: it took effect).
+    pub(crate) fn reloaded(&self, ok: bool) {
+        self.reloads[usize::from(!ok)].fetch_add(1, Relaxed);
+    }
+
+    /// An ACL refused `action`.
+    pub(crate) fn acl_denied(&self, action: AclAction) {
+        self.acl_denied[action as usize].fetch_add(1, Relaxed);
+    }
+
     /// An MQTT connection established on `listener` at `version`.
     pub(crate) fn connected(&self, listener: &Arc<str>, version: &'static str) {
         let mut map = self.connections.lock();
@@ -269,6 +315,13 @@ impl Stats {
             connections_current: self.sockets_open.load(Relaxed),
             refused_by_reason: self.refused.lock().clone(),
             connections_by: self.connections.lock().clone(),
+            auth_failures: self.auth_failures.lock().clone(),
+            reloads: [self.reloads[0].load(Relaxed), self.reloads[1].load(Relaxed)],
+            acl_denied: [
+                self.acl_denied[0].load(Relaxed),
+                self.acl_denied[1].load(Relaxed),
+                self.acl_denied[2].load(Relaxed),
+            ],
             malformed_packets: self.malformed_packets.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
             wills_published: self.wills_published.load(Relaxed),

@@ -48,6 +48,9 @@ pub enum Control {
     KeepAliveExpired,
     /// Publishers have waited too long for room in this session's queue: disconnect it.
     SlowSubscriber,
+    /// The auth files were reloaded: check the credentials and subscriptions again. The
+    /// weakest signal: it never replaces another one.
+    Reauthorize,
 }
 
 /// How a delivery was queued.
@@ -339,6 +342,9 @@ impl Mailbox {
         if matches!(inner.control, Some(Control::TakeOver(_)))
             && !matches!(control, Control::TakeOver(_))
         {
+            return;
+        }
+        if matches!(control, Control::Reauthorize) && inner.control.is_some() {
             return;
         }
         inner.control = Some(control);

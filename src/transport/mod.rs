@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
+
+use crate::tls::ReloadableTls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -144,7 +146,8 @@ struct Prelude {
     name: Arc<str>,
     proxy_protocol: bool,
     rate: Option<ConnectionRate>,
-    tls: Option<TlsAcceptor>,
+    /// Swappable (reloads): each handshake takes the configuration current at its start.
+    tls: Option<Arc<ReloadableTls>>,
     /// The WebSocket path and largest frame, on a WebSocket listener.
     ws: Option<(Box<str>, u64)>,
 }
@@ -170,7 +173,7 @@ impl Listener {
     ) -> Result<Listener, ListenerError> {
         let tls = if config.kind.uses_tls() {
             let tls = config.tls.as_ref().ok_or(ListenerError::MissingTls)?;
-            Some(TlsAcceptor::from(crate::tls::server_config(tls)?))
+            Some(ReloadableTls::new(tls)?)
         } else {
             None
         };
@@ -220,6 +223,11 @@ impl Listener {
     /// True for a TLS listener (`tls` or `wss`).
     pub fn is_tls(&self) -> bool {
         self.prelude.tls.is_some()
+    }
+
+    /// The swappable TLS configuration of a TLS listener (`tls` or `wss`), for reloads.
+    pub fn tls(&self) -> Option<Arc<ReloadableTls>> {
+        self.prelude.tls.clone()
     }
 
     /// The listener's kind.
@@ -370,7 +378,7 @@ impl Prelude {
             }
         }
         let stream = match &self.tls {
-            Some(acceptor) => match acceptor.accept(tcp).await {
+            Some(tls) => match TlsAcceptor::from(tls.current()).accept(tcp).await {
                 Ok(tls) => Stream::Tls(Box::new(tls)),
                 Err(error) => return Err((Rejection::TlsHandshake, peer, error.to_string())),
             },

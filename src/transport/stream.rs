@@ -158,6 +158,21 @@ impl Stream {
         }
     }
 
+    /// The client's certificate (DER, the leaf), when a TLS client presented one (also under
+    /// WebSocket, on `wss`).
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Tcp(_) => None,
+            Stream::Tls(tls) => tls
+                .get_ref()
+                .1
+                .peer_certificates()?
+                .first()
+                .map(|c| c.as_ref()),
+            Stream::Ws(ws) => ws.inner().peer_certificate(),
+        }
+    }
+
     /// True when output may wait below [`Stream::poll_write_some`] and needs
     /// [`Stream::poll_flush_tls`]: TLS and WebSocket.
     pub fn buffers_output(&self) -> bool {

@@ -49,6 +49,11 @@ pub struct WsStream {
 }
 
 impl WsStream {
+    /// The TCP or TLS stream below.
+    pub(crate) fn inner(&self) -> &Stream {
+        &self.inner
+    }
+
     /// A WebSocket over `inner` (after the upgrade), with `raw` the bytes the client sent
     /// after its upgrade request, and `max` the largest frame or message accepted.
     pub fn new(inner: Stream, raw: BytesMut, max: u64) -> WsStream {

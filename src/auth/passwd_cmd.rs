@@ -1,0 +1,168 @@
+//! `warren passwd`: adds, changes and deletes users of a password file, as `mosquitto_passwd`
+//! does, in the same format (Mosquitto reads what it writes, with the default hash).
+//!
+//! ```text
+//! warren passwd [-c] [-H pbkdf2|argon2id] FILE USER          prompt twice for the password
+//! warren passwd [-c] [-H pbkdf2|argon2id] --stdin FILE USER  read it from the first line of stdin
+//! warren passwd [-c] [-H pbkdf2|argon2id] -b FILE USER PASSWORD
+//! warren passwd -D FILE USER                                 delete the user
+//! ```
+//! `-c` creates the file (replacing one that exists). The file is written whole to a temporary
+//! file beside it and renamed over it; a new file gets mode 0600.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use super::config::HashAlgorithm;
+use super::passwd::{edit, hash_password, valid_username, PasswordFile};
+
+/// Usage text of `warren passwd`.
+pub const USAGE: &str = "\
+usage: warren passwd [-c] [-H pbkdf2|argon2id] FILE USER            prompt for the password
+       warren passwd [-c] [-H pbkdf2|argon2id] --stdin FILE USER    password from stdin
+       warren passwd [-c] [-H pbkdf2|argon2id] -b FILE USER PASSWORD
+       warren passwd -D FILE USER                                   delete USER
+  -c   create FILE (an existing one is replaced)
+  -H   hash of new passwords: pbkdf2 (default; Mosquitto's $7$, readable by mosquitto 2)
+       or argon2id (Warren only)";
+
+#[derive(Debug, Default)]
+struct Args {
+    create: bool,
+    delete: bool,
+    batch: bool,
+    stdin: bool,
+    hash: HashAlgorithm,
+    positional: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
+    let mut out = Args::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-c" => out.create = true,
+            "-D" => out.delete = true,
+            "-b" => out.batch = true,
+            "--stdin" => out.stdin = true,
+            "-H" => {
+                out.hash = match it.next().map(String::as_str) {
+                    Some("pbkdf2" | "sha512-pbkdf2") => HashAlgorithm::Pbkdf2,
+                    Some("argon2id") => HashAlgorithm::Argon2id,
+                    other => return Err(format!("-H: unknown hash {other:?}")),
+                }
+            }
+            s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s}")),
+            s => out.positional.push(s.to_owned()),
+        }
+    }
+    let wanted = if out.batch { 3 } else { 2 };
+    if out.positional.len() != wanted {
+        return Err("wrong number of arguments".to_owned());
+    }
+    if out.delete && (out.create || out.batch || out.stdin) {
+        return Err("-D does not go with -c, -b or --stdin".to_owned());
+    }
+    if out.batch && out.stdin {
+        return Err("-b and --stdin exclude each other".to_owned());
+    }
+    Ok(out)
+}
+
+/// Runs `warren passwd` with `args` (after the word `passwd`); `Ok` with what to print.
+pub fn run(args: &[String]) -> Result<String, String> {
+    let args = parse(args).map_err(|e| format!("{e}\n\n{USAGE}"))?;
+    let path = PathBuf::from(&args.positional[0]);
+    let user = &args.positional[1];
+    valid_username(user)?;
+    let existing = if args.create {
+        String::new()
+    } else {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                return Err(format!(
+                    "{}: cannot read: {e} (use -c to create it)",
+                    path.display()
+                ))
+            }
+        }
+    };
+    if !args.create {
+        // Refuse to rewrite a file Warren could not read back.
+        PasswordFile::parse(&existing)
+            .map_err(|(line, reason)| format!("{}:{line}: {reason}", path.display()))?;
+    }
+    let hash = if args.delete {
+        None
+    } else {
+        let password = if args.batch {
+            args.positional[2].clone()
+        } else if args.stdin {
+            read_stdin()?
+        } else {
+            prompt()?
+        };
+        Some(hash_password(password.as_bytes(), args.hash)?)
+    };
+    let text = edit(&existing, user, hash.as_deref())?;
+    write_atomically(&path, &text)?;
+    Ok(match hash {
+        None => format!("deleted {user} from {}", path.display()),
+        Some(_) => format!("set the password of {user} in {}", path.display()),
+    })
+}
+
+fn read_stdin() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err("empty password on stdin".to_owned());
+    }
+    Ok(password)
+}
+
+fn prompt() -> Result<String, String> {
+    let first = rpassword::prompt_password("Password: ").map_err(|e| format!("{e}"))?;
+    let second = rpassword::prompt_password("Reenter password: ").map_err(|e| format!("{e}"))?;
+    if first != second {
+        return Err("passwords do not match".to_owned());
+    }
+    if first.is_empty() {
+        return Err("empty password".to_owned());
+    }
+    Ok(first)
+}
+
+/// Writes `text` to a temporary file beside `path` and renames it over `path`, keeping the
+/// old file's permissions (0600 for a new file).
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let tmp = dir.join(format!(".{name}.warren-tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: cannot write: {e}", path.display())
+    })
+}

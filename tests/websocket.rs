@@ -214,6 +214,16 @@ async fn upgrades_and_frames_that_are_refused() {
         ws.recv_frame().await,
         Some((0x88, 1002u16.to_be_bytes().to_vec()))
     );
+    // A bad frame before CONNECT is refused the same way.
+    let (mut early, head) = WsRaw::upgrade(ws_addr, "/mqtt", "mqtt", V3).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    early.send_bytes(&frame(0x81, b"\x10\x00")).await;
+    assert_eq!(
+        early.recv_frame().await,
+        Some((0x88, 1003u16.to_be_bytes().to_vec()))
+    );
+    // Each bad frame is counted (and logged) as malformed input.
+    eventually(|| broker.stats().malformed_packets == 4).await;
 
     eventually(|| {
         broker

@@ -29,6 +29,8 @@ use tokio::sync::OwnedSemaphorePermit;
 enum ReadFailure {
     Closed,
     Decode(DecodeError),
+    /// The transport refused the input (a bad WebSocket frame) and answered the client.
+    BadStream(String),
 }
 
 /// Reads the next whole packet.
@@ -48,6 +50,9 @@ async fn read_packet(
             .read_some(rbuf, super::read_size(rbuf, limits.max_packet_size))
             .await
         {
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(ReadFailure::BadStream(error.to_string()))
+            }
             Ok(0) | Err(_) => return Err(ReadFailure::Closed),
             Ok(_) => {}
         }
@@ -149,6 +154,13 @@ async fn handshake(
             return None;
         }
         Ok(Err(ReadFailure::Closed)) => return None,
+        Ok(Err(ReadFailure::BadStream(detail))) => {
+            Stats::bump(&core.stats().malformed_packets);
+            if let Some(suppressed) = core.log_limiter().allow(core.clock().now_ms()) {
+                tracing::warn!(%peer, suppressed, "closing connection before CONNECT: {detail}");
+            }
+            return None;
+        }
         Ok(Err(ReadFailure::Decode(DecodeError::UnsupportedProtocol { name, level }))) => {
             tracing::info!(%peer, name, level, "unsupported protocol version; refusing");
             refuse(

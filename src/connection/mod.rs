@@ -72,6 +72,9 @@ pub(crate) enum Exit {
     Disconnect { will: bool },
     /// The socket closed or failed without DISCONNECT.
     Closed,
+    /// The transport below MQTT refused the client's input (a bad WebSocket frame) and has
+    /// answered it itself; counted as malformed.
+    BadStream(String),
     /// No whole packet arrived within 1.5 × keep alive.
     KeepAlive,
     /// A started packet was not completed within `packet_timeout_secs`.
@@ -120,7 +123,11 @@ impl Exit {
     /// The reason code of the DISCONNECT a 5.0 client gets, if any.
     fn disconnect_reason(&self) -> Option<u8> {
         match self {
-            Exit::Disconnect { .. } | Exit::Closed | Exit::WriteTimeout | Exit::Refused => None,
+            Exit::Disconnect { .. }
+            | Exit::Closed
+            | Exit::BadStream(_)
+            | Exit::WriteTimeout
+            | Exit::Refused => None,
             Exit::KeepAlive | Exit::PacketTimeout => Some(reason::KEEP_ALIVE_TIMEOUT),
             Exit::AckTimeout => Some(reason::UNSPECIFIED_ERROR),
             Exit::SlowSubscriber => Some(reason::QUOTA_EXCEEDED),
@@ -167,6 +174,9 @@ enum Event {
     Read(usize),
     /// The socket reached its end or failed.
     Closed,
+    /// The transport below MQTT refused its input (a bad WebSocket frame, a bad TLS record); it
+    /// client already.
+    BadStream(String),
     /// The mailbox was notified: deliveries, a signal, or an answer of the gate.
     Notified,
     /// A deadline passed.
@@ -276,6 +286,7 @@ impl Connection {
                     }
                 }
                 Event::Closed => return Exit::Closed,
+                Event::BadStream(detail) => return Exit::BadStream(detail),
                 Event::Notified => match mailbox.take_control() {
                     Some(Control::TakeOver(reply)) => return Exit::TakenOver(reply),
                     Some(Control::Shutdown) => return Exit::Shutdown,
@@ -321,6 +332,9 @@ impl Connection {
                     // Held input is handled first; the end of input waits its turn.
                     self.hold_eof();
                     return Poll::Ready(Event::Progress);
+                }
+                Poll::Ready(Err(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
+                    return Poll::Ready(Event::BadStream(error.to_string()))
                 }
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Event::Closed),
                 Poll::Ready(Ok(n)) => return Poll::Ready(Event::Read(n)),
@@ -476,7 +490,7 @@ impl Connection {
         let stats = self.core.stats();
         stats.disconnected(&self.listener, self.version.label());
         self.log_exit(&exit);
-        let writable = !matches!(exit, Exit::WriteTimeout | Exit::Closed);
+        let writable = !matches!(exit, Exit::WriteTimeout | Exit::Closed | Exit::BadStream(_));
         if let (true, true, Some(code)) = (writable, self.version.is_v5(), exit.disconnect_reason())
         {
             self.send(Packet::Disconnect(Disconnect {
@@ -580,6 +594,13 @@ impl Connection {
                     &stats.protocol_errors
                 };
                 Stats::bump(counter);
+                if let Some(suppressed) = self.core.log_limiter().allow(self.core.clock().now_ms())
+                {
+                    tracing::warn!(%client_id, peer = %self.peer, suppressed, "closing connection: {detail}");
+                }
+            }
+            Exit::BadStream(detail) => {
+                Stats::bump(&stats.malformed_packets);
                 if let Some(suppressed) = self.core.log_limiter().allow(self.core.clock().now_ms())
                 {
                     tracing::warn!(%client_id, peer = %self.peer, suppressed, "closing connection: {detail}");

@@ -55,9 +55,18 @@ async fn a_rabbitmq_restart_mid_stream_loses_no_acknowledged_message_and_keeps_o
     let dev = Device::connect(m.port, &unique("dev")).await;
     let client = dev.client.clone();
     let topic = format!("{t}/seq");
-    // A stream of about three seconds: the outage starts and ends while it flows.
+    // A stream of about three seconds: the outage starts and ends while it flows. The second
+    // half waits until the bridge has seen the outage, so that a slow stop_app on a loaded
+    // machine cannot let the whole stream through before it.
+    let (outage_seen, mut outage) = watch::channel(false);
     let publisher = tokio::spawn(async move {
         for i in 0..N {
+            if i == N / 2 {
+                tokio::time::timeout(common::WAIT, outage.wait_for(|seen| *seen))
+                    .await
+                    .expect("the outage within the wait")
+                    .unwrap();
+            }
             client
                 .publish(topic.clone(), QoS::AtLeastOnce, false, i.to_string())
                 .await
@@ -79,6 +88,7 @@ async fn a_rabbitmq_restart_mid_stream_loses_no_acknowledged_message_and_keeps_o
     })
     .await;
     let during = acked();
+    outage_seen.send_replace(true);
     let failures = b.snapshot().connect_failures;
     wait_until("two failed reconnection attempts", || {
         b.snapshot().connect_failures >= failures + 2

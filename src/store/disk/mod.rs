@@ -204,8 +204,27 @@ impl DiskStore {
             reason,
         };
         let fsync = config.fsync != Fsync::Never;
-        let db = open_db(path, fsync, faults.clone()).map_err(file_error)?;
-        let found = recover::read(&db).map_err(file_error)?;
+        // redb asserts on some damaged files (one truncated below its header's length): a
+        // panic while opening is a file that cannot be read, not a crash.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db = open_db(path, fsync, faults.clone())?;
+            let found = recover::read(&db)?;
+            Ok::<_, String>((db, found))
+        }));
+        let (db, found) = match opened {
+            Ok(result) => result.map_err(file_error)?,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return Err(file_error(format!(
+                    "not a readable store file (damaged or truncated: {what}); move it away \
+                     to start empty"
+                )));
+            }
+        };
         let reopen_path = path.clone();
         let reopen = Box::new(move || open_db(&reopen_path, fsync, faults.clone()));
         let shared = Arc::new(Shared {

@@ -479,6 +479,7 @@ impl Core {
             inflight: self.registry.sum_mailboxes(|m| m.inflight()),
             queued: self.registry.sum_mailboxes(|m| m.len()),
             queued_bytes: self.registry.sum_mailboxes(|m| m.bytes()),
+            store: self.store.figures(),
         }
     }
 

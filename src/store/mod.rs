@@ -110,6 +110,10 @@ pub trait SessionStore: Send + Sync + 'static {
     fn used_bytes(&self) -> u64 {
         0
     }
+    /// The store's figures for the metrics (`None` for memory).
+    fn figures(&self) -> Option<crate::metrics::StoreFigures> {
+        None
+    }
 }
 
 /// The in-memory session store.

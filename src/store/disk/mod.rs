@@ -419,6 +419,16 @@ impl SessionStore for DiskStore {
         self.shared.used()
     }
 
+    fn figures(&self) -> Option<crate::metrics::StoreFigures> {
+        let (commits, failures, refused) = self.counters();
+        Some(crate::metrics::StoreFigures {
+            bytes: self.shared.used(),
+            commits,
+            failures,
+            refused,
+        })
+    }
+
     fn close(&self) -> Result<(), StoreError> {
         let flushed = self.flush();
         self.stop();

@@ -42,8 +42,11 @@ fn command(store: &Path, port: u16) -> Command {
         .env("WARREN__MQTT__MAX_QUEUED_MESSAGES", "100000")
         .env("WARREN__LOG__LEVEL", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .kill_on_drop(true);
+    // WARREN_TEST_CHILD_LOGS=1 shows the broker's log (its stdout).
+    if std::env::var_os("WARREN_TEST_CHILD_LOGS").is_none() {
+        command.stdout(Stdio::null());
+    }
     command
 }
 
@@ -132,7 +135,7 @@ impl Publisher {
             while self.open.len() < 32 && self.next < total {
                 self.next += 1;
                 let id = self.next;
-                let qos = if id % 2 == 0 {
+                let qos = if id.is_multiple_of(2) {
                     QoS::ExactlyOnce
                 } else {
                     QoS::AtLeastOnce

@@ -9,6 +9,7 @@
                                         messages it received (until 3 s pass without one)
 Needs paho-mqtt 2 (pip install paho-mqtt). Every wait is bounded.
 """
+import os
 import sys
 import threading
 import time
@@ -19,7 +20,7 @@ PORT = int(sys.argv[1])
 PHASE = sys.argv[2]
 
 
-def client(client_id, clean):
+def client(client_id, clean, on_message=None):
     c = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -28,6 +29,9 @@ def client(client_id, clean):
     )
     c.max_inflight_messages_set(100)
     c.max_queued_messages_set(0)
+    if on_message:
+        # Before connecting: a resumed session's messages come right after CONNACK.
+        c.on_message = on_message
     connected = threading.Event()
     c.on_connect = lambda *a: connected.set()
     c.connect("127.0.0.1", PORT, keepalive=60)
@@ -79,10 +83,10 @@ elif PHASE == "drain":
         seen.add(msg.payload)
         last[0] = time.time()
 
-    c = client("loss-sub", False)
-    c.on_message = on_message
+    c = client("loss-sub", False, on_message)
     deadline = time.time() + 120
-    while time.time() < deadline and time.time() - last[0] < 3:
+    idle = float(os.environ.get("STORE_LOSS_IDLE", "3"))
+    while time.time() < deadline and time.time() - last[0] < idle:
         time.sleep(0.05)
     print(len(seen))
     c.disconnect()

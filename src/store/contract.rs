@@ -500,7 +500,7 @@ fn delivered_messages_give_their_space_back() {
     let payload = vec![b'x'; 1024];
     let mut sizes = Vec::new();
     let mut seq = 0;
-    for _round in 0..4 {
+    for _round in 0..6 {
         let first = seq + 1;
         for _ in 0..2000 {
             seq += 1;
@@ -530,6 +530,8 @@ fn delivered_messages_give_their_space_back() {
         );
         sizes.push(std::fs::metadata(&cfg.path).unwrap().len());
     }
-    // Later rounds reuse the pages of earlier ones.
-    assert!(sizes[3] <= sizes[1] + sizes[1] / 4, "{sizes:?}");
+    // Later rounds reuse the pages of earlier ones: the file stops growing (redb grows it by
+    // doubling regions, so it may double once before the freed pages come back into use).
+    assert!(sizes[5] <= 2 * sizes[1], "{sizes:?}");
+    assert_eq!(sizes[5], sizes[4], "{sizes:?}");
 }

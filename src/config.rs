@@ -44,6 +44,65 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// `[auth]`: authentication and ACLs (see [`crate::auth`]).
     pub auth: AuthConfig,
+    pub store: StoreConfig,
+}
+
+/// `[store]`: where persistent sessions and retained messages live.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Default [`StoreKind::Memory`].
+    pub kind: StoreKind,
+    /// The store's file (kind = "disk"). Default `warren.store`.
+    pub path: PathBuf,
+    /// Default [`Fsync::Batch`].
+    pub fsync: Fsync,
+    /// Default 2: how long the writer gathers changes into one commit (fsync = "batch"), and
+    /// how often it writes them out (fsync = "never").
+    #[serde(deserialize_with = "strict::uint")]
+    pub batch_interval_ms: u64,
+    /// Default 1 GiB: past this much stored data, new persistent work is refused.
+    #[serde(deserialize_with = "strict::uint")]
+    pub max_disk_bytes: u64,
+}
+
+/// `store.kind`
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// Sessions and retained messages live in memory only: a restart forgets them.
+    #[default]
+    Memory,
+    /// Persistent sessions and retained messages are also written to `store.path`.
+    Disk,
+}
+
+/// `store.fsync`: when a change is on disk, and what PUBACK waits for.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fsync {
+    /// Every commit is fsynced, and the writer commits as soon as it has changes (group commit
+    /// of whatever queued up during the previous one). PUBACK waits for it.
+    Always,
+    /// Changes are gathered for `batch_interval_ms`, then committed with one fsync. PUBACK
+    /// waits for it.
+    #[default]
+    Batch,
+    /// Commits are not fsynced and PUBACK does not wait: what was written survives a crash of
+    /// the process, not of the machine.
+    Never,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Memory,
+            path: PathBuf::from("warren.store"),
+            fsync: Fsync::Batch,
+            batch_interval_ms: 2,
+            max_disk_bytes: 1 << 30,
+        }
+    }
 }
 
 pub use crate::auth::config::{AuthConfig, HttpAuthConfig, IdentityField, JwtConfig, MatchField};
@@ -413,6 +472,7 @@ impl Default for Config {
             bridge: BridgeConfig::default(),
             runtime: RuntimeConfig::default(),
             auth: AuthConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -637,6 +697,31 @@ impl Config {
         }
         if let Err((key, reason)) = self.auth.check() {
             return Err((key.clone(), reason, key));
+        }
+        let st = &self.store;
+        if st.batch_interval_ms > 10_000 {
+            return bad(
+                "store.batch_interval_ms".into(),
+                format!("must be at most 10000 (got {})", st.batch_interval_ms),
+            );
+        }
+        if st.fsync == Fsync::Batch && st.batch_interval_ms == 0 {
+            return bad(
+                "store.batch_interval_ms".into(),
+                "must be at least 1 with fsync = \"batch\" (use fsync = \"always\" for no wait)",
+            );
+        }
+        if st.max_disk_bytes < 1 << 20 {
+            return bad(
+                "store.max_disk_bytes".into(),
+                format!("must be at least 1048576 (got {})", st.max_disk_bytes),
+            );
+        }
+        if st.kind == StoreKind::Disk && st.path.as_os_str().is_empty() {
+            return bad(
+                "store.path".into(),
+                "must not be empty with kind = \"disk\"",
+            );
         }
         // Rules are checked even when the bridge is off: a typo should not wait for the day
         // it is turned on.
@@ -1133,6 +1218,29 @@ mod tests {
         let (origin, key, _) = invalid(err);
         assert!(origin.ends_with("warren.toml"), "{origin}");
         assert!(key.starts_with("bridge.outbound"), "{key}");
+    }
+
+    #[test]
+    fn store_keys_are_checked_and_named() {
+        let ok = load_file(
+            "store-ok",
+            "[store]\nkind = \"disk\"\npath = \"/tmp/w.store\"\nfsync = \"always\"\n",
+            &[("WARREN__STORE__BATCH_INTERVAL_MS", "7")],
+        )
+        .unwrap();
+        assert_eq!(ok.store.kind, StoreKind::Disk);
+        assert_eq!(ok.store.fsync, Fsync::Always);
+        assert_eq!(ok.store.batch_interval_ms, 7);
+        let err = load_file("store-kind", "[store]\nkind = \"tape\"\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "store.kind");
+        let err = load_file("store-fsync", "[store]\nfsync = \"sometimes\"\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "store.fsync");
+        let err = load_file("store-max", "[store]\nmax_disk_bytes = 10\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "store.max_disk_bytes");
+        let err = load_file("store-batch", "[store]\nbatch_interval_ms = 0\n", &[]).unwrap_err();
+        assert_eq!(invalid(err).1, "store.batch_interval_ms");
+        let err = load_file("store-typo", "[store]\nfsycn = \"always\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("fsycn"), "{err}");
     }
 
     #[test]

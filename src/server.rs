@@ -27,7 +27,7 @@ use crate::broker::local::LocalClient;
 use crate::config::Config;
 use crate::metrics::stats::StatsSnapshot;
 use crate::session::mailbox::Control;
-use crate::store::{MemoryStore, SessionStore};
+use crate::store::SessionStore;
 use crate::tls::ReloadableTls;
 use crate::transport::{self, Listener, ListenerEvents, Rejection};
 
@@ -48,6 +48,9 @@ pub enum StartError {
     /// A password, ACL or JWKS file is unusable (the error names file, line and reason).
     #[error("{0}")]
     Auth(#[from] AuthError),
+    /// The session store could not be opened or read (the message names the file).
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// A listener could not be set up.
     #[error("listener {name:?}: {source}")]
     Listener {
@@ -78,10 +81,34 @@ pub enum ReloadError {
 pub struct Broker;
 
 impl Broker {
-    /// Binds every listener of `config` and starts serving. Must run inside a tokio runtime.
+    /// Opens the store and restores what it holds, then binds every listener of `config`
+    /// and starts serving. Must run inside a tokio runtime.
     pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
+        Self::start_with_store(config, None).await
+    }
+
+    /// [`Broker::start`] with a store made by the caller (tests inject faults this way);
+    /// `None` opens the one the configuration names.
+    pub async fn start_with_store(
+        config: Config,
+        store: Option<Arc<dyn SessionStore>>,
+    ) -> Result<BrokerHandle, StartError> {
+        let started = std::time::Instant::now();
         let auth = Arc::new(Auth::load(&config)?);
         auth.log_policies(&config);
+        let store = match store {
+            Some(store) => store,
+            None => {
+                // Opening reads the whole file: off the async threads.
+                let cfg = config.store.clone();
+                tokio::task::spawn_blocking(move || crate::store::open(&cfg))
+                    .await
+                    .map_err(|e| {
+                        crate::store::StoreError::Write(format!("opening the store: {e}"))
+                    })??
+            }
+        };
+        let recovered = store.recover()?;
         let mut listeners = Vec::new();
         for (name, listener) in &config.listeners {
             let bound = Listener::bind(name, listener, config.mqtt.max_packet_size)
@@ -102,8 +129,21 @@ impl Broker {
             None
         };
         let open_files_limit = raise_open_files_limit();
-        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+        let durable = store.durable();
         let core = Core::new(config, store, auth);
+        let restored = core.restore(recovered);
+        if durable {
+            tracing::info!(
+                path = %core.config().store.path.display(),
+                sessions = restored.sessions,
+                deliveries = restored.deliveries,
+                retained = restored.retained,
+                expired_sessions = restored.expired_sessions,
+                expired_messages = restored.expired_messages,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "store restored"
+            );
+        }
         core.stats()
             .open_files_limit
             .store(open_files_limit, Ordering::Relaxed);

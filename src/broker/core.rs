@@ -22,9 +22,10 @@ use crate::gate::TicketSource;
 use crate::metrics::stats::{DropReason, Stats};
 use crate::metrics::{Gauges, Metrics};
 use crate::protocol::{reason, topic, PublishProperties, SubscriptionOptions, Will};
+use crate::session::mailbox::QueueJournal;
 use crate::session::mailbox::{Control, Mailbox, MailboxLimits, Message, MessageParts, Subscriber};
 use crate::session::{SessionState, SubEntry};
-use crate::store::SessionStore;
+use crate::store::{SessionStore, StoreJournal};
 
 /// How often the sweeper looks at every connection (keep alive, slow subscribers).
 const SWEEP: Duration = Duration::from_millis(250);
@@ -110,8 +111,12 @@ impl SubscribeRefusal {
 pub struct Core {
     config: Config,
     auth: Arc<Auth>,
-    router: Router,
-    registry: Registry,
+    pub(super) router: Router,
+    pub(super) registry: Registry,
+    /// Where sessions live beyond memory (offline sessions; the disk store's journal).
+    pub(super) store: Arc<dyn SessionStore>,
+    /// The store as the journal of persistent sessions' mailboxes (durable stores only).
+    pub(super) journal: Option<Arc<dyn QueueJournal>>,
     stats: Stats,
     metrics: Metrics,
     mailbox_limits: Arc<MailboxLimits>,
@@ -150,11 +155,20 @@ impl Core {
                 },
                 on_fire,
             );
+            let journal: Option<Arc<dyn QueueJournal>> = store
+                .durable()
+                .then(|| Arc::new(StoreJournal(store.clone())) as Arc<dyn QueueJournal>);
+            let router = match store.durable() {
+                true => Router::journalled(store.clone()),
+                false => Router::default(),
+            };
             Core {
                 config,
                 auth,
-                router: Router::default(),
-                registry: Registry::new(store),
+                router,
+                registry: Registry::new(store.clone()),
+                store,
+                journal,
                 stats: Stats::default(),
                 metrics: Metrics::new(),
                 mailbox_limits,
@@ -281,6 +295,7 @@ impl Core {
         let subscriber = Subscriber(session.mailbox.clone());
         let is_new = self.router.subscribe(filter, subscriber, entry);
         session.subscriptions.insert(filter.into(), entry);
+        self.journal_subscription(session, filter, Some(entry));
         session
             .mailbox
             .set_filter_count(session.subscriptions.len());
@@ -299,6 +314,9 @@ impl Core {
         let existed = session.subscriptions.remove(filter).is_some();
         self.router
             .unsubscribe(filter, &Subscriber(session.mailbox.clone()));
+        if existed {
+            self.journal_subscription(session, filter, None);
+        }
         session
             .mailbox
             .set_filter_count(session.subscriptions.len());
@@ -400,19 +418,27 @@ impl Core {
                 }
             }
             TimerKind::Will => {
-                if let Some((will, origin)) = self
+                if let Some((will, origin, sid)) = self
                     .registry
                     .take_delayed_will(&fired.client_id, fired.generation)
                 {
                     self.publish_will(*will, origin);
+                    self.journal_will_done(sid);
                 }
             }
         }
     }
 
-    /// Shutdown, second half: the delayed wills of offline sessions are published now (their
-    /// sessions end with the broker, since they live in memory).
+    /// Shutdown, second half: with a memory store, the delayed wills of offline sessions are
+    /// published now (their sessions end with the broker); a disk store keeps them (and their
+    /// wills, still waiting) and commits what is queued.
     pub fn end_offline_sessions(&self) {
+        if self.store.durable() {
+            if let Err(error) = self.store.close() {
+                tracing::error!(%error, "store: the last commit at shutdown failed");
+            }
+            return;
+        }
         for mut session in self.registry.drain_offline() {
             if let Some(will) = session.delayed_will.take() {
                 self.publish_will(*will, session.mailbox.id());
@@ -471,6 +497,7 @@ impl Core {
             inflight: self.registry.sum_mailboxes(|m| m.inflight()),
             queued: self.registry.sum_mailboxes(|m| m.len()),
             queued_bytes: self.registry.sum_mailboxes(|m| m.bytes()),
+            store: self.store.figures(),
         }
     }
 

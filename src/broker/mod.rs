@@ -6,6 +6,7 @@
 
 pub mod core;
 pub mod local;
+pub mod persist;
 pub mod registry;
 pub mod routing;
 pub mod sys;

@@ -217,18 +217,38 @@ impl Registry {
         &self,
         client_id: &str,
         generation: u64,
-    ) -> Option<(Box<crate::protocol::Will>, u64)> {
+    ) -> Option<(Box<crate::protocol::Will>, u64, Option<u64>)> {
         let slots = self.slots.lock();
         match slots.get(client_id) {
             Some(Slot::Offline { generation: g, .. }) if *g == generation => {
                 let mut session = self.store.take(client_id)?;
                 let will = session.delayed_will.take();
                 let origin = session.mailbox.id();
+                let sid = session.mailbox.durable_sid();
                 self.store.save(session);
-                will.map(|will| (will, origin))
+                will.map(|will| (will, origin, sid))
             }
             _ => None,
         }
+    }
+
+    /// Puts a session recovered from the store in as offline; returns its expiry generation.
+    pub fn restore(&self, session: SessionState) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        self.slots.lock().insert(
+            (*session.client_id).into(),
+            Slot::Offline {
+                generation,
+                mailbox: session.mailbox.clone(),
+            },
+        );
+        self.store.save(session);
+        generation
+    }
+
+    /// The store behind the registry.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
     }
 
     /// Takes every stored session out (shutdown: their delayed wills are published).

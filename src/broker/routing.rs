@@ -17,6 +17,7 @@ use crate::protocol::QoS;
 use crate::router::{RetainedStore, SubscriptionTrie};
 use crate::session::mailbox::{Delivery, Dropped, Message, Subscriber};
 use crate::session::SubEntry;
+use crate::store::{Change, SessionStore};
 
 /// Matches of one publish.
 type MatchBuf = Vec<(Subscriber, SubEntry)>;
@@ -32,9 +33,26 @@ thread_local! {
 pub struct Router {
     trie: RwLock<SubscriptionTrie<Subscriber, SubEntry>>,
     retained: RwLock<RetainedStore<Arc<Message>>>,
+    /// The durable store that retained messages are journalled in, if any.
+    journal: Option<Arc<dyn SessionStore>>,
 }
 
 impl Router {
+    /// A router whose retained messages are journalled in `store` (`$`-topics excepted: the
+    /// broker makes them).
+    pub fn journalled(store: Arc<dyn SessionStore>) -> Router {
+        Router {
+            journal: Some(store),
+            ..Router::default()
+        }
+    }
+
+    /// Puts a retained message recovered from the store back (not journalled again).
+    pub fn restore_retained(&self, message: Arc<Message>) {
+        let topic = message.topic().to_owned();
+        self.retained.write().insert(&topic, message);
+    }
+
     /// Routes `message` to every matching subscription and updates the retained store when
     /// it carries the retain flag. Returns the number of sessions it matched (queued for them,
     /// or dropped and counted).
@@ -62,11 +80,26 @@ impl Router {
     ) -> usize {
         if message.retain {
             let mut retained = self.retained.write();
-            if message.payload().is_empty() {
-                retained.remove(message.topic());
-            } else {
+            let set = !message.payload().is_empty();
+            if set {
                 // The message owns its memory already: the store shares it.
                 retained.insert(message.topic(), message.clone());
+            } else {
+                retained.remove(message.topic());
+            }
+            if let Some(store) = self
+                .journal
+                .as_ref()
+                .filter(|_| !message.topic().starts_with('$'))
+            {
+                let ticket = if store.gates() { tickets.take() } else { None };
+                store.record(
+                    Change::Retained {
+                        topic: message.topic().into(),
+                        message: set.then(|| message.clone()),
+                    },
+                    ticket,
+                );
             }
         }
         scratch.clear();
@@ -106,6 +139,7 @@ impl Router {
                     subscription_ids: ids,
                     message: message.clone(),
                     ticket: None,
+                    seq: 0,
                 };
                 let qos = delivery.qos as u8;
                 matched += 1;

@@ -107,10 +107,8 @@ pub(super) async fn accept(
     .await
     {
         Ok(conn) => conn,
-        Err(mut io) => {
-            // The session could not be taken over in time: refuse rather than start afresh
-            // (which would lose it).
-            refuse(&mut io.stream, version, ConnectReason::ServerBusy, core).await;
+        Err((mut io, reason)) => {
+            refuse(&mut io.stream, version, reason, core).await;
             return None;
         }
     };
@@ -326,7 +324,9 @@ async fn refuse(stream: &mut Stream, version: ProtocolVersion, reason: ConnectRe
 }
 
 /// Claims the client id, takes over or resumes the session, and builds the CONNACK. Gives the
-/// transport back when the old connection did not hand its session over in time.
+/// transport back, with the refusal, when the old connection did not hand its session over in
+/// time (server busy: refused rather than started afresh, which would lose the session), or
+/// when the store takes no new persistent session (quota exceeded).
 #[allow(clippy::too_many_arguments)]
 async fn establish(
     connect: Connect,
@@ -337,7 +337,7 @@ async fn establish(
     listener: &Arc<str>,
     io: Io,
     core: &Arc<Core>,
-) -> Result<Connection, Io> {
+) -> Result<Connection, (Io, ConnectReason)> {
     let mqtt = &core.config().mqtt;
     let v5 = connect.protocol.is_v5();
     let mut props = ConnAckProperties::default();
@@ -367,6 +367,13 @@ async fn establish(
         mqtt.persistent_session_expiry_secs
     };
 
+    if session_expiry > 0 {
+        if let Err(error) = core.can_persist() {
+            tracing::warn!(%client_id, %error, "refusing a persistent session: the store takes no new work");
+            return Err((io, ConnectReason::QuotaExceeded));
+        }
+    }
+
     let registry = core.registry();
     // One claim of a client id at a time: each takeover starts from the connection that
     // really holds the session (the previous claimant has attached it by then).
@@ -392,7 +399,7 @@ async fn establish(
                     tracing::warn!(%client_id, "the connection holding this client id did not hand its session over in time; refusing");
                     registry.abandon(&client_id, conn_id, (old_conn, old));
                     drop(claim_lock);
-                    return Err(io);
+                    return Err((io, ConnectReason::ServerBusy));
                 }
             }
         }
@@ -416,6 +423,7 @@ async fn establish(
         }
     };
     session.mailbox.set_online(true);
+    core.persist_session(&session, session_expiry);
     drop(claim_lock);
 
     if v5 {

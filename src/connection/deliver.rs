@@ -8,7 +8,7 @@ use super::{Connection, DRAIN_BATCH, WRITE_HIGH_WATER};
 use crate::metrics::stats::DropReason;
 use crate::protocol::{self, EncodeError, Packet, PubResp, PublishOut, QoS};
 use crate::session::mailbox::Delivery;
-use crate::session::OutState;
+use crate::session::{FlowChange, OutState};
 
 thread_local! {
     /// Each worker thread's buffer for deliveries taken from a mailbox: reused, and not kept
@@ -74,6 +74,7 @@ impl Connection {
                 retain: true,
                 subscription_ids: entry.id.into_iter().collect(),
                 ticket: None,
+                seq: 0,
             };
             self.session.retained_backlog.pop_front();
             self.deliver(delivery, now);
@@ -84,6 +85,15 @@ impl Connection {
         true
     }
 
+    /// A stored delivery that will not be sent leaves the store.
+    fn discard(&mut self, delivery: &Delivery) {
+        if delivery.seq != 0 {
+            self.session
+                .flow_changes
+                .push(FlowChange::Done { seq: delivery.seq });
+        }
+    }
+
     fn deliver(&mut self, delivery: Delivery, now: Instant) {
         if !self.may_receive(delivery.message.topic()) {
             return;
@@ -92,13 +102,17 @@ impl Connection {
             self.core
                 .stats()
                 .dropped(DropReason::Expired, delivery.qos as u8);
+            self.discard(&delivery);
             return;
         }
         let pkid = match delivery.qos {
             QoS::AtMostOnce => 0,
             _ => match self.session.next_pkid() {
                 Some(pkid) => pkid,
-                None => return,
+                None => {
+                    self.discard(&delivery);
+                    return;
+                }
             },
         };
         match self.encode_delivery(&delivery, pkid, false, now) {
@@ -116,6 +130,7 @@ impl Connection {
                     .stats()
                     .dropped(DropReason::TooLarge, delivery.qos as u8);
                 tracing::debug!(%error, topic = delivery.message.topic(), "delivery dropped");
+                self.discard(&delivery);
             }
         }
     }

@@ -32,6 +32,9 @@ impl Connection {
             Packet::PubRec(rec) => self.on_pubrec(rec),
             Packet::PubRel(rel) => {
                 let found = self.session.on_pubrel(rel.pkid);
+                if found {
+                    self.core.journal_inbound(&self.session, rel.pkid, false);
+                }
                 self.send(Packet::PubComp(ack(rel.pkid, found)));
                 // A QoS 2 flow ended: the Receive Maximum has room again.
                 return self.release_held(now);
@@ -140,6 +143,9 @@ impl Connection {
         }
         if qos == QoS::ExactlyOnce {
             self.session.incoming_qos2.insert(pkid);
+            // Journalled before the message is routed: the commit that holds the message
+            // holds this too, so a resend after a restart is not delivered twice.
+            self.core.journal_inbound(&self.session, pkid, true);
         }
         let message = Message::new(
             MessageParts {
@@ -206,6 +212,7 @@ impl Connection {
                 if entry.exactly_once {
                     // A refused QoS 2 flow ends with its PUBREC (MQTT-4.3.3-4 / 5.0 4.13).
                     self.session.incoming_qos2.remove(&entry.pkid);
+                    self.core.journal_inbound(&self.session, entry.pkid, false);
                 }
                 code
             }

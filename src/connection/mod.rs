@@ -266,6 +266,7 @@ impl Connection {
                 self.drain_mailbox();
             }
             mailbox.set_inflight(self.session.outgoing.len());
+            self.core.journal_flow(&mut self.session);
             self.arm_timer();
             let want = read_size(&self.rbuf, self.limits.max_packet_size);
             let mut notified = std::pin::pin!(mailbox.notified());
@@ -545,9 +546,11 @@ impl Connection {
 
     /// Hands the session back to the registry: stored, ended, or passed to the connection
     /// that claimed the client id meanwhile. Every path ends or keeps the session.
-    async fn release(&self, session: SessionState, will_delay: Option<u32>) {
+    async fn release(&self, mut session: SessionState, will_delay: Option<u32>) {
         let core = &self.core;
         session.mailbox.set_online(false);
+        core.journal_flow(&mut session);
+        core.session_offline(&session, self.session_expiry, will_delay);
         let client_id = session.client_id.clone();
         match core
             .registry()

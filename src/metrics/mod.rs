@@ -71,6 +71,10 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("warren_auth_failures_total", Counter, Some(Unit::Count), "failed authentications, by reason"),
     ("warren_acl_denied_total", Counter, Some(Unit::Count), "ACL refusals, by action (publish, subscribe, deliver)"),
     ("warren_config_reloads_total", Counter, Some(Unit::Count), "reloads of password, ACL, JWKS and TLS files, by result"),
+    ("warren_store_bytes", Gauge, Some(Unit::Bytes), "data the disk store holds (what store.max_disk_bytes limits)"),
+    ("warren_store_commits_total", Counter, Some(Unit::Count), "commits of the disk store (one fsync each)"),
+    ("warren_store_failures_total", Counter, Some(Unit::Count), "failed commits of the disk store (disk full, I/O error)"),
+    ("warren_store_refused_total", Counter, Some(Unit::Count), "messages refused (0x97) because the disk store could not take them"),
     ("warren_accept_errors_total", Counter, Some(Unit::Count), "failed accepts (e.g. the open-file limit)"),
     ("warren_open_files_limit", Gauge, Some(Unit::Count), "the process's open-file limit (caps connections)"),
     ("warren_uptime_seconds", Gauge, Some(Unit::Seconds), "seconds since the broker started"),
@@ -235,6 +239,12 @@ impl Metrics {
         self.gauge("warren_inflight_messages", &[], gauges.inflight as f64);
         self.gauge("warren_queued_messages", &[], gauges.queued as f64);
         self.gauge("warren_queued_bytes", &[], gauges.queued_bytes as f64);
+        if let Some(store) = &gauges.store {
+            self.gauge("warren_store_bytes", &[], store.bytes as f64);
+            self.counter("warren_store_commits_total", &[], store.commits);
+            self.counter("warren_store_failures_total", &[], store.failures);
+            self.counter("warren_store_refused_total", &[], store.refused);
+        }
         self.gauge("warren_uptime_seconds", &[], uptime.as_secs_f64());
         self.handle.render()
     }
@@ -257,6 +267,21 @@ pub struct Gauges {
     pub queued: usize,
     /// Bytes those messages hold.
     pub queued_bytes: usize,
+    /// The disk store's figures, when there is one.
+    pub store: Option<StoreFigures>,
+}
+
+/// What the disk store reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreFigures {
+    /// Bytes of data it holds.
+    pub bytes: u64,
+    /// Commits so far.
+    pub commits: u64,
+    /// Failed commits so far.
+    pub failures: u64,
+    /// Persistent work refused so far.
+    pub refused: u64,
 }
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

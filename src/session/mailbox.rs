@@ -74,6 +74,35 @@ pub enum Dropped {
     Closed,
 }
 
+/// Where the queued QoS 1/2 deliveries of a persistent session are journalled (the disk
+/// store). Called under the mailbox's lock, so that a delivery is journalled before anything
+/// can take it out of the queue; implementations must only queue the change.
+pub trait QueueJournal: Send + Sync + 'static {
+    /// `delivery` was queued as `seq` of session `sid`; `ticket`, if any, is the publisher's,
+    /// completed once the change is durable.
+    fn queued(&self, sid: u64, seq: u64, delivery: &Delivery, ticket: Option<Ticket>);
+    /// Session `sid` ended (everything of it leaves the journal).
+    fn ended(&self, sid: u64);
+    /// True when publishers' answers wait for the journal (a ticket is wanted).
+    fn gates(&self) -> bool;
+}
+
+/// A mailbox's link to the journal of its persistent session.
+struct Durable {
+    sid: u64,
+    last_seq: u64,
+    journal: Arc<dyn QueueJournal>,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("sid", &self.sid)
+            .field("last_seq", &self.last_seq)
+            .finish()
+    }
+}
+
 /// Limits of one mailbox.
 #[derive(Debug, Clone, Copy)]
 pub struct MailboxLimits {
@@ -94,6 +123,8 @@ struct Inner {
     control: Option<Control>,
     /// Publishers' tickets for deliveries queued past the limit: answered once there is room.
     room_tickets: VecDeque<Ticket>,
+    /// Set for a persistent session journalled in the disk store.
+    durable: Option<Durable>,
 }
 
 /// The queue between the router and one session.
@@ -159,6 +190,7 @@ impl Mailbox {
                 closed: false,
                 control: None,
                 room_tickets: VecDeque::new(),
+                durable: None,
             }),
             notify: Notify::new(),
             keep_alive_ms: AtomicU64::new(0),
@@ -215,6 +247,16 @@ impl Mailbox {
         }
         if self.owner && delivery.qos != QoS::AtMostOnce {
             delivery.ticket = tickets.take();
+        }
+        if let (Some(d), false) = (&mut inner.durable, delivery.qos == QoS::AtMostOnce) {
+            d.last_seq += 1;
+            delivery.seq = d.last_seq;
+            let ticket = if d.journal.gates() {
+                tickets.take()
+            } else {
+                None
+            };
+            d.journal.queued(d.sid, d.last_seq, &delivery, ticket);
         }
         inner.bytes += cost;
         inner.queue.push_back(delivery);
@@ -317,10 +359,36 @@ impl Mailbox {
         self.release_room_tickets(&mut inner);
     }
 
+    /// Links this mailbox to the journal of its persistent session `sid`; queued QoS 1/2
+    /// deliveries are numbered from `last_seq + 1`.
+    pub fn set_durable(&self, sid: u64, last_seq: u64, journal: Arc<dyn QueueJournal>) {
+        self.inner.lock().durable = Some(Durable {
+            sid,
+            last_seq,
+            journal,
+        });
+    }
+
+    /// The store id of this mailbox's persistent session, if it is journalled.
+    pub fn durable_sid(&self) -> Option<u64> {
+        self.inner.lock().durable.as_ref().map(|d| d.sid)
+    }
+
+    /// Puts a delivery recovered from the store back in the queue (at start: no limit, no
+    /// journal).
+    pub fn restore(&self, delivery: Delivery) {
+        let mut inner = self.inner.lock();
+        inner.bytes += delivery.cost();
+        inner.queue.push_back(delivery);
+    }
+
     /// Refuses every later push and drops what is queued (the session has ended). Tickets of
     /// an owner's undelivered messages are dropped with them, which refuses them.
     pub fn close(&self) {
         let mut inner = self.inner.lock();
+        if let Some(d) = inner.durable.take() {
+            d.journal.ended(d.sid);
+        }
         inner.closed = true;
         let queue = std::mem::take(&mut inner.queue);
         inner.bytes = 0;

@@ -14,6 +14,7 @@
 //! [`Message::cost`] is what a message holds, all of it (topic, properties, payload and the
 //! fixed parts), and is what queue limits count.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,8 @@ pub struct Message {
     pub received_at: Instant,
     /// Bytes this message holds in memory (see [`Message::cost`]).
     cost: usize,
+    /// Its id in the disk store, once it is stored there (0: not stored).
+    store_id: AtomicU64,
 }
 
 /// What a new [`Message`] is made of; borrowed, so nothing of the read buffer is kept.
@@ -122,6 +125,7 @@ impl Message {
             publisher: parts.publisher.cloned(),
             received_at: now,
             cost: 0,
+            store_id: AtomicU64::new(0),
         };
         message.cost = message.measure();
         message
@@ -161,6 +165,27 @@ impl Message {
             + strings
             + p.correlation_data.as_ref().map_or(0, Bytes::len)
             + user_properties_cost(p)
+    }
+
+    /// Its id in the disk store (0 while it is not stored).
+    pub fn store_id(&self) -> u64 {
+        self.store_id.load(Ordering::Acquire)
+    }
+
+    /// Its id in the disk store, given by `next` the first time it is asked for.
+    pub fn store_id_or(&self, next: impl FnOnce() -> u64) -> u64 {
+        let id = self.store_id();
+        if id != 0 {
+            return id;
+        }
+        let new = next();
+        match self
+            .store_id
+            .compare_exchange(0, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => new,
+            Err(current) => current,
+        }
     }
 
     /// True once the message's expiry interval has passed.
@@ -206,6 +231,8 @@ pub struct Delivery {
     /// For an owner that must confirm it holds the message (an in-process client such as the
     /// AMQP bridge): the publisher's answer waits for this ticket.
     pub ticket: Option<Ticket>,
+    /// Its place in a persistent session's queue in the disk store (0: not stored).
+    pub seq: u64,
 }
 
 impl Delivery {
@@ -217,6 +244,7 @@ impl Delivery {
             retain,
             subscription_ids: Vec::new(),
             ticket: None,
+            seq: 0,
         }
     }
 

@@ -49,6 +49,31 @@ pub struct Outgoing {
     pub state: OutState,
 }
 
+/// A change of a stored delivery's flow (one whose [`Delivery::seq`] is set), for the store:
+/// the session reports these, the connection hands them on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowChange {
+    /// Sent with this packet id.
+    Sent {
+        /// The delivery's place in the stored queue.
+        seq: u64,
+        /// Packet id.
+        pkid: u16,
+    },
+    /// PUBREC received, PUBREL sent.
+    Released {
+        /// The delivery's place in the stored queue.
+        seq: u64,
+        /// Packet id.
+        pkid: u16,
+    },
+    /// Acknowledged (or refused by the client): it leaves the store.
+    Done {
+        /// The delivery's place in the stored queue.
+        seq: u64,
+    },
+}
+
 /// Result of an acknowledgement from the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckOutcome {
@@ -79,6 +104,8 @@ pub struct SessionState {
     /// connection drains, so a subscription to thousands of retained topics neither floods the
     /// queue nor loses any (the messages are shared with the retained store, not copied).
     pub retained_backlog: VecDeque<(Arc<Message>, SubEntry)>,
+    /// Flow changes of stored deliveries not yet handed to the store (effects out).
+    pub flow_changes: Vec<FlowChange>,
     last_pkid: u16,
 }
 
@@ -93,6 +120,7 @@ impl SessionState {
             incoming_qos2: BTreeSet::new(),
             delayed_will: None,
             retained_backlog: VecDeque::new(),
+            flow_changes: Vec::new(),
             last_pkid: 0,
         }
     }
@@ -120,6 +148,12 @@ impl SessionState {
             crate::protocol::QoS::ExactlyOnce => OutState::AwaitPubRec,
             _ => OutState::AwaitPubAck,
         };
+        if delivery.seq != 0 {
+            self.flow_changes.push(FlowChange::Sent {
+                seq: delivery.seq,
+                pkid,
+            });
+        }
         self.outgoing.push_back(Outgoing {
             pkid,
             delivery,
@@ -133,11 +167,22 @@ impl SessionState {
             .position(|o| o.pkid == pkid && o.state == state)
     }
 
+    /// Removes the outgoing message at `i`, reporting it done to the store if it is stored.
+    fn finish(&mut self, i: usize) {
+        if let Some(out) = self.outgoing.remove(i) {
+            if out.delivery.seq != 0 {
+                self.flow_changes.push(FlowChange::Done {
+                    seq: out.delivery.seq,
+                });
+            }
+        }
+    }
+
     /// PUBACK received: the QoS 1 flow for `pkid` completes.
     pub fn on_puback(&mut self, pkid: u16) -> AckOutcome {
         match self.position(pkid, OutState::AwaitPubAck) {
             Some(i) => {
-                self.outgoing.remove(i);
+                self.finish(i);
                 AckOutcome::Done
             }
             None => AckOutcome::Unknown,
@@ -149,9 +194,16 @@ impl SessionState {
     pub fn on_pubrec(&mut self, pkid: u16, accepted: bool) -> AckOutcome {
         if let Some(i) = self.position(pkid, OutState::AwaitPubRec) {
             if accepted {
-                self.outgoing[i].state = OutState::AwaitPubComp;
+                let out = &mut self.outgoing[i];
+                out.state = OutState::AwaitPubComp;
+                if out.delivery.seq != 0 {
+                    self.flow_changes.push(FlowChange::Released {
+                        seq: out.delivery.seq,
+                        pkid,
+                    });
+                }
             } else {
-                self.outgoing.remove(i);
+                self.finish(i);
             }
             return AckOutcome::Done;
         }
@@ -165,7 +217,7 @@ impl SessionState {
     pub fn on_pubcomp(&mut self, pkid: u16) -> AckOutcome {
         match self.position(pkid, OutState::AwaitPubComp) {
             Some(i) => {
-                self.outgoing.remove(i);
+                self.finish(i);
                 AckOutcome::Done
             }
             None => AckOutcome::Unknown,

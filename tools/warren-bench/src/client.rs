@@ -62,6 +62,19 @@ impl Conn {
         keep_alive: u16,
         read_capacity: usize,
     ) -> Result<Conn> {
+        Self::connect_session(target, idx, client_id, keep_alive, read_capacity, false).await
+    }
+
+    /// [`Conn::connect`], keeping the session after the connection when `persistent` (3.1.1
+    /// clean session 0; 5.0 a session expiry of one hour).
+    pub async fn connect_session(
+        target: &Target,
+        idx: usize,
+        client_id: &str,
+        keep_alive: u16,
+        read_capacity: usize,
+        persistent: bool,
+    ) -> Result<Conn> {
         let socket = TcpSocket::new_v4().context("socket")?;
         if !target.sources.is_empty() {
             let ip = target.sources[idx % target.sources.len()];
@@ -87,13 +100,16 @@ impl Conn {
         }
         let connect = Packet::Connect(Box::new(Connect {
             protocol: target.version,
-            clean_start: true,
+            clean_start: !persistent,
             keep_alive,
             client_id: ByteString::from(client_id),
             will: None,
             username: None,
             password: None,
-            properties: ConnectProperties::default(),
+            properties: ConnectProperties {
+                session_expiry_interval: persistent.then_some(3600),
+                ..ConnectProperties::default()
+            },
         }));
         conn.send(&connect).await?;
         match conn.recv().await? {

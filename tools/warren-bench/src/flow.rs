@@ -283,7 +283,7 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
         Scenario::Fanout => ("bench/fanout".to_string(), Some("bench/fanout")),
         _ => ("bench/latency".to_string(), Some("bench/latency")),
     };
-    let stamp = o.scenario == Scenario::Latency;
+    let stamp = o.scenario == Scenario::Latency || o.stamp;
 
     // Subscribers first, so that no message is published before they are there.
     let (sub_stop_tx, sub_stop_rx) = watch::channel(false);
@@ -301,9 +301,10 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
         let id = format!("{}sub-{i}", o.client_id_prefix);
         let filter = sub_filter.clone();
         let qos = o.qos;
+        let persistent = o.persistent;
         let cap = if n_subs > 1 { 16 * 1024 } else { READ_CAPACITY };
         connecting.spawn(async move {
-            let mut c = Conn::connect(&target, i, &id, 0, cap).await?;
+            let mut c = Conn::connect_session(&target, i, &id, 0, cap, persistent).await?;
             c.subscribe(&filter, qos).await?;
             anyhow::Ok(c)
         });

@@ -40,6 +40,8 @@ conn:     --connections N (1000)  --rate R per second (0 = as fast as --concurre
           --processes P (1; re-executes itself P times, N/P connections each)
           --ws PATH (MQTT over WebSocket: upgrade on PATH, e.g. /mqtt, then binary frames)
 fanin:    --publishers P (8)  --inflight W (16, QoS 1/2 window per publisher)
+          --persistent (the subscriber keeps its session: 3.1.1 clean session 0, 5.0 expiry)
+          --stamp (record end-to-end latency, p50/p99, as the latency scenario does)
 fanout:   --subscribers N (1000)  --rate R msgs/s (0 = as fast as possible)  --inflight W (16)
 latency:  --rate R msgs/s (1000)  --inflight W (16)
 ";
@@ -95,6 +97,10 @@ pub struct Opts {
     pub publishers: usize,
     pub subscribers: usize,
     pub inflight: usize,
+    /// Subscribers keep their sessions (clean session 0 / session expiry).
+    pub persistent: bool,
+    /// Stamp payloads and record latency in every flow scenario.
+    pub stamp: bool,
 }
 
 impl Opts {
@@ -139,6 +145,8 @@ impl Opts {
             publishers: 8,
             subscribers: 1000,
             inflight: 16,
+            persistent: false,
+            stamp: false,
         };
         let mut source_ip_count: Option<u8> = None;
         while let Some(flag) = it.next() {
@@ -150,6 +158,14 @@ impl Opts {
                 }
                 "--child" => {
                     o.child = true;
+                    continue;
+                }
+                "--persistent" => {
+                    o.persistent = true;
+                    continue;
+                }
+                "--stamp" => {
+                    o.stamp = true;
                     continue;
                 }
                 "-h" | "--help" => bail!("help"),

@@ -1,4 +1,5 @@
-//! TLS for `kind = "tls"` listeners: a rustls [`ServerConfig`] from a [`TlsConfig`].
+//! TLS for `kind = "tls"` listeners: a rustls [`ServerConfig`] from a [`TlsConfig`]; and the
+//! [`ClientConfig`] of Warren's own outgoing TLS connections (the HTTP authenticator).
 //!
 //! The `ring` provider is passed explicitly (`builder_with_provider`), so no process-level
 //! crypto provider has to be installed, and a second provider linked in (by a dependency) does
@@ -11,7 +12,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::config::{ClientAuth, TlsConfig};
 
@@ -24,6 +25,9 @@ pub enum TlsError {
     /// `client_auth` is optional or required but `client_ca` is not set.
     #[error("client_auth is {0:?} but no client_ca is set")]
     NoClientCa(ClientAuth),
+    /// No CA file was given and the system has no usable trusted root certificates.
+    #[error("no ca_file set and no trusted root certificates found on the system")]
+    NoSystemRoots,
     /// rustls refused the configuration for a reason not tied to one file.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -68,6 +72,33 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// The ring provider, as used by every TLS config Warren builds.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client configuration for Warren's own outgoing TLS (the HTTP authenticator): servers are
+/// verified against the certificates of `ca_file`, or, without one, the system's trusted roots.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for cert in load_certs(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| file_error(path, format!("unusable CA certificate: {e}")))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(TlsError::NoSystemRoots);
+            }
+        }
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// A TLS listener's server configuration, swappable while the listener runs: a reload builds a

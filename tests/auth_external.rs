@@ -1,6 +1,6 @@
 //! Authenticators beyond the password file, with real parts: client certificates over mutual
 //! TLS (identity as username), an HTTP authenticator served by a real HTTP server in the test
-//! (allow with rules, superuser, deny, timeout, cache), JWT passwords (HS256: valid, expired,
+//! (allow with rules, superuser, deny, timeout, cache; over https, verified against its CA), JWT passwords (HS256: valid, expired,
 //! wrong audience, wrong signature; ES256 from a JWKS file, rotated by a reload), a TLS
 //! certificate swapped by a reload, and the in-process bridge under the ACL.
 
@@ -130,8 +130,11 @@ struct AuthServer {
 }
 
 async fn auth_server() -> AuthServer {
-    use http_body_util::{BodyExt, Full};
-    use hyper::service::service_fn;
+    auth_server_with(None).await
+}
+
+/// The authenticator, over TLS when `tls` is given.
+async fn auth_server_with(tls: Option<tokio_rustls::TlsAcceptor>) -> AuthServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -142,45 +145,64 @@ async fn auth_server() -> AuthServer {
                 return;
             };
             let seen = seen.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let body = req.into_body().collect().await?.to_bytes();
-                        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        seen.lock().push(value.clone());
-                        let (status, answer) = match value["username"].as_str() {
-                            Some("good") => (
-                                200,
-                                json!({"acl": [
-                                {"permission": "allow", "action": "all", "topic": "good/%c/#"},
-                                {"permission": "deny", "topic": "good/%c/secret"}]})
-                                .to_string(),
-                            ),
-                            Some("admin") => (200, json!({"is_superuser": true}).to_string()),
-                            Some("slow") => {
-                                tokio::time::sleep(Duration::from_secs(5)).await;
-                                (200, String::new())
-                            }
-                            Some("broken") => (500, String::new()),
-                            _ => (403, String::new()),
-                        };
-                        Ok::<_, hyper::Error>(
-                            hyper::Response::builder()
-                                .status(status)
-                                .body(Full::new(Bytes::from(answer)))
-                                .unwrap(),
-                        )
+                match tls {
+                    None => serve_auth(stream, seen).await,
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            serve_auth(stream, seen).await;
+                        }
                     }
-                });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
+                }
             });
         }
     });
     AuthServer { addr, requests }
+}
+
+/// Answers by username on one connection: `good` (rules), `admin` (superuser), `slow` (after
+/// 5 s), `broken` (500), anyone else 403.
+async fn serve_auth<S>(stream: S, seen: Arc<Mutex<Vec<Value>>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let body = req.into_body().collect().await?.to_bytes();
+            let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            seen.lock().push(value.clone());
+            let (status, answer) = match value["username"].as_str() {
+                Some("good") => (
+                    200,
+                    json!({"acl": [
+                    {"permission": "allow", "action": "all", "topic": "good/%c/#"},
+                    {"permission": "deny", "topic": "good/%c/secret"}]})
+                    .to_string(),
+                ),
+                Some("admin") => (200, json!({"is_superuser": true}).to_string()),
+                Some("slow") => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    (200, String::new())
+                }
+                Some("broken") => (500, String::new()),
+                _ => (403, String::new()),
+            };
+            Ok::<_, hyper::Error>(
+                hyper::Response::builder()
+                    .status(status)
+                    .body(Full::new(Bytes::from(answer)))
+                    .unwrap(),
+            )
+        }
+    });
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +214,7 @@ async fn an_http_authenticator_allows_denies_times_out_and_is_cached() {
         c.auth.failure_delay_max_ms = 0;
         c.auth.http = Some(HttpAuthConfig {
             url: format!("http://{}/auth", server.addr),
+            ca_file: None,
             timeout_ms: 300,
             cache_ms: 60_000,
             cache_size: 100,
@@ -229,6 +252,58 @@ async fn an_http_authenticator_allows_denies_times_out_and_is_cached() {
         assert_eq!(failures(&broker, label), 1, "{label}");
     }
     broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_authenticator_is_verified_against_its_ca() {
+    let pki = TestPki::generate("https-auth");
+    let server_tls = warren::tls::server_config(&pki.server_tls(ClientAuth::None)).unwrap();
+    let server = auth_server_with(Some(tokio_rustls::TlsAcceptor::from(server_tls))).await;
+    let config = |ca: Option<PathBuf>| HttpAuthConfig {
+        url: format!("https://localhost:{}/auth", server.addr.port()),
+        ca_file: ca,
+        timeout_ms: 2000,
+        cache_ms: 0,
+        cache_size: 100,
+        headers: Default::default(),
+    };
+    let ca = pki.ca_path();
+    let (broker, addr) = start_with(|c| {
+        c.auth.allow_anonymous = Some(false);
+        c.auth.failure_delay_ms = 0;
+        c.auth.failure_delay_max_ms = 0;
+        c.auth.http = Some(config(Some(ca.clone())));
+    })
+    .await;
+    let (ok, _) = connack(addr, "c1", Some("good"), "pw").await;
+    assert_eq!(ok, ConnectReason::Success);
+    let (refused, _) = connack(addr, "c2", Some("bad"), "pw").await;
+    assert_eq!(refused, ConnectReason::BadUserNameOrPassword);
+    assert_eq!(server.requests.lock().len(), 2);
+    broker.shutdown().await;
+
+    // A CA the server does not chain to: the handshake fails, the client is refused, and the
+    // password never reaches the server.
+    let other = TestPki::generate("https-auth-other");
+    let other_ca = other.ca_path();
+    let (broker, addr) = start_with(|c| {
+        c.auth.allow_anonymous = Some(false);
+        c.auth.failure_delay_ms = 0;
+        c.auth.failure_delay_max_ms = 0;
+        c.auth.http = Some(config(Some(other_ca.clone())));
+    })
+    .await;
+    let (refused, _) = connack(addr, "c3", Some("good"), "pw").await;
+    assert_eq!(refused, ConnectReason::BadUserNameOrPassword);
+    assert_eq!(failures(&broker, "http_tls_error"), 1);
+    assert_eq!(server.requests.lock().len(), 2);
+    broker.shutdown().await;
+
+    // A CA file that is not there is refused at start, naming the key.
+    let mut bad = Config::default();
+    bad.auth.http = Some(config(Some(PathBuf::from("/nonexistent/ca.pem"))));
+    let err = warren::auth::Auth::load(&bad).unwrap_err();
+    assert_eq!(err.key, "http.ca_file");
 }
 
 fn now() -> u64 {

@@ -57,8 +57,11 @@ pub enum HashAlgorithm {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpAuthConfig {
-    /// `http://host:port/path` to POST to. Required.
+    /// `http://host:port/path` or `https://host:port/path` to POST to. Required.
     pub url: String,
+    /// PEM certificates that an https server must chain to. Unset: the system's trusted roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Whole request, connect to body. Default 2000 ms; past it the client is refused.
     #[serde(
         default = "default_http_timeout",
@@ -189,12 +192,12 @@ impl AuthConfig {
             return bad("failure_table_size", "must be at least 1 (got 0)");
         }
         if let Some(http) = &self.http {
-            if !http.url.starts_with("http://") || http.url.parse::<hyper::Uri>().is_err() {
-                return bad(
-                    "http.url",
-                    "must be an http:// URL (https is not supported: keep the authenticator \
-                     on loopback or a private network)",
-                );
+            let scheme_ok = http.url.starts_with("http://") || http.url.starts_with("https://");
+            if !scheme_ok || http.url.parse::<hyper::Uri>().is_err() {
+                return bad("http.url", "must be an http:// or https:// URL");
+            }
+            if http.ca_file.is_some() && !http.url.starts_with("https://") {
+                return bad("http.ca_file", "is only used with an https:// url");
             }
             if http.timeout_ms == 0 {
                 return bad("http.timeout_ms", "must be at least 1 (got 0)");

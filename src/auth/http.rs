@@ -7,6 +7,9 @@
 //! client's own rules, `%c` and `%u` allowed). A 4xx answer denies. A timeout, a failed
 //! connection, a 5xx or a malformed body deny too, and are not cached; allow and deny answers are
 //! kept for `cache_ms`, keyed by a SHA-256 of the request body.
+//!
+//! An `https://` URL is reached over TLS (rustls, ring), the server verified against `ca_file`
+//! or the system's trusted roots, and its name against the URL's host.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +20,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 use super::acl::{Access, Rule};
 use super::config::HttpAuthConfig;
@@ -80,22 +86,36 @@ struct RuleBody {
 pub struct HttpAuth {
     config: HttpAuthConfig,
     uri: hyper::Uri,
+    /// For an https URL: the connector and the name the server's certificate must carry.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
     cache: Mutex<HashMap<[u8; 32], (u64, Answer)>>,
 }
 
 impl HttpAuth {
-    /// A client of `config.url` (checked by the config: an http:// URL).
-    pub fn new(config: &HttpAuthConfig) -> Result<HttpAuth, String> {
+    /// A client of `config.url` (checked by the config: an http:// or https:// URL);
+    /// `Err((key, reason))` names the `auth.http` key at fault.
+    pub fn new(config: &HttpAuthConfig) -> Result<HttpAuth, (&'static str, String)> {
         let uri: hyper::Uri = config
             .url
             .parse()
-            .map_err(|e| format!("auth.http.url: {e}"))?;
-        if uri.host().is_none() {
-            return Err("auth.http.url: no host".to_owned());
-        }
+            .map_err(|e| ("http.url", format!("{e}")))?;
+        let Some(host) = uri.host() else {
+            return Err(("http.url", "no host".to_owned()));
+        };
+        let tls = if uri.scheme_str() == Some("https") {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|e| ("http.url", format!("host {host}: {e}")))?;
+            let client = crate::tls::client_config(config.ca_file.as_deref())
+                .map_err(|e| ("http.ca_file", e.to_string()))?;
+            Some((TlsConnector::from(client), name))
+        } else {
+            None
+        };
         Ok(HttpAuth {
             config: config.clone(),
             uri,
+            tls,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -131,13 +151,32 @@ impl HttpAuth {
 
     async fn post(&self, body: Vec<u8>) -> Result<Answer, &'static str> {
         let host = self.uri.host().unwrap_or_default();
-        let port = self.uri.port_u16().unwrap_or(80);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let default_port = if self.tls.is_some() { 443 } else { 80 };
+        let port = self.uri.port_u16().unwrap_or(default_port);
         let stream = TcpStream::connect((host, port))
             .await
             .map_err(|_| "http_error")?;
         let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => self.exchange(stream, body).await,
+            Some((connector, name)) => {
+                let stream = connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(|_| "http_tls_error")?;
+                self.exchange(stream, body).await
+            }
+        }
+    }
+
+    /// One request and its answer over `io` (plain or TLS).
+    async fn exchange<S>(&self, io: S, body: Vec<u8>) -> Result<Answer, &'static str>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
                 .await
                 .map_err(|_| "http_error")?;
         let authority = self

@@ -98,7 +98,7 @@ fn read_file(path: &Path) -> Result<String, FileError> {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("auth.{key}: {source}")]
 pub struct AuthError {
-    /// The key naming the file (`password_file`, `acl_file`, `jwt.jwks_file`, `http.url`).
+    /// The key naming the file (`password_file`, `acl_file`, `jwt.jwks_file`, `http.url`, `http.ca_file`).
     pub key: &'static str,
     /// What is wrong with it.
     pub source: FileError,
@@ -214,10 +214,13 @@ impl Auth {
         let auth = &config.auth;
         let files = Files::load(auth)?;
         let http = match &auth.http {
-            Some(h) => Some(http::HttpAuth::new(h).map_err(|reason| AuthError {
-                key: "http.url",
+            Some(h) => Some(http::HttpAuth::new(h).map_err(|(key, reason)| AuthError {
+                key,
                 source: FileError::Other {
-                    path: PathBuf::from(&h.url),
+                    path: match (key, &h.ca_file) {
+                        ("http.ca_file", Some(ca)) => ca.clone(),
+                        _ => PathBuf::from(&h.url),
+                    },
                     reason,
                 },
             })?),

@@ -1,7 +1,7 @@
 //! Authenticators beyond the password file, with real parts: client certificates over mutual
 //! TLS (identity as username), an HTTP authenticator served by a real HTTP server in the test
 //! (allow with rules, superuser, deny, timeout, cache; over https, verified against its CA), JWT passwords (HS256: valid, expired,
-//! wrong audience, wrong signature; ES256 from a JWKS file, rotated by a reload), a TLS
+//! wrong audience, wrong signature; ES256 and RS256 from a JWKS file, rotated by a reload), a TLS
 //! certificate swapped by a reload, and the in-process bridge under the ACL.
 
 mod clients;
@@ -335,13 +335,35 @@ fn es256_key(kid: &str) -> (Value, impl Fn(&Value) -> String) {
     (jwk, sign)
 }
 
+/// A fixed RS256 key (tests/data/jwt-rs256.pem, generated once with `openssl genrsa`; ring
+/// cannot generate RSA keys) and its JWK.
+fn rs256_key() -> (Value, impl Fn(&Value) -> String) {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let jwk: Value =
+        serde_json::from_slice(&std::fs::read(data.join("jwt-rs256.jwk.json")).unwrap()).unwrap();
+    // PKCS#1 PEM: the base64 between the armour lines is the DER.
+    let pem = std::fs::read_to_string(data.join("jwt-rs256.pem")).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_der(&der);
+    let sign = move |claims: &Value| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("r1".to_owned());
+        jsonwebtoken::encode(&header, claims, &encoding).unwrap()
+    };
+    (jwk, sign)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jwt_passwords_hs256_and_es256_with_a_rotated_jwks() {
+async fn jwt_passwords_hs256_es256_and_rs256_with_a_rotated_jwks() {
     let dir = temp_dir("jwt");
     let jwks = dir.join("jwks.json");
     let (jwk1, sign1) = es256_key("k1");
     let (jwk2, sign2) = es256_key("k2");
-    std::fs::write(&jwks, json!({"keys": [jwk1]}).to_string()).unwrap();
+    let (rsa, sign_rsa) = rs256_key();
+    std::fs::write(&jwks, json!({"keys": [jwk1, rsa]}).to_string()).unwrap();
     let (broker, addr) = start_with(|c| {
         c.auth.allow_anonymous = Some(false);
         c.auth.failure_delay_ms = 0;
@@ -392,6 +414,19 @@ async fn jwt_passwords_hs256_and_es256_with_a_rotated_jwks() {
     assert_eq!(
         connack(addr, "d1", None, &es).await.0,
         ConnectReason::Success
+    );
+    // RS256 from the same JWKS; its signature is checked too.
+    let rs = sign_rsa(&claims(json!({})));
+    assert_eq!(
+        connack(addr, "d1", None, &rs).await.0,
+        ConnectReason::Success
+    );
+    let tampered = sign_rsa(&claims(json!({"sub": "dev9"})));
+    let (head, _) = rs.rsplit_once('.').unwrap();
+    let forged = format!("{}.{}", head, tampered.rsplit_once('.').unwrap().1);
+    assert_eq!(
+        connack(addr, "d1", None, &forged).await.0,
+        ConnectReason::BadUserNameOrPassword
     );
     // Key rotation: k2 replaces k1 in the file; a reload makes it so.
     std::fs::write(&jwks, json!({"keys": [jwk2]}).to_string()).unwrap();

@@ -239,3 +239,63 @@ async fn warren_passwd_stdin_and_warren_reload_reach_the_running_broker() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The broker's start-up log, up to "warren started", with `env` set.
+async fn startup_log(env: &[(&str, &str)]) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut command = Command::new(BIN);
+    command
+        .env("WARREN__METRICS__ENABLED", "false")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn warren");
+    // The log goes to standard output.
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut log = String::new();
+    common::within(async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("warren started") {
+                return;
+            }
+        }
+        panic!("warren exited before starting:\n{log}");
+    })
+    .await;
+    let _ = child.kill().await;
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_clients_on_a_non_loopback_address_are_warned_about() {
+    const ANON: &str = "anonymous clients are allowed on a non-loopback address";
+    const NOBODY: &str = "no client can connect to this listener";
+    let warned =
+        |log: &str, what: &str| log.lines().any(|l| l.contains("WARN") && l.contains(what));
+    let any = format!("0.0.0.0:{}", free_port());
+    let log = startup_log(&[
+        ("WARREN__LISTENERS__TCP__BIND", &any),
+        ("WARREN__AUTH__ALLOW_ANONYMOUS", "true"),
+    ])
+    .await;
+    assert!(warned(&log, ANON), "{log}");
+    // Loopback with anonymous clients: no warning.
+    let lo = format!("127.0.0.1:{}", free_port());
+    let log = startup_log(&[
+        ("WARREN__LISTENERS__TCP__BIND", &lo),
+        ("WARREN__AUTH__ALLOW_ANONYMOUS", "true"),
+    ])
+    .await;
+    assert!(!warned(&log, ANON), "{log}");
+    // A non-loopback address with the default: anonymous refused, and nobody else can get in.
+    let any = format!("0.0.0.0:{}", free_port());
+    let log = startup_log(&[("WARREN__LISTENERS__TCP__BIND", &any)]).await;
+    assert!(!warned(&log, ANON), "{log}");
+    assert!(warned(&log, NOBODY), "{log}");
+}

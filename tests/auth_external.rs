@@ -555,3 +555,51 @@ async fn the_bridge_is_checked_as_its_username() {
     assert_eq!(delivery.message.topic, "tele/a");
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_when_its_jwt_expires() {
+    let (broker, addr) = start_with(|c| {
+        c.auth.allow_anonymous = Some(false);
+        c.auth.jwt = Some(JwtConfig {
+            secret: Some("fleet-secret".to_owned()),
+            ..JwtConfig::default()
+        });
+    })
+    .await;
+    let token =
+        |sub: &str, secs: u64| hs256(&json!({"sub": sub, "exp": now() + secs}), "fleet-secret");
+    // Expires in 2 s: closed with 0x87 soon after, not before.
+    let started = std::time::Instant::now();
+    let (ok, mut short) = connack(addr, "short", Some("short"), &token("short", 2)).await;
+    assert_eq!(ok, ConnectReason::Success);
+    // Valid for an hour: still served after the first one is gone.
+    let (ok, mut long) = connack(addr, "long", Some("long"), &token("long", 3600)).await;
+    assert_eq!(ok, ConnectReason::Success);
+    assert_eq!(
+        within(disconnect_reason(&mut short)).await,
+        Some(0x87),
+        "DISCONNECT 0x87 at expiry"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "closed too early"
+    );
+    raw_ping(&mut long).await;
+    broker.shutdown().await;
+
+    // With disconnect_on_expiry = false the connection outlives its token.
+    let (broker, addr) = start_with(|c| {
+        c.auth.allow_anonymous = Some(false);
+        c.auth.jwt = Some(JwtConfig {
+            secret: Some("fleet-secret".to_owned()),
+            disconnect_on_expiry: false,
+            ..JwtConfig::default()
+        });
+    })
+    .await;
+    let (ok, mut kept) = connack(addr, "kept", Some("kept"), &token("kept", 1)).await;
+    assert_eq!(ok, ConnectReason::Success);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    raw_ping(&mut kept).await;
+    broker.shutdown().await;
+}

@@ -87,7 +87,7 @@ pub struct HttpAuthConfig {
 }
 
 /// `[auth.jwt]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtConfig {
     /// HS256 shared secret. One of `secret` and `jwks_file` (or both).
@@ -109,6 +109,24 @@ pub struct JwtConfig {
     /// Seconds of clock skew allowed on `exp` and `nbf`. Default 0.
     #[serde(deserialize_with = "crate::config::strict_uint")]
     pub leeway_secs: u64,
+    /// Close a connection when its token expires (5.0: DISCONNECT 0x87). Default true.
+    pub disconnect_on_expiry: bool,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            secret: None,
+            jwks_file: None,
+            audience: None,
+            issuer: None,
+            match_claim: None,
+            match_field: MatchField::default(),
+            acl_claim: None,
+            leeway_secs: 0,
+            disconnect_on_expiry: true,
+        }
+    }
 }
 
 /// `auth.jwt.match_field`

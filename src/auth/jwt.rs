@@ -66,6 +66,8 @@ pub struct JwtGrant {
     pub username: Option<String>,
     /// Rules from the `acl` claim, if it has one.
     pub rules: Option<Arc<[Rule]>>,
+    /// `exp` (Unix seconds, leeway added): when the token stops being valid.
+    pub expires_at: Option<u64>,
 }
 
 /// True when `password` has the shape of a JWT (three base64url parts).
@@ -164,7 +166,15 @@ pub fn verify(
         None => None,
         Some(acl) => Some(rules_from_claim(acl).ok_or("jwt_acl")?),
     };
-    Ok(JwtGrant { username, rules })
+    let expires_at = claims
+        .get("exp")
+        .and_then(Value::as_u64)
+        .map(|exp| exp.saturating_add(config.leeway_secs));
+    Ok(JwtGrant {
+        username,
+        rules,
+        expires_at,
+    })
 }
 
 /// `{"pub": [...], "sub": [...], "all": [...]}` as rules; `None` if malformed.

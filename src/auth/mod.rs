@@ -184,6 +184,9 @@ pub struct Grant {
     pub username: Option<ByteString>,
     /// Its ACL; `None` when nothing can be refused to it.
     pub access: Option<Box<Access>>,
+    /// When its credentials stop being valid (Unix ms): a JWT's `exp`, with
+    /// `jwt.disconnect_on_expiry`. The connection is closed then.
+    pub expires_at_ms: Option<u64>,
 }
 
 /// The authenticators and ACLs of one broker.
@@ -418,7 +421,12 @@ impl Auth {
                     req.username,
                 )
                 .map_err(Refusal::BadCredentials)?;
-                return Ok(self.grant(req.client_id, grant.username, grant.rules, false, None));
+                let mut granted =
+                    self.grant(req.client_id, grant.username, grant.rules, false, None);
+                if jwt_config.disconnect_on_expiry {
+                    granted.expires_at_ms = grant.expires_at.map(|s| s.saturating_mul(1000));
+                }
+                return Ok(granted);
             }
         }
         if let Some(http) = &self.http {
@@ -466,7 +474,11 @@ impl Auth {
             access.credential = credential;
             Box::new(access)
         });
-        Grant { username, access }
+        Grant {
+            username,
+            access,
+            expires_at_ms: None,
+        }
     }
 
     /// The access of the in-process AMQP bridge: `bridge_username` against the ACL file;

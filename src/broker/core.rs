@@ -447,7 +447,7 @@ impl Core {
     }
 
     /// Every `SWEEP`: closes connections whose client has been silent for 1.5 × its keep
-    /// alive, and makes slow subscribers pay once a publisher has waited for room in their
+    /// alive or whose credentials expired, and makes slow subscribers pay once a publisher has waited for room in their
     /// queue longer than `slow_subscriber_timeout_ms`. One task for the whole broker instead of
     /// a timer per connection: idle connections stay small.
     pub async fn sweep(self: Arc<Self>) {
@@ -464,6 +464,8 @@ impl Core {
             self.registry.for_each_online(|mailbox| {
                 if mailbox.keep_alive_expired(now) {
                     mailbox.signal(Control::KeepAliveExpired);
+                } else if mailbox.credentials_expired(now) {
+                    mailbox.signal(Control::CredentialsExpired);
                 }
                 let Some(since) = mailbox.waiting_since() else {
                     return;

@@ -112,6 +112,14 @@ pub(super) async fn accept(
             return None;
         }
     };
+    // A JWT's expiry, moved onto the broker clock that the sweeper reads.
+    let expiry = grant.expires_at_ms.map(|at| {
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        core.clock().now_ms() + at.saturating_sub(unix_now)
+    });
+    conn.session.mailbox.set_credentials_expiry(expiry);
     if conn.access.is_some() && !conn.session.subscriptions.is_empty() {
         // A resumed session: its subscriptions were granted under the rules of that time.
         conn.recheck_subscriptions();

@@ -292,6 +292,9 @@ impl Connection {
                     Some(Control::TakeOver(reply)) => return Exit::TakenOver(reply),
                     Some(Control::Shutdown) => return Exit::Shutdown,
                     Some(Control::KeepAliveExpired) => return Exit::KeepAlive,
+                    Some(Control::CredentialsExpired) => {
+                        return Exit::NotAuthorized("credentials expired")
+                    }
                     Some(Control::SlowSubscriber) => return Exit::SlowSubscriber,
                     Some(Control::Reauthorize) => {
                         if let Some(exit) = self.reauthorize() {

@@ -46,6 +46,8 @@ pub enum Control {
     Shutdown,
     /// Nothing arrived within 1.5 × keep alive.
     KeepAliveExpired,
+    /// The credentials the client connected with have expired (a JWT's `exp`).
+    CredentialsExpired,
     /// Publishers have waited too long for room in this session's queue: disconnect it.
     SlowSubscriber,
     /// The auth files were reloaded: check the credentials and subscriptions again. The
@@ -144,6 +146,8 @@ pub struct Mailbox {
     keep_alive_ms: AtomicU64,
     /// When the connection last read a whole packet, in the broker clock's milliseconds.
     last_activity_ms: AtomicU64,
+    /// When the connection's credentials expire, in the broker clock's milliseconds; 0: never.
+    credentials_expire_ms: AtomicU64,
     /// Broker clock (ms, at least 1) when the oldest room ticket was taken; 0 when none waits.
     waiting_since_ms: AtomicU64,
     /// QoS 1/2 messages sent and not yet acknowledged (kept up to date by the connection).
@@ -194,6 +198,7 @@ impl Mailbox {
             }),
             notify: Notify::new(),
             keep_alive_ms: AtomicU64::new(0),
+            credentials_expire_ms: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
             waiting_since_ms: AtomicU64::new(0),
             inflight: AtomicU64::new(0),
@@ -435,6 +440,18 @@ impl Mailbox {
         let ms = window.map_or(0, |w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
         self.keep_alive_ms.store(ms, Ordering::Relaxed);
         self.last_activity_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Sets when the connection's credentials expire (broker clock ms; `None`: never).
+    pub fn set_credentials_expiry(&self, at_ms: Option<u64>) {
+        self.credentials_expire_ms
+            .store(at_ms.map_or(0, |ms| ms.max(1)), Ordering::Relaxed);
+    }
+
+    /// True when the connection's credentials expired before `now_ms`.
+    pub fn credentials_expired(&self, now_ms: u64) -> bool {
+        let at = self.credentials_expire_ms.load(Ordering::Relaxed);
+        at != 0 && now_ms >= at
     }
 
     /// Records how many QoS 1/2 messages are in flight (for the metrics).

@@ -11,7 +11,9 @@ use bytes::BytesMut;
 
 use super::packet::*;
 use super::properties as props;
-use super::topic::{topic_name_fault, valid_topic_filter, NameFault, MAX_TOPIC_LEVELS};
+use super::topic::{
+    topic_name_fault, valid_subscription_filter, valid_topic_filter, NameFault, MAX_TOPIC_LEVELS,
+};
 use super::user_properties::{Budget, UserProperties};
 use super::wire::{malformed, protocol, Reader};
 use super::{DecodeError, DecodeLimits};
@@ -439,7 +441,7 @@ fn subscribe(
     let mut filters = Vec::new();
     while !r.is_empty() {
         let filter = r.string()?;
-        if !valid_topic_filter(&filter) {
+        if !valid_subscription_filter(&filter) {
             return Err(malformed("4.7.1", "invalid topic filter"));
         }
         let options = subscription_options(r.u8()?, v)?;

@@ -1,8 +1,8 @@
 //! Shared subscriptions (`$share/{group}/{filter}`) with real clients: rumqttc 5.0 and 3.1.1,
 //! `mosquitto_sub -V 5` and raw packets. Spreading (round robin and the other strategies), one
 //! copy per group beside a member's own ordinary subscription, no retained messages on a shared
-//! subscribe, unsubscribe, redispatch of unacknowledged QoS 1 when a member leaves, and the
-//! refusal of bad share names.
+//! subscribe, unsubscribe, redispatch of unacknowledged QoS 1 when a member leaves, an offline
+//! persistent member passed over, and the refusal of bad share names.
 
 mod clients;
 mod common;
@@ -183,6 +183,27 @@ async fn unacknowledged_qos1_goes_to_another_member_when_its_member_leaves() {
     assert_eq!(got.len(), 4, "every job once at the busy member: {got:?}");
     assert!(held.is_subset(&got));
     assert_eq!(broker.stats().shared_redispatched, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_persistent_member_does_not_black_hole_the_group() {
+    let (broker, addr) = common::start().await;
+    let mut options = v5_options(addr, "away");
+    options.set_clean_start(false);
+    options.set_session_expiry_interval(Some(600));
+    let mut away = V5::start(options).await.expect("away connects");
+    away.subscribe("$share/g/t", QoS5::AtLeastOnce).await;
+    drop(away);
+    common::eventually(|| broker.offline_session_count() == 1).await;
+    let mut here = member(addr, "here", "$share/g/t").await;
+    let publisher = V5::connect(addr, "pub").await;
+    publish_then_end(&publisher, &["t"], 6).await;
+    assert_eq!(until_end(&mut here).await.len(), 6);
+    assert_eq!(
+        broker.queued().0,
+        0,
+        "nothing queued for the offline member"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

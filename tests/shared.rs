@@ -229,6 +229,19 @@ async fn bad_share_names_are_refused_with_topic_filter_invalid() {
     let ack = raw_subscribe(&mut raw, 1, &filters).await;
     let bad = protocol::reason::TOPIC_FILTER_INVALID;
     assert_eq!(ack.reasons, [bad, bad, bad, bad, bad, 1]);
+    // Unsubscribing from one is answered too, not a malformed packet.
+    raw.send(&Packet::Unsubscribe(protocol::Unsubscribe {
+        pkid: 2,
+        filters: vec!["$share/g#/t".into()],
+        user_properties: Default::default(),
+    }))
+    .await;
+    match raw.recv().await {
+        Some(Packet::UnsubAck(ack)) => {
+            assert_eq!(ack.reasons, [protocol::reason::NO_SUBSCRIPTION_EXISTED])
+        }
+        other => panic!("expected UNSUBACK, got {other:?}"),
+    }
 
     let mut raw = common::raw_connected(addr, ProtocolVersion::V3_1_1, "v311").await;
     let ack = raw_subscribe(&mut raw, 1, &filters).await;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::protocol::topic::MAX_TOPIC_LEVELS;
+pub use crate::router::ShareStrategy;
 
 /// The default configuration file, built into the binary.
 pub const EMBEDDED_TOML: &str = include_str!("../config/warren.toml");
@@ -296,6 +297,8 @@ pub struct MqttConfig {
     pub slow_subscriber_timeout_ms: u64,
     /// Default [`SlowSubscriberPolicy::Disconnect`].
     pub slow_subscriber: SlowSubscriberPolicy,
+    /// Default [`ShareStrategy::RoundRobin`]: how a shared subscription's member is chosen.
+    pub shared_subscription_strategy: ShareStrategy,
     /// Default 30: a connection whose output makes no progress this long is closed.
     #[serde(deserialize_with = "strict::uint")]
     pub write_timeout_secs: u64,
@@ -447,6 +450,7 @@ impl Default for MqttConfig {
             ack_timeout_ms: 30_000,
             slow_subscriber_timeout_ms: 10_000,
             slow_subscriber: SlowSubscriberPolicy::Disconnect,
+            shared_subscription_strategy: ShareStrategy::RoundRobin,
             write_timeout_secs: 30,
             packet_timeout_secs: 30,
             max_connect_packet_size: 65_536,

@@ -240,3 +240,29 @@ async fn a_file_that_is_not_a_store_stops_the_start_naming_it() {
     };
     assert!(error.contains("warren.store"), "{error}");
 }
+
+#[tokio::test]
+async fn a_shared_subscription_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, addr) = start_disk(dir.path()).await;
+    let (mut member, _) = raw_session(addr, V4, "member", false).await;
+    assert_eq!(
+        raw_subscribe(&mut member, 1, "$share/g/s/#", QoS::AtLeastOnce).await,
+        [1]
+    );
+    raw_disconnect(member).await;
+    assert!(broker.shutdown().await);
+
+    let (broker, addr) = start_disk(dir.path()).await;
+    assert_eq!(broker.subscription_count(), 1);
+    // The group's only member is offline: it keeps the message queued.
+    let mut publisher = raw_connected(addr, V4, "pub").await;
+    raw_publish(&mut publisher, "s/1", b"one", QoS::AtLeastOnce, 1).await;
+    let (mut member, present) = raw_session(addr, V4, "member", false).await;
+    assert!(present);
+    let one = next_publish(&mut member).await;
+    assert_eq!((&*one.topic, &one.payload[..]), ("s/1", &b"one"[..]));
+    raw_disconnect(member).await;
+    raw_disconnect(publisher).await;
+    assert!(broker.shutdown().await);
+}

@@ -204,25 +204,7 @@ async fn unsuback_reason_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shared_subscription_is_refused_with_0x9e() {
-    let (broker, addr) = common::start().await;
-    let mut client = V5::connect(addr, "share").await;
-    let ack = client.subscribe("$share/g/t", QoS5::AtLeastOnce).await;
-    assert_eq!(
-        ack.return_codes,
-        vec![p5::SubscribeReasonCode::SharedSubscriptionsNotSupported]
-    );
-    assert_eq!(broker.subscription_count(), 0);
-    // The connection stays usable.
-    let ack = client.subscribe("t", QoS5::AtLeastOnce).await;
-    assert_eq!(
-        ack.return_codes,
-        vec![p5::SubscribeReasonCode::Success(QoS5::AtLeastOnce)]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connack_announces_no_shared_subscriptions() {
+async fn connack_announces_shared_subscriptions() {
     let (_broker, addr) = common::start().await;
     let (_client, mut eventloop) =
         rumqttc::v5::AsyncClient::new(clients::v5_options(addr, "caps"), 10);
@@ -231,7 +213,7 @@ async fn connack_announces_no_shared_subscriptions() {
         panic!("expected CONNACK, got {event:?}")
     };
     let props = ack.properties.expect("CONNACK properties");
-    assert_eq!(props.shared_subscription_available, Some(0));
+    assert_eq!(props.shared_subscription_available, Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,9 +22,10 @@ use crate::gate::TicketSource;
 use crate::metrics::stats::{DropReason, Stats};
 use crate::metrics::{Gauges, Metrics};
 use crate::protocol::{reason, topic, PublishProperties, SubscriptionOptions, Will};
+use crate::router::parse_share;
 use crate::session::mailbox::QueueJournal;
 use crate::session::mailbox::{Control, Mailbox, MailboxLimits, Message, MessageParts, Subscriber};
-use crate::session::{SessionState, SubEntry};
+use crate::session::{OutState, SessionState, SubEntry};
 use crate::store::{SessionStore, StoreJournal};
 
 /// How often the sweeper looks at every connection (keep alive, slow subscribers).
@@ -85,8 +86,9 @@ impl LogLimiter {
 /// Why a subscription was refused; the reason code for SUBACK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscribeRefusal {
-    /// `$share/...`: shared subscriptions are not built yet.
-    SharedNotSupported,
+    /// A `$share/...` filter with an empty share name, a wildcard in it, or no topic filter
+    /// after it (MQTT-4.8.2-1, MQTT-4.8.2-2).
+    ShareNameInvalid,
     /// Longer than `max_topic_length` or deeper than `max_topic_levels`.
     FilterInvalid,
     /// The client has `max_subscriptions_per_client` already.
@@ -99,8 +101,9 @@ impl SubscribeRefusal {
     /// The SUBACK reason code (5.0; 3.1.1 clients get 0x80).
     pub fn reason_code(self) -> u8 {
         match self {
-            SubscribeRefusal::SharedNotSupported => reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
-            SubscribeRefusal::FilterInvalid => reason::TOPIC_FILTER_INVALID,
+            SubscribeRefusal::ShareNameInvalid | SubscribeRefusal::FilterInvalid => {
+                reason::TOPIC_FILTER_INVALID
+            }
             SubscribeRefusal::QuotaExceeded => reason::QUOTA_EXCEEDED,
             SubscribeRefusal::NotAuthorized => reason::NOT_AUTHORIZED,
         }
@@ -161,7 +164,8 @@ impl Core {
             let router = match store.durable() {
                 true => Router::journalled(store.clone()),
                 false => Router::default(),
-            };
+            }
+            .with_strategy(config.mqtt.shared_subscription_strategy);
             Core {
                 config,
                 auth,
@@ -280,8 +284,9 @@ impl Core {
         options: SubscriptionOptions,
         id: Option<u32>,
     ) -> Result<bool, SubscribeRefusal> {
-        if filter.starts_with("$share/") {
-            return Err(SubscribeRefusal::SharedNotSupported);
+        if let Some(Err(error)) = parse_share(filter) {
+            tracing::debug!(client_id = %session.client_id, filter, %error, "shared subscription refused");
+            return Err(SubscribeRefusal::ShareNameInvalid);
         }
         if !self.topic_within_limits(filter) {
             return Err(SubscribeRefusal::FilterInvalid);
@@ -373,7 +378,25 @@ impl Core {
         self.router
             .unsubscribe_all(session.subscriptions.keys().map(|f| &**f), &subscriber);
         session.subscriptions.clear();
-        session.mailbox.close();
+        let queued = session.mailbox.close_taking();
+        // What shared subscriptions gave this session and it has not acknowledged goes to
+        // another member of the group: in flight (not yet received: PUBREL not sent), then
+        // queued, oldest first.
+        let unacknowledged = session
+            .outgoing
+            .drain(..)
+            .filter(|out| out.state != OutState::AwaitPubComp)
+            .map(|out| out.delivery)
+            .chain(queued)
+            .filter(|delivery| delivery.share.is_some());
+        let mut tickets = TicketSource::none(self.clock.now_ms());
+        for mut delivery in unacknowledged {
+            // The publisher's ticket, if any, stays with the session that took it.
+            drop(delivery.ticket.take());
+            if self.router.redispatch(delivery, &mut tickets, &self.stats) {
+                Stats::bump(&self.stats.shared_redispatched);
+            }
+        }
     }
 
     /// Cancels the offline timers of `client_id` (its session was taken back).

@@ -1,11 +1,13 @@
 //! Fan-out: one published message into every matching session's mailbox, and the retained store.
 //!
 //! Wraps the router's plain data structures in reader/writer locks that are held only for a
-//! lookup or an update, never across an await. A publish takes the trie's read lock once, fills a
-//! per-thread scratch buffer, releases the lock, then pushes one [`Delivery`] per subscriber
-//! (the message is shared; per subscriber only an `Arc` count and a queue slot are spent). Every
-//! owner that must answer before the publisher is (a full queue, an in-process owner) takes a
-//! ticket from the caller's [`TicketSource`]: the acknowledgement gate.
+//! lookup or an update, never across an await. A publish takes the subscriptions' read lock
+//! once, fills per-thread scratch buffers (ordinary matches, and the shared-subscription groups
+//! that match), releases the lock, then pushes one [`Delivery`] per subscriber and one per
+//! matching group, to the member the configured [`ShareStrategy`] picks (the message is shared;
+//! per subscriber only an `Arc` count and a queue slot are spent). Every owner that must answer
+//! before the publisher is (a full queue, an in-process owner) takes a ticket from the caller's
+//! [`TicketSource`]: the acknowledgement gate.
 
 use std::sync::Arc;
 
@@ -14,27 +16,47 @@ use parking_lot::RwLock;
 use crate::gate::TicketSource;
 use crate::metrics::stats::{DropReason, Stats};
 use crate::protocol::QoS;
-use crate::router::{RetainedStore, SubscriptionTrie};
-use crate::session::mailbox::{Delivery, Dropped, Message, Subscriber};
+use crate::router::shared::Group;
+use crate::router::{
+    parse_share, RetainedStore, ShareStrategy, SharedSubscriptions, SubscriptionTrie,
+};
+use crate::session::mailbox::{Delivery, Dropped, Mailbox, Message, Subscriber};
 use crate::session::SubEntry;
 use crate::store::{Change, SessionStore};
 
 /// Matches of one publish.
 type MatchBuf = Vec<(Subscriber, SubEntry)>;
 
+/// A shared subscription's group as stored in the router.
+type SharedGroup = Arc<Group<Subscriber, SubEntry>>;
+
+/// Shared-subscription groups matching one publish.
+type GroupBuf = Vec<(Arc<str>, SharedGroup)>;
+
 thread_local! {
     /// Each worker thread's buffer for the matches of the publish it routes: reused, so a
     /// publish allocates nothing, and not kept per connection, so idle connections stay small.
     static MATCHES: std::cell::RefCell<MatchBuf> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The same for the shared-subscription groups a publish matches.
+    static GROUPS: std::cell::RefCell<GroupBuf> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Ordinary and shared subscriptions, under one lock.
+#[derive(Default)]
+struct Subscriptions {
+    plain: SubscriptionTrie<Subscriber, SubEntry>,
+    shared: SharedSubscriptions<Subscriber, SubEntry>,
 }
 
 /// Subscriptions and retained messages of the whole broker.
 #[derive(Default)]
 pub struct Router {
-    trie: RwLock<SubscriptionTrie<Subscriber, SubEntry>>,
+    trie: RwLock<Subscriptions>,
     retained: RwLock<RetainedStore<Arc<Message>>>,
     /// The durable store that retained messages are journalled in, if any.
     journal: Option<Arc<dyn SessionStore>>,
+    /// How a shared subscription's member is chosen.
+    strategy: ShareStrategy,
 }
 
 impl Router {
@@ -45,6 +67,11 @@ impl Router {
             journal: Some(store),
             ..Router::default()
         }
+    }
+
+    /// The same router choosing shared subscriptions' members by `strategy`.
+    pub fn with_strategy(self, strategy: ShareStrategy) -> Router {
+        Router { strategy, ..self }
     }
 
     /// Puts a retained message recovered from the store back (not journalled again).
@@ -65,9 +92,12 @@ impl Router {
         // Taken out of the thread-local while in use (routing never nests, but this stays
         // correct if it did: the inner call would just start with an empty buffer).
         let mut scratch = MATCHES.with(|m| std::mem::take(&mut *m.borrow_mut()));
-        let routed = self.route(message, tickets, &mut scratch, stats);
+        let mut groups = GROUPS.with(|g| std::mem::take(&mut *g.borrow_mut()));
+        let routed = self.route(message, tickets, &mut scratch, &mut groups, stats);
         scratch.clear();
+        groups.clear();
         MATCHES.with(|m| *m.borrow_mut() = scratch);
+        GROUPS.with(|g| *g.borrow_mut() = groups);
         routed
     }
 
@@ -76,6 +106,7 @@ impl Router {
         message: Arc<Message>,
         tickets: &mut TicketSource<'_>,
         scratch: &mut MatchBuf,
+        groups: &mut GroupBuf,
         stats: &Stats,
     ) -> usize {
         if message.retain {
@@ -103,7 +134,14 @@ impl Router {
             }
         }
         scratch.clear();
-        self.trie.read().matches(message.topic(), scratch);
+        groups.clear();
+        {
+            let subscriptions = self.trie.read();
+            subscriptions.plain.matches(message.topic(), scratch);
+            if !subscriptions.shared.is_empty() {
+                subscriptions.shared.matches(message.topic(), groups);
+            }
+        }
         // Overlapping subscriptions of one session must be merged; they exist only for a
         // session with several filters, so the common case (fan-out to many single-filter
         // devices) skips the sort that brings them together.
@@ -140,32 +178,78 @@ impl Router {
                     message: message.clone(),
                     ticket: None,
                     seq: 0,
+                    share: None,
                 };
-                let qos = delivery.qos as u8;
                 matched += 1;
-                match mailbox.push(delivery, tickets) {
-                    Ok(_) => {}
-                    Err(Dropped::QueueFull) => stats.dropped(DropReason::QueueFull, qos),
-                    Err(Dropped::OfflineQoS0) => stats.dropped(DropReason::OfflineQoS0, qos),
-                    Err(Dropped::Closed) => {}
-                }
+                push(mailbox, delivery, tickets, stats);
             }
             i = j;
+        }
+        // One copy per matching shared subscription, to one of its members; a member's own
+        // ordinary subscriptions got theirs above.
+        for (_, group) in groups.drain(..) {
+            let publisher = message.publisher.as_deref();
+            let Some((member, entry)) =
+                group.pick(self.strategy, message.topic(), publisher, |m| {
+                    m.0.is_available()
+                })
+            else {
+                continue;
+            };
+            let delivery = Delivery {
+                qos: message.qos.min(entry.options.qos),
+                retain: entry.options.retain_as_published && message.retain,
+                subscription_ids: entry.id.into_iter().collect(),
+                message: message.clone(),
+                ticket: None,
+                seq: 0,
+                share: Some(group.key().clone()),
+            };
+            matched += 1;
+            push(&member.0, delivery, tickets, stats);
         }
         matched
     }
 
+    /// Gives a delivery made through a shared subscription to another member of its group
+    /// (its member's session ended before acknowledging it); false when the group has no
+    /// member left or the delivery was not a shared one.
+    pub fn redispatch(
+        &self,
+        mut delivery: Delivery,
+        tickets: &mut TicketSource<'_>,
+        stats: &Stats,
+    ) -> bool {
+        let Some(key) = delivery.share.clone() else {
+            return false;
+        };
+        let Some(group) = self.trie.read().shared.group(&key).cloned() else {
+            return false;
+        };
+        let message = delivery.message.clone();
+        let publisher = message.publisher.as_deref();
+        let Some((member, entry)) = group.pick(self.strategy, message.topic(), publisher, |m| {
+            m.0.is_available()
+        }) else {
+            return false;
+        };
+        delivery.qos = message.qos.min(entry.options.qos);
+        delivery.retain = entry.options.retain_as_published && message.retain;
+        delivery.subscription_ids = entry.id.into_iter().collect();
+        delivery.seq = 0;
+        push(&member.0, delivery, tickets, stats);
+        true
+    }
+
     /// Adds or replaces a subscription; true if it is new.
+    /// A `$share/{group}/{filter}` filter (already validated) joins its group.
     pub fn subscribe(&self, filter: &str, subscriber: Subscriber, entry: SubEntry) -> bool {
-        self.trie
-            .write()
-            .subscribe(filter, subscriber, entry)
-            .is_none()
+        self.trie.write().subscribe(filter, subscriber, entry)
     }
 
     /// Removes a subscription; true if it existed.
     pub fn unsubscribe(&self, filter: &str, subscriber: &Subscriber) -> bool {
-        self.trie.write().unsubscribe(filter, subscriber).is_some()
+        self.trie.write().unsubscribe(filter, subscriber)
     }
 
     /// Removes every listed subscription of `subscriber` at once.
@@ -187,11 +271,43 @@ impl Router {
 
     /// Number of subscriptions.
     pub fn subscription_count(&self) -> usize {
-        self.trie.read().len()
+        let subscriptions = self.trie.read();
+        subscriptions.plain.len() + subscriptions.shared.len()
     }
 
     /// Number of retained messages.
     pub fn retained_count(&self) -> usize {
         self.retained.read().len()
+    }
+}
+
+impl Subscriptions {
+    /// Adds or replaces a subscription, ordinary or shared; true if it is new.
+    fn subscribe(&mut self, filter: &str, subscriber: Subscriber, entry: SubEntry) -> bool {
+        match parse_share(filter) {
+            None => self.plain.subscribe(filter, subscriber, entry).is_none(),
+            Some(Ok((group, filter))) => self.shared.subscribe(group, filter, subscriber, entry),
+            Some(Err(_)) => false,
+        }
+    }
+
+    /// Removes a subscription, ordinary or shared; true if it existed.
+    fn unsubscribe(&mut self, filter: &str, subscriber: &Subscriber) -> bool {
+        match parse_share(filter) {
+            None => self.plain.unsubscribe(filter, subscriber).is_some(),
+            Some(Ok((group, filter))) => self.shared.unsubscribe(group, filter, subscriber),
+            Some(Err(_)) => false,
+        }
+    }
+}
+
+/// Queues `delivery` for `mailbox`, counting it if it is dropped.
+fn push(mailbox: &Mailbox, delivery: Delivery, tickets: &mut TicketSource<'_>, stats: &Stats) {
+    let qos = delivery.qos as u8;
+    match mailbox.push(delivery, tickets) {
+        Ok(_) => {}
+        Err(Dropped::QueueFull) => stats.dropped(DropReason::QueueFull, qos),
+        Err(Dropped::OfflineQoS0) => stats.dropped(DropReason::OfflineQoS0, qos),
+        Err(Dropped::Closed) => {}
     }
 }

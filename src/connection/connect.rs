@@ -437,7 +437,7 @@ async fn establish(
     if v5 {
         props.maximum_packet_size = Some(mqtt.max_packet_size);
         props.receive_maximum = Some(mqtt.receive_maximum);
-        props.shared_subscription_available = Some(0);
+        props.shared_subscription_available = Some(1);
         if !mqtt.retain_available {
             props.retain_available = Some(0);
         }

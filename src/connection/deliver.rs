@@ -75,6 +75,7 @@ impl Connection {
                 subscription_ids: entry.id.into_iter().collect(),
                 ticket: None,
                 seq: 0,
+                share: None,
             };
             self.session.retained_backlog.pop_front();
             self.deliver(delivery, now);

@@ -12,6 +12,7 @@ use crate::protocol::{
     reason, AckProperties, Disconnect, Packet, PubResp, Publish, QoS, SubAck, Subscribe, UnsubAck,
     Unsubscribe,
 };
+use crate::router::parse_share;
 use crate::session::mailbox::{Message, MessageParts};
 use crate::session::{AckOutcome, SubEntry};
 
@@ -244,18 +245,25 @@ impl Connection {
         let id = subscribe.properties.subscription_identifier;
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         for (filter, options) in subscribe.filters {
-            if !self.may_subscribe(&filter) {
+            // A shared subscription is authorized by its topic filter, and gets no retained
+            // messages (5.0 section 4.8.2).
+            let (acl_filter, shared) = match parse_share(&filter) {
+                Some(Ok((_, topic_filter))) => (topic_filter, true),
+                _ => (&*filter, false),
+            };
+            if !self.may_subscribe(acl_filter) {
                 reasons.push(if v5 { reason::NOT_AUTHORIZED } else { 0x80 });
                 continue;
             }
             match self.core.subscribe(&mut self.session, &filter, options, id) {
                 Ok(is_new) => {
                     reasons.push(options.qos as u8);
-                    let send_retained = match options.retain_handling {
-                        0 => true,
-                        1 => is_new,
-                        _ => false,
-                    };
+                    let send_retained = !shared
+                        && match options.retain_handling {
+                            0 => true,
+                            1 => is_new,
+                            _ => false,
+                        };
                     if send_retained {
                         self.owe_retained(&filter, SubEntry { options, id });
                     }

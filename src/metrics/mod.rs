@@ -57,6 +57,7 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("warren_malformed_packets_total", Counter, Some(Unit::Count), "connections closed for a malformed packet"),
     ("warren_protocol_errors_total", Counter, Some(Unit::Count), "connections closed for a protocol error"),
     ("warren_wills_published_total", Counter, Some(Unit::Count), "will messages published"),
+    ("warren_shared_redispatched_total", Counter, Some(Unit::Count), "shared-subscription messages given to another member of the group after theirs ended unacknowledged"),
     ("warren_sessions_taken_over_total", Counter, Some(Unit::Count), "connections closed by a takeover"),
     ("warren_sessions_expired_total", Counter, Some(Unit::Count), "offline sessions ended by expiry"),
     ("warren_slow_subscribers_total", Counter, Some(Unit::Count), "subscribers disconnected because publishers waited too long for room in their queue"),
@@ -206,6 +207,11 @@ impl Metrics {
         self.counter("warren_malformed_packets_total", &[], s.malformed_packets);
         self.counter("warren_protocol_errors_total", &[], s.protocol_errors);
         self.counter("warren_wills_published_total", &[], s.wills_published);
+        self.counter(
+            "warren_shared_redispatched_total",
+            &[],
+            s.shared_redispatched,
+        );
         self.counter(
             "warren_sessions_taken_over_total",
             &[],

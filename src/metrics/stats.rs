@@ -119,6 +119,7 @@ pub struct Stats {
     /// Messages not delivered, by [`DropReason`] and QoS.
     dropped: [[AtomicU64; 3]; 6],
     pub(crate) wills_published: AtomicU64,
+    pub(crate) shared_redispatched: AtomicU64,
     pub(crate) sessions_taken_over: AtomicU64,
     pub(crate) sessions_expired: AtomicU64,
     pub(crate) slow_subscribers: AtomicU64,
@@ -165,6 +166,7 @@ impl Default for Stats {
             protocol_errors: AtomicU64::new(0),
             dropped: Default::default(),
             wills_published: AtomicU64::new(0),
+            shared_redispatched: AtomicU64::new(0),
             sessions_taken_over: AtomicU64::new(0),
             sessions_expired: AtomicU64::new(0),
             slow_subscribers: AtomicU64::new(0),
@@ -212,6 +214,8 @@ pub struct StatsSnapshot {
     pub dropped_by: [[u64; 3]; 6],
     /// Will messages published.
     pub wills_published: u64,
+    /// Shared-subscription deliveries given to another member after theirs ended.
+    pub shared_redispatched: u64,
     /// Connections closed because their client id connected again.
     pub sessions_taken_over: u64,
     /// Offline sessions ended by their expiry interval.
@@ -325,6 +329,7 @@ impl Stats {
             malformed_packets: self.malformed_packets.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
             wills_published: self.wills_published.load(Relaxed),
+            shared_redispatched: self.shared_redispatched.load(Relaxed),
             sessions_taken_over: self.sessions_taken_over.load(Relaxed),
             sessions_expired: self.sessions_expired.load(Relaxed),
             slow_subscribers: self.slow_subscribers.load(Relaxed),

@@ -1011,6 +1011,10 @@ fn subscribe_rules() {
         is_malformed(&sub5(&[], bad, 0), Some(V5));
     }
     ok(&sub4("$share/g/a/#", 0), v4);
+    // A bad share name is the SUBACK's business (0x8F); a bad filter after it is malformed.
+    ok(&sub4("$share/g+/a", 0), v4);
+    ok(&sub5(&[], "$share//a", 0), Some(V5));
+    is_malformed(&sub4("$share/g/a+", 0), v4);
     // Options byte.
     malformed(&sub4("a", 0x04), v4, "MQTT-3.8.3-4");
     malformed(&sub4("a", 0x80), v4, "MQTT-3.8.3-4");

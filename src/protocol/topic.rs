@@ -1,7 +1,7 @@
 //! Topic name and topic filter validity (MQTT 4.7) and the broker's one limit on topic depth,
 //! shared by the decoder (PUBLISH topics, response topics, SUBSCRIBE/UNSUBSCRIBE filters), the
-//! CONNECT checks (will topics) and the SUBSCRIBE handler. `$share/...` filters are validated as
-//! ordinary filters here; shared-subscription semantics live in the router.
+//! CONNECT checks (will topics) and the SUBSCRIBE handler, and the syntax of a shared
+//! subscription's `$share/{group}/{filter}` ([`parse_share`]); their semantics live in the router.
 //!
 //! This module owns the rules, not their consequences: what reason code a failure earns is the
 //! caller's business.
@@ -83,6 +83,52 @@ pub fn valid_topic_filter(filter: &str) -> bool {
         }
     }
     true
+}
+
+/// The prefix that marks a shared subscription's filter.
+pub const SHARE_PREFIX: &str = "$share/";
+
+/// Why a `$share/...` filter is refused (MQTT-4.8.2-1, MQTT-4.8.2-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ShareNameError {
+    /// `$share//a`: the share name is empty.
+    #[error("empty share name (MQTT-4.8.2-1)")]
+    EmptyGroup,
+    /// `$share/+/a`: the share name holds a wildcard.
+    #[error("wildcard in the share name (MQTT-4.8.2-2)")]
+    WildcardInGroup,
+    /// `$share/g` or `$share/g/`: no topic filter follows the share name.
+    #[error("no topic filter after the share name (MQTT-4.8.2-1)")]
+    NoFilter,
+}
+
+/// Splits a shared subscription's filter into its share name and topic filter: `None` for an
+/// ordinary filter, `Some(Err)` for a `$share/` filter that breaks the rules. The topic filter
+/// itself was checked with the whole string by the decoder.
+pub fn parse_share(filter: &str) -> Option<Result<(&str, &str), ShareNameError>> {
+    let rest = filter.strip_prefix(SHARE_PREFIX)?;
+    Some(match rest.split_once('/') {
+        None => Err(if rest.is_empty() {
+            ShareNameError::EmptyGroup
+        } else {
+            ShareNameError::NoFilter
+        }),
+        Some(("", _)) => Err(ShareNameError::EmptyGroup),
+        Some((group, _)) if group.contains(['+', '#']) => Err(ShareNameError::WildcardInGroup),
+        Some((_, "")) => Err(ShareNameError::NoFilter),
+        Some(pair) => Ok(pair),
+    })
+}
+
+/// True when `filter` may stand in a SUBSCRIBE: a valid topic filter, or a `$share/` filter
+/// whose topic filter is valid. A `$share/` filter with a bad share name (empty, a wildcard,
+/// no filter after it) is well formed here: the SUBSCRIBE handler refuses it with SUBACK 0x8F.
+pub fn valid_subscription_filter(filter: &str) -> bool {
+    match parse_share(filter) {
+        None => valid_topic_filter(filter),
+        Some(Ok((_, topic_filter))) => valid_topic_filter(topic_filter),
+        Some(Err(_)) => !filter.contains('\0'),
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@
 //!   bridge) gives each QoS 1/2 delivery a ticket of its own instead.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -155,6 +155,9 @@ pub struct Mailbox {
     /// Number of topic filters the session subscribes to (kept up to date by the connection):
     /// with one at most, a message can match it only once, and fan-out skips the merge.
     filters: AtomicU64,
+    /// Online and not closed, readable without the lock (shared subscriptions prefer such
+    /// members); kept equal to `inner.online && !inner.closed` under the lock.
+    available: AtomicBool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -203,6 +206,7 @@ impl Mailbox {
             waiting_since_ms: AtomicU64::new(0),
             inflight: AtomicU64::new(0),
             filters: AtomicU64::new(0),
+            available: AtomicBool::new(false),
         })
     }
 
@@ -361,6 +365,8 @@ impl Mailbox {
     pub fn set_online(&self, online: bool) {
         let mut inner = self.inner.lock();
         inner.online = online;
+        self.available
+            .store(online && !inner.closed, Ordering::Relaxed);
         self.release_room_tickets(&mut inner);
     }
 
@@ -390,7 +396,14 @@ impl Mailbox {
     /// Refuses every later push and drops what is queued (the session has ended). Tickets of
     /// an owner's undelivered messages are dropped with them, which refuses them.
     pub fn close(&self) {
+        drop(self.close_taking());
+    }
+
+    /// Like [`Mailbox::close`], but hands what was queued back instead of dropping it (for
+    /// the deliveries of shared subscriptions to go to another member).
+    pub fn close_taking(&self) -> VecDeque<Delivery> {
         let mut inner = self.inner.lock();
+        self.available.store(false, Ordering::Relaxed);
         if let Some(d) = inner.durable.take() {
             d.journal.ended(d.sid);
         }
@@ -399,8 +412,14 @@ impl Mailbox {
         inner.bytes = 0;
         self.release_room_tickets(&mut inner);
         drop(inner);
-        drop(queue);
         self.notify.notify_one();
+        queue
+    }
+
+    /// True when a connection drains this mailbox and it is not closed (read without the lock:
+    /// a hint, exact under the lock only).
+    pub fn is_available(&self) -> bool {
+        self.available.load(Ordering::Relaxed)
     }
 
     /// True once [`Mailbox::close`] was called.

@@ -24,6 +24,7 @@ use compact_str::CompactString;
 
 use crate::gate::Ticket;
 use crate::protocol::{PublishProperties, QoS};
+use crate::router::ShareKey;
 
 /// Payloads of up to this many bytes live inside the message.
 const INLINE: usize = 96;
@@ -233,6 +234,9 @@ pub struct Delivery {
     pub ticket: Option<Ticket>,
     /// Its place in a persistent session's queue in the disk store (0: not stored).
     pub seq: u64,
+    /// The shared subscription it was chosen for, if any: should this session end before it
+    /// is acknowledged, it goes to another member of that group.
+    pub share: Option<Arc<ShareKey>>,
 }
 
 impl Delivery {
@@ -245,6 +249,7 @@ impl Delivery {
             subscription_ids: Vec::new(),
             ticket: None,
             seq: 0,
+            share: None,
         }
     }
 

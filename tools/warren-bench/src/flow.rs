@@ -274,16 +274,19 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
     let counters = Arc::new(Counters::default());
     let rss_before = o.broker_pid.and_then(rss_kib);
     let (n_subs, n_pubs) = match o.scenario {
-        Scenario::Fanin => (1, o.publishers),
+        Scenario::Fanin => (o.share_group.max(1), o.publishers),
         Scenario::Fanout => (o.subscribers, 1),
         _ => (1, 1),
     };
     let (sub_filter, pub_topic) = match o.scenario {
+        Scenario::Fanin if o.share_group > 0 => ("$share/bench/bench/#".to_string(), None),
         Scenario::Fanin => ("bench/#".to_string(), None),
         Scenario::Fanout => ("bench/fanout".to_string(), Some("bench/fanout")),
         _ => ("bench/latency".to_string(), Some("bench/latency")),
     };
     let stamp = o.scenario == Scenario::Latency || o.stamp;
+    // How many subscribers receive each message: one of a shared group, else all of them.
+    let copies = if o.share_group > 0 { 1 } else { n_subs as u64 };
 
     // Subscribers first, so that no message is published before they are there.
     let (sub_stop_tx, sub_stop_rx) = watch::channel(false);
@@ -407,7 +410,7 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
             sent
         } else {
             acked
-        } * n_subs as u64;
+        } * copies;
         if received >= expected || drain_start.elapsed() >= drain_limit {
             break;
         }
@@ -449,6 +452,9 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
     m.insert("duration_s".into(), json!(round3(measured)));
     m.insert("publishers".into(), json!(n_pubs));
     m.insert("subscribers".into(), json!(n_subs));
+    if o.share_group > 0 {
+        m.insert("share_group".into(), json!(o.share_group));
+    }
     if o.scenario != Scenario::Fanin {
         m.insert("rate".into(), json!(o.rate));
     }
@@ -460,13 +466,13 @@ pub async fn run(o: &Opts, target: &Target) -> Result<Map<String, Value>> {
     if o.qos == QoS::AtMostOnce {
         m.insert(
             "dropped".into(),
-            json!((sent * n_subs as u64).saturating_sub(received)),
+            json!((sent * copies).saturating_sub(received)),
         );
     } else {
         m.insert("acked".into(), json!(acked));
         m.insert(
             "lost".into(),
-            json!((acked * n_subs as u64).saturating_sub(received)),
+            json!((acked * copies).saturating_sub(received)),
         );
     }
     m.insert("sent_per_s".into(), json!(round1(d_sent as f64 / measured)));

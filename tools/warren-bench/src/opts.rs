@@ -42,6 +42,8 @@ conn:     --connections N (1000)  --rate R per second (0 = as fast as --concurre
 fanin:    --publishers P (8)  --inflight W (16, QoS 1/2 window per publisher)
           --persistent (the subscriber keeps its session: 3.1.1 clean session 0, 5.0 expiry)
           --stamp (record end-to-end latency, p50/p99, as the latency scenario does)
+          --share-group N (0; N subscribers share $share/bench/bench/#: each message goes to
+          one of them)
 fanout:   --subscribers N (1000)  --rate R msgs/s (0 = as fast as possible)  --inflight W (16)
 latency:  --rate R msgs/s (1000)  --inflight W (16)
 ";
@@ -101,6 +103,9 @@ pub struct Opts {
     pub persistent: bool,
     /// Stamp payloads and record latency in every flow scenario.
     pub stamp: bool,
+    /// fanin: this many subscribers share one `$share/bench/...` subscription (0: one plain
+    /// subscriber).
+    pub share_group: usize,
 }
 
 impl Opts {
@@ -147,6 +152,7 @@ impl Opts {
             inflight: 16,
             persistent: false,
             stamp: false,
+            share_group: 0,
         };
         let mut source_ip_count: Option<u8> = None;
         while let Some(flag) = it.next() {
@@ -220,6 +226,7 @@ impl Opts {
                 "--publishers" => o.publishers = value.parse().with_context(ctx)?,
                 "--subscribers" => o.subscribers = value.parse().with_context(ctx)?,
                 "--inflight" => o.inflight = value.parse().with_context(ctx)?,
+                "--share-group" => o.share_group = value.parse().with_context(ctx)?,
                 _ => bail!("unknown option {flag:?}"),
             }
         }
@@ -249,6 +256,9 @@ impl Opts {
         }
         if self.ws.is_some() && self.scenario != Scenario::Conn {
             bail!("--ws is for the conn scenario only");
+        }
+        if self.share_group > 0 && self.scenario != Scenario::Fanin {
+            bail!("--share-group is for the fanin scenario only");
         }
         if self.subscribers == 0 {
             bail!("--subscribers must be at least 1");

@@ -240,3 +240,53 @@ async fn a_file_that_is_not_a_store_stops_the_start_naming_it() {
     };
     assert!(error.contains("warren.store"), "{error}");
 }
+
+#[tokio::test]
+async fn retained_messages_owed_to_a_new_subscription_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || async {
+        let mut config = disk_config(dir.path());
+        config.mqtt.max_inflight = 1;
+        let broker = Broker::start(config).await.expect("broker starts");
+        let addr = broker.local_addr("tcp").unwrap();
+        (broker, addr)
+    };
+    let (broker, addr) = start().await;
+    let mut publisher = raw_connected(addr, V4, "pub").await;
+    for i in 1..=5u16 {
+        publisher
+            .send(&publish(
+                &format!("r/{i}"),
+                b"kept",
+                QoS::AtLeastOnce,
+                i,
+                true,
+            ))
+            .await;
+        assert!(matches!(publisher.recv().await, Some(Packet::PubAck(_))));
+    }
+    raw_disconnect(publisher).await;
+    let (mut sub, _) = raw_session(addr, V4, "sub", false).await;
+    raw_subscribe(&mut sub, 1, "r/#", QoS::AtLeastOnce).await;
+    // A window of one: the first is in flight, four are still owed when the broker stops.
+    let first = next_publish(&mut sub).await;
+    drop(sub);
+    assert!(broker.shutdown().await);
+
+    let (broker, addr) = start().await;
+    let (mut sub, present) = raw_session(addr, V4, "sub", false).await;
+    assert!(present);
+    let mut topics = std::collections::BTreeSet::new();
+    while topics.len() < 5 {
+        let p = next_publish(&mut sub).await;
+        assert!(p.retain, "{p:?}");
+        if p.dup {
+            assert_eq!((&p.topic, p.pkid), (&first.topic, first.pkid));
+        }
+        topics.insert(p.topic.to_string());
+        sub.send(&Packet::PubAck(PubResp::new(p.pkid))).await;
+    }
+    raw_ping(&mut sub).await;
+    raw_disconnect(sub).await;
+    assert!(broker.shutdown().await);
+}

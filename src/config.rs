@@ -62,7 +62,8 @@ pub struct StoreConfig {
     /// how often it writes them out (fsync = "never").
     #[serde(deserialize_with = "strict::uint")]
     pub batch_interval_ms: u64,
-    /// Default 1 GiB: past this much stored data, new persistent work is refused.
+    /// Default 1 GiB: the largest size of the store's file; past half of it (the file doubles
+    /// when it grows), new persistent work is refused and the file is compacted.
     #[serde(deserialize_with = "strict::uint")]
     pub max_disk_bytes: u64,
 }
@@ -715,10 +716,10 @@ impl Config {
                 "must be at least 1 with fsync = \"batch\" (use fsync = \"always\" for no wait)",
             );
         }
-        if st.max_disk_bytes < 1 << 20 {
+        if st.max_disk_bytes < 4 << 20 {
             return bad(
                 "store.max_disk_bytes".into(),
-                format!("must be at least 1048576 (got {})", st.max_disk_bytes),
+                format!("must be at least 4194304 (got {})", st.max_disk_bytes),
             );
         }
         if st.kind == StoreKind::Disk && st.path.as_os_str().is_empty() {

@@ -266,3 +266,146 @@ async fn a_shared_subscription_survives_a_restart() {
     raw_disconnect(publisher).await;
     assert!(broker.shutdown().await);
 }
+
+#[tokio::test]
+async fn retained_messages_owed_to_a_new_subscription_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || async {
+        let mut config = disk_config(dir.path());
+        config.mqtt.max_inflight = 1;
+        let broker = Broker::start(config).await.expect("broker starts");
+        let addr = broker.local_addr("tcp").unwrap();
+        (broker, addr)
+    };
+    let (broker, addr) = start().await;
+    let mut publisher = raw_connected(addr, V4, "pub").await;
+    for i in 1..=5u16 {
+        publisher
+            .send(&publish(
+                &format!("r/{i}"),
+                b"kept",
+                QoS::AtLeastOnce,
+                i,
+                true,
+            ))
+            .await;
+        assert!(matches!(publisher.recv().await, Some(Packet::PubAck(_))));
+    }
+    raw_disconnect(publisher).await;
+    let (mut sub, _) = raw_session(addr, V4, "sub", false).await;
+    raw_subscribe(&mut sub, 1, "r/#", QoS::AtLeastOnce).await;
+    // A window of one: the first is in flight, four are still owed when the broker stops.
+    let first = next_publish(&mut sub).await;
+    drop(sub);
+    assert!(broker.shutdown().await);
+
+    let (broker, addr) = start().await;
+    let (mut sub, present) = raw_session(addr, V4, "sub", false).await;
+    assert!(present);
+    let mut topics = std::collections::BTreeSet::new();
+    while topics.len() < 5 {
+        let p = next_publish(&mut sub).await;
+        assert!(p.retain, "{p:?}");
+        if p.dup {
+            assert_eq!((&p.topic, p.pkid), (&first.topic, first.pkid));
+        }
+        topics.insert(p.topic.to_string());
+        sub.send(&Packet::PubAck(PubResp::new(p.pkid))).await;
+    }
+    raw_ping(&mut sub).await;
+    raw_disconnect(sub).await;
+    assert!(broker.shutdown().await);
+}
+
+/// A small tmpfs, mounted for the test (root only: elsewhere the test says so and passes).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
+        let at = dir.join("small");
+        std::fs::create_dir_all(&at).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        mounted.then_some(SmallDisk(at))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A real full disk (a 3 MiB tmpfs, not an injected fault): QoS 1 messages for an offline
+/// persistent session are acknowledged until the disk is full, then refused with 0x97; the
+/// file moved to a disk with room, every acknowledged message is delivered.
+#[tokio::test]
+async fn a_real_full_disk_refuses_with_0x97_and_keeps_what_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(dir.path(), "3m") else {
+        eprintln!("not run: mounting a tmpfs needs root");
+        return;
+    };
+    let mut config = disk_config(&disk.0);
+    config.mqtt.max_queued_messages = 100_000;
+    config.mqtt.max_queued_bytes = 1 << 30;
+    let broker = Broker::start(config.clone()).await.expect("broker starts");
+    let addr = broker.local_addr("tcp").unwrap();
+    let (mut sub, _) = raw_session(addr, V4, "sub", false).await;
+    raw_subscribe(&mut sub, 1, "full/#", QoS::AtLeastOnce).await;
+    raw_disconnect(sub).await;
+    let mut publisher = raw_connected(addr, V5, "pub").await;
+    let payload = vec![b'x'; 1024];
+    let mut acked = Vec::new();
+    let mut refused = false;
+    for i in 1..=5000u16 {
+        publisher
+            .send(&publish(
+                "full/t",
+                &[&i.to_be_bytes()[..], &payload].concat(),
+                QoS::AtLeastOnce,
+                i,
+                false,
+            ))
+            .await;
+        match publisher.recv().await {
+            Some(Packet::PubAck(ack)) if ack.reason == 0 => acked.push(i),
+            Some(Packet::PubAck(ack)) => {
+                assert_eq!(ack.reason, 0x97);
+                refused = true;
+                break;
+            }
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    assert!(refused, "3 MiB took 5000 messages of 1 KiB");
+    assert!(acked.len() > 100, "{} acknowledged", acked.len());
+    drop(publisher);
+    broker.shutdown().await;
+
+    // The operator moves the file to a disk with room.
+    let roomy = dir.path().join("roomy");
+    std::fs::create_dir_all(&roomy).unwrap();
+    std::fs::copy(&config.store.path, roomy.join("warren.store")).unwrap();
+    drop(disk);
+    let (broker, addr) = start_disk(&roomy).await;
+    let (mut sub, present) = raw_session(addr, V4, "sub", false).await;
+    assert!(present);
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < acked.len() {
+        let p = next_publish(&mut sub).await;
+        got.insert(u16::from_be_bytes([p.payload[0], p.payload[1]]));
+        sub.send(&Packet::PubAck(PubResp::new(p.pkid))).await;
+        if p.payload[..2] == acked.last().unwrap().to_be_bytes() {
+            break;
+        }
+    }
+    for i in &acked {
+        assert!(got.contains(i), "acknowledged message {i} lost");
+    }
+    raw_disconnect(sub).await;
+    assert!(broker.shutdown().await);
+}

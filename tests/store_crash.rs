@@ -13,9 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use warren::protocol::{Packet, ProtocolVersion, PubResp, QoS};
 
@@ -52,7 +54,13 @@ fn command(store: &Path, port: u16) -> Command {
 
 /// Starts warren on `store` and waits until it accepts connections.
 async fn start(store: &Path, port: u16) -> Child {
+    start_batching(store, port, 2).await
+}
+
+/// [`start`] with a batch interval of `interval_ms`.
+async fn start_batching(store: &Path, port: u16, interval_ms: u64) -> Child {
     let child = command(store, port)
+        .env("WARREN__STORE__BATCH_INTERVAL_MS", interval_ms.to_string())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn warren");
@@ -80,6 +88,20 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % below
     }
+}
+
+/// A folder for the store, a free port and its address, and a seeded generator (the seed is
+/// printed).
+fn setup() -> (tempfile::TempDir, u16, SocketAddr, Rng) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    (tempfile::tempdir().unwrap(), port, addr, Rng(seed))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,17 +200,8 @@ impl Publisher {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_repeated_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, port, addr, mut rng) = setup();
     let store = dir.path().join("warren.store");
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("seed {seed}");
-    let mut rng = Rng(seed);
 
     let broker = start(&store, port).await;
     let (mut sub, _) = raw_session(addr, V4, "sub", false).await;
@@ -305,5 +318,147 @@ async fn acknowledged_messages_survive_repeated_kill_9() {
             stderr.contains(&*copy.to_string_lossy()),
             "{damage}: names the file: {stderr}"
         );
+    }
+}
+
+/// A persistent subscriber that keeps up, a QoS 2 receiver as MQTT asks (the spec's method B):
+/// a packet id is held from PUBLISH to PUBREL, and a PUBLISH with a held id is a resend, not
+/// delivered again. The held ids are its session state, kept across reconnections.
+#[derive(Default)]
+struct Receiver {
+    held: BTreeSet<u16>,
+    seen: BTreeMap<u32, usize>,
+}
+
+impl Receiver {
+    /// Takes one packet from the broker; the answer to send, if any.
+    fn take(&mut self, packet: Packet) -> Option<Packet> {
+        match packet {
+            Packet::Publish(p) => {
+                let id: u32 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+                match p.qos {
+                    QoS::AtLeastOnce => {
+                        *self.seen.entry(id).or_default() += 1;
+                        Some(Packet::PubAck(PubResp::new(p.pkid)))
+                    }
+                    QoS::ExactlyOnce => {
+                        if self.held.insert(p.pkid) {
+                            *self.seen.entry(id).or_default() += 1;
+                        }
+                        Some(Packet::PubRec(PubResp::new(p.pkid)))
+                    }
+                    QoS::AtMostOnce => panic!("QoS 0 delivery of {id}"),
+                }
+            }
+            Packet::PubRel(rel) => {
+                self.held.remove(&rel.pkid);
+                Some(Packet::PubComp(PubResp::new(rel.pkid)))
+            }
+            Packet::ConnAck(ack) => {
+                assert!(ack.session_present, "the session survived");
+                None
+            }
+            Packet::PingResp => None,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Keeps `receiver` connected as client "sub" (clean session 0), reconnecting while the broker
+/// is down, until `stop`; then reads up to a PINGRESP and disconnects.
+async fn keep_receiving(
+    addr: SocketAddr,
+    receiver: Arc<Mutex<Receiver>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let encode = |packet: &Packet, out: &mut bytes::BytesMut| {
+        warren::protocol::encode(packet, V4, warren::protocol::MAX_PACKET_SIZE, out).unwrap();
+    };
+    loop {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let mut out = bytes::BytesMut::new();
+        encode(&connect_packet(V4, "sub", false), &mut out);
+        let mut buf = bytes::BytesMut::new();
+        let mut pinged = false;
+        loop {
+            while let Some(packet) =
+                warren::protocol::decode(&mut buf, Some(V4), &CLIENT_LIMITS).expect("valid")
+            {
+                let last = matches!(packet, Packet::PingResp);
+                if let Some(answer) = receiver.lock().unwrap().take(packet) {
+                    encode(&answer, &mut out);
+                }
+                if last {
+                    encode(&Packet::Disconnect(Default::default()), &mut out);
+                    let _ = stream.write_all(&out).await;
+                    return;
+                }
+            }
+            if stop.load(Relaxed) && !pinged {
+                pinged = true;
+                encode(&Packet::PingReq, &mut out);
+            }
+            if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+            let read = tokio::time::timeout(Duration::from_millis(50), stream.read_buf(&mut buf));
+            if let Ok(Ok(0) | Err(_)) = read.await {
+                break;
+            }
+        }
+    }
+}
+
+/// Outgoing QoS 2 to a persistent subscriber that is online while Warren is killed: what was
+/// sent to it is resent after the restart with DUP and the same packet id (or its PUBREL is),
+/// so it delivers every QoS 2 message exactly once. A wide batch interval (20 ms) leaves room
+/// for a kill between a PUBLISH and the commit of its packet id, if the broker let it out first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_qos2_to_an_online_subscriber_is_exactly_once_across_kill_9() {
+    let (dir, port, addr, mut rng) = setup();
+    let store = dir.path().join("warren.store");
+    let mut broker = start_batching(&store, port, 20).await;
+    let (mut sub, _) = raw_session(addr, V4, "sub", false).await;
+    raw_subscribe(&mut sub, 1, "crash/data/#", QoS::ExactlyOnce).await;
+    raw_disconnect(sub).await;
+    let receiver = Arc::new(Mutex::new(Receiver::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let receiving = tokio::spawn(keep_receiving(addr, receiver.clone(), stop.clone()));
+
+    let mut publisher = Publisher::default();
+    let total = 1200;
+    for _ in 0..3 {
+        publisher.run(addr, Some(100 + rng.next(200)), total).await;
+        kill9(broker).await;
+        broker = start_batching(&store, port, 20).await;
+    }
+    publisher.run(addr, None, total).await;
+    assert_eq!(publisher.acked.len(), total as usize);
+    let all_seen = || {
+        let r = receiver.lock().unwrap();
+        publisher.acked.keys().all(|id| r.seen.contains_key(id))
+    };
+    // Bounded; a message never seen is reported below with the others.
+    let _ = tokio::time::timeout(WAIT, async {
+        while !all_seen() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    within(receiving).await.unwrap();
+    let seen = std::mem::take(&mut receiver.lock().unwrap().seen);
+    kill9(broker).await;
+    for (id, qos) in &publisher.acked {
+        let n = seen.get(id).copied().unwrap_or(0);
+        match qos {
+            QoS::ExactlyOnce => assert_eq!(n, 1, "QoS 2 message {id} delivered {n} times"),
+            _ => assert!(n >= 1, "QoS 1 message {id} lost"),
+        }
     }
 }

@@ -139,6 +139,18 @@ impl Core {
         }
     }
 
+    /// True when output announcing `session`'s flow state (an outgoing QoS 2 packet id, a
+    /// PUBREL, the PUBCOMP of a released incoming id) must wait until the store holds that
+    /// state: a journalled session on a store whose answers wait for the disk.
+    pub fn holds_output(&self, session: &SessionState) -> bool {
+        self.journal.is_some() && Self::sid(session).is_some() && self.store.gates()
+    }
+
+    /// Completes `ticket` once everything journalled so far is on disk.
+    pub fn store_barrier(&self, ticket: crate::gate::Ticket) {
+        self.store.record(Change::Barrier, Some(ticket));
+    }
+
     /// Hands the session's flow changes of stored deliveries to the store.
     pub fn journal_flow(&self, session: &mut SessionState) {
         if session.flow_changes.is_empty() {

@@ -476,6 +476,7 @@ async fn establish(
         throttle: pause::Throttle::new(mqtt, std::time::Instant::now()),
         mailbox_pending: true,
         wbuf: BytesMut::new(),
+        holds: None,
         unflushed: false,
         write_stalled_since: None,
         partial_since: None,

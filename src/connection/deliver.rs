@@ -7,14 +7,29 @@ use std::time::Instant;
 use super::{Connection, DRAIN_BATCH, WRITE_HIGH_WATER};
 use crate::metrics::stats::DropReason;
 use crate::protocol::{self, EncodeError, Packet, PubResp, PublishOut, QoS};
-use crate::session::mailbox::Delivery;
-use crate::session::{FlowChange, OutState};
+use std::sync::Arc;
+
+use crate::session::mailbox::{Delivery, Message};
+use crate::session::{FlowChange, OutState, SubEntry};
 
 thread_local! {
     /// Each worker thread's buffer for deliveries taken from a mailbox: reused, and not kept
     /// per connection.
     static BATCH: std::cell::RefCell<std::collections::VecDeque<Delivery>> =
         const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+}
+
+/// The delivery of retained `message` owed to a new subscription with `entry`.
+pub(super) fn owed(message: &Arc<Message>, entry: SubEntry) -> Delivery {
+    Delivery {
+        message: message.clone(),
+        qos: message.qos.min(entry.options.qos),
+        retain: true,
+        subscription_ids: entry.id.into_iter().collect(),
+        ticket: None,
+        seq: 0,
+        share: None,
+    }
 }
 
 impl Connection {
@@ -60,23 +75,15 @@ impl Connection {
 
     /// Sends retained messages owed to new subscriptions; true once none is left.
     fn drain_retained(&mut self, now: Instant) -> bool {
-        while let Some((message, entry)) = self.session.retained_backlog.front() {
+        while let Some((message, entry, seq)) = self.session.retained_backlog.front() {
             if self.wbuf.len() >= WRITE_HIGH_WATER {
                 return false;
             }
-            let qos = message.qos.min(entry.options.qos);
-            if qos != QoS::AtMostOnce && self.window_room() == 0 {
+            if message.qos.min(entry.options.qos) != QoS::AtMostOnce && self.window_room() == 0 {
                 return false;
             }
-            let delivery = Delivery {
-                message: message.clone(),
-                qos,
-                retain: true,
-                subscription_ids: entry.id.into_iter().collect(),
-                ticket: None,
-                seq: 0,
-                share: None,
-            };
+            let mut delivery = owed(message, *entry);
+            delivery.seq = *seq;
             self.session.retained_backlog.pop_front();
             self.deliver(delivery, now);
         }
@@ -97,6 +104,7 @@ impl Connection {
 
     fn deliver(&mut self, delivery: Delivery, now: Instant) {
         if !self.may_receive(delivery.message.topic()) {
+            self.discard(&delivery);
             return;
         }
         if delivery.message.expired(now) {
@@ -116,6 +124,10 @@ impl Connection {
                 }
             },
         };
+        if delivery.qos == QoS::ExactlyOnce && delivery.seq != 0 {
+            // Its packet id must be on disk before the client sees it.
+            self.hold_output();
+        }
         match self.encode_delivery(&delivery, pkid, false, now) {
             Ok(_) => {
                 let shard = self.core.stats().shard();
@@ -171,6 +183,7 @@ impl Connection {
     /// Resends what was in flight when the session was last connected (MQTT-4.4.0-1).
     pub(super) fn resend_inflight(&mut self) {
         let now = Instant::now();
+        self.hold_resent();
         let outgoing = std::mem::take(&mut self.session.outgoing);
         for out in &outgoing {
             match out.state {

@@ -17,7 +17,7 @@ use crate::session::mailbox::{Message, MessageParts};
 use crate::session::{AckOutcome, SubEntry};
 
 /// Bytes a retained backlog entry holds (the message itself is the retained store's).
-const BACKLOG_ENTRY_COST: usize = std::mem::size_of::<(Arc<Message>, SubEntry)>();
+const BACKLOG_ENTRY_COST: usize = std::mem::size_of::<(Arc<Message>, SubEntry, u64)>();
 
 impl Connection {
     /// Handles one packet from the client; `Some` ends the connection.
@@ -35,6 +35,9 @@ impl Connection {
                 let found = self.session.on_pubrel(rel.pkid);
                 if found {
                     self.core.journal_inbound(&self.session, rel.pkid, false);
+                    // After PUBCOMP the client may use the id again: the release must be on
+                    // disk first, or a restarted broker would take the new message for a resend.
+                    self.hold_output();
                 }
                 self.send(Packet::PubComp(ack(rel.pkid, found)));
                 // A QoS 2 flow ended: the Receive Maximum has room again.
@@ -233,8 +236,16 @@ impl Connection {
 
     fn on_pubrec(&mut self, rec: PubResp) {
         let accepted = rec.reason < 0x80;
+        let stored = accepted && self.session.stored_in_flight(rec.pkid);
         match self.session.on_pubrec(rec.pkid, accepted) {
-            AckOutcome::Done if accepted => self.send(Packet::PubRel(PubResp::new(rec.pkid))),
+            AckOutcome::Done if accepted => {
+                if stored {
+                    // After PUBREL the PUBLISH must never be resent: the release goes to
+                    // disk first.
+                    self.hold_output();
+                }
+                self.send(Packet::PubRel(PubResp::new(rec.pkid)))
+            }
             AckOutcome::Done => self.mailbox_pending = true,
             AckOutcome::Unknown => self.send(Packet::PubRel(ack(rec.pkid, false))),
         }
@@ -284,6 +295,7 @@ impl Connection {
     /// is dropped and counted.
     fn owe_retained(&mut self, filter: &str, entry: SubEntry) {
         let limit = self.core.config().mqtt.max_queued_bytes / BACKLOG_ENTRY_COST;
+        let durable = self.session.mailbox.durable_sid().is_some();
         for message in self.core.retained(filter) {
             if !self.may_receive(message.topic()) {
                 continue;
@@ -295,7 +307,16 @@ impl Connection {
                 );
                 continue;
             }
-            self.session.retained_backlog.push_back((message, entry));
+            let mut seq = 0;
+            if durable {
+                // A persistent session is owed it across a restart too.
+                let mut delivery = super::deliver::owed(&message, entry);
+                self.session.mailbox.journal_aside(&mut delivery);
+                seq = delivery.seq;
+            }
+            self.session
+                .retained_backlog
+                .push_back((message, entry, seq));
         }
         self.mailbox_pending = true;
     }

@@ -29,6 +29,7 @@ mod authorize;
 mod connect;
 mod deliver;
 mod handler;
+mod hold;
 mod pause;
 
 use std::future::Future;
@@ -221,6 +222,8 @@ pub(crate) struct Connection {
     mailbox_pending: bool,
     /// Output not written yet.
     wbuf: BytesMut,
+    /// Output held until the store has the state it announces (`hold.rs`).
+    holds: Option<Box<hold::Holds>>,
     /// TLS records may be buffered in the TLS layer.
     unflushed: bool,
     /// Since when output has been waiting without any progress.
@@ -267,6 +270,7 @@ impl Connection {
             }
             mailbox.set_inflight(self.session.outgoing.len());
             self.core.journal_flow(&mut self.session);
+            self.seal_holds();
             self.arm_timer();
             let want = read_size(&self.rbuf, self.limits.max_packet_size);
             let mut notified = std::pin::pin!(mailbox.notified());
@@ -360,12 +364,15 @@ impl Connection {
     /// high-water mark, or a stall began and its deadline must be armed).
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>> {
         let before = self.wbuf.len();
-        while !self.wbuf.is_empty() {
-            match self.stream.poll_write_some(cx, &mut self.wbuf) {
+        let mut open = self.writable();
+        while open > 0 {
+            match self.stream.poll_write_some(cx, &mut self.wbuf, open) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
                 }
                 Poll::Ready(Ok(n)) => {
+                    open -= n;
+                    self.wrote(n);
                     self.core.stats().shard().bytes_out(n);
                     self.write_stalled_since = None;
                     self.unflushed = self.stream.buffers_output();
@@ -389,11 +396,11 @@ impl Connection {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        if self.wbuf.capacity() > READ_CHUNK {
+        if self.wbuf.is_empty() && self.wbuf.capacity() > READ_CHUNK {
             // Do not keep a burst's buffer while idle.
             self.wbuf = BytesMut::new();
         }
-        Poll::Ready(Ok(before > 0 && self.mailbox_pending))
+        Poll::Ready(Ok(before > self.wbuf.len() && self.mailbox_pending))
     }
 
     /// The earliest deadline now due: a started packet, the oldest unanswered PUBLISH, a
@@ -531,8 +538,10 @@ impl Connection {
         };
         if writable {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                if !self.wbuf.is_empty() {
-                    let _ = self.stream.write_all(&self.wbuf).await;
+                // Output still held for the store stays unsent: the session resends it.
+                let open = self.writable();
+                if open > 0 {
+                    let _ = self.stream.write_all(&self.wbuf[..open]).await;
                 }
                 let _ = self.stream.flush().await;
                 let _ = self.stream.shutdown().await;

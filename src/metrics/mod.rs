@@ -72,7 +72,8 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("warren_auth_failures_total", Counter, Some(Unit::Count), "failed authentications, by reason"),
     ("warren_acl_denied_total", Counter, Some(Unit::Count), "ACL refusals, by action (publish, subscribe, deliver)"),
     ("warren_config_reloads_total", Counter, Some(Unit::Count), "reloads of password, ACL, JWKS and TLS files, by result"),
-    ("warren_store_bytes", Gauge, Some(Unit::Bytes), "data the disk store holds (what store.max_disk_bytes limits)"),
+    ("warren_store_bytes", Gauge, Some(Unit::Bytes), "data the disk store holds (rows and their bookkeeping)"),
+    ("warren_store_file_bytes", Gauge, Some(Unit::Bytes), "size of the disk store's file (what store.max_disk_bytes bounds)"),
     ("warren_store_commits_total", Counter, Some(Unit::Count), "commits of the disk store (one fsync each)"),
     ("warren_store_failures_total", Counter, Some(Unit::Count), "failed commits of the disk store (disk full, I/O error)"),
     ("warren_store_refused_total", Counter, Some(Unit::Count), "messages refused (0x97) because the disk store could not take them"),
@@ -247,6 +248,7 @@ impl Metrics {
         self.gauge("warren_queued_bytes", &[], gauges.queued_bytes as f64);
         if let Some(store) = &gauges.store {
             self.gauge("warren_store_bytes", &[], store.bytes as f64);
+            self.gauge("warren_store_file_bytes", &[], store.file_bytes as f64);
             self.counter("warren_store_commits_total", &[], store.commits);
             self.counter("warren_store_failures_total", &[], store.failures);
             self.counter("warren_store_refused_total", &[], store.refused);
@@ -282,6 +284,8 @@ pub struct Gauges {
 pub struct StoreFigures {
     /// Bytes of data it holds.
     pub bytes: u64,
+    /// Bytes its file takes.
+    pub file_bytes: u64,
     /// Commits so far.
     pub commits: u64,
     /// Failed commits so far.

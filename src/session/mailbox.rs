@@ -380,6 +380,22 @@ impl Mailbox {
         });
     }
 
+    /// Journals `delivery`, which does not go through the queue (a retained message owed to a
+    /// new subscription), for a persistent session: it takes the next place (`seq`) of the
+    /// session's journal, so that it is restored (into the queue) after a restart. Does
+    /// nothing for QoS 0 or a session that is not journalled.
+    pub fn journal_aside(&self, delivery: &mut Delivery) {
+        if delivery.qos == QoS::AtMostOnce {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        if let Some(d) = &mut inner.durable {
+            d.last_seq += 1;
+            delivery.seq = d.last_seq;
+            d.journal.queued(d.sid, d.last_seq, delivery, None);
+        }
+    }
+
     /// The store id of this mailbox's persistent session, if it is journalled.
     pub fn durable_sid(&self) -> Option<u64> {
         self.inner.lock().durable.as_ref().map(|d| d.sid)

@@ -102,8 +102,10 @@ pub struct SessionState {
     pub delayed_will: Option<Box<Will>>,
     /// Retained messages owed to new subscriptions, oldest subscription first: sent as the
     /// connection drains, so a subscription to thousands of retained topics neither floods the
-    /// queue nor loses any (the messages are shared with the retained store, not copied).
-    pub retained_backlog: VecDeque<(Arc<Message>, SubEntry)>,
+    /// queue nor loses any (the messages are shared with the retained store, not copied). The
+    /// third field is the entry's place in the store's journal of a persistent session (0:
+    /// not journalled), so that what is owed survives a restart.
+    pub retained_backlog: VecDeque<(Arc<Message>, SubEntry, u64)>,
     /// Flow changes of stored deliveries not yet handed to the store (effects out).
     pub flow_changes: Vec<FlowChange>,
     last_pkid: u16,
@@ -176,6 +178,13 @@ impl SessionState {
                 });
             }
         }
+    }
+
+    /// True when the message in flight with `pkid` is a stored one (of a persistent session).
+    pub fn stored_in_flight(&self, pkid: u16) -> bool {
+        self.outgoing
+            .iter()
+            .any(|o| o.pkid == pkid && o.delivery.seq != 0)
     }
 
     /// PUBACK received: the QoS 1 flow for `pkid` completes.

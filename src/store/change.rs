@@ -97,6 +97,10 @@ pub enum Change {
         /// Received (held until PUBREL) or released.
         held: bool,
     },
+    /// Nothing to write: its ticket is completed once everything recorded before it is on
+    /// disk (a connection holds output that announces state, e.g. an outgoing QoS 2 packet
+    /// id, until then).
+    Barrier,
     /// A retained message was set (`Some`) or cleared (`None`) for `topic`.
     Retained {
         /// Topic name.

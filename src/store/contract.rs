@@ -102,6 +102,18 @@ fn message(topic: &str, payload: &[u8]) -> Arc<Message> {
     ))
 }
 
+/// `payload` queued at QoS 1 as `seq` of session 1.
+fn queued_qos1(seq: u64, payload: &[u8]) -> Change {
+    Change::Queued {
+        sid: 1,
+        seq,
+        message: message("t", payload),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        subscription_ids: vec![],
+    }
+}
+
 fn entry(qos: QoS) -> SubEntry {
     SubEntry {
         options: SubscriptionOptions {
@@ -137,7 +149,7 @@ impl Image {
                     (client_id.to_string(), *expiry, offline_since.is_some()),
                 );
             }
-            Change::WillDone { .. } => {}
+            Change::WillDone { .. } | Change::Barrier => {}
             Change::End { sid } => {
                 self.sessions.remove(sid);
                 self.subs.retain(|k| k.0 != *sid);
@@ -504,17 +516,7 @@ fn delivered_messages_give_their_space_back() {
         let first = seq + 1;
         for _ in 0..2000 {
             seq += 1;
-            store.record(
-                Change::Queued {
-                    sid: 1,
-                    seq,
-                    message: message("t", &payload),
-                    qos: QoS::AtLeastOnce,
-                    retain: false,
-                    subscription_ids: vec![],
-                },
-                None,
-            );
+            store.record(queued_qos1(seq, &payload), None);
         }
         store.flush().unwrap();
         let full = store.used_bytes();
@@ -534,4 +536,47 @@ fn delivered_messages_give_their_space_back() {
     // doubling regions, so it may double once before the freed pages come back into use;
     // without reuse, twelve rounds of 2 MB would take it well past twice its early size.)
     assert!(sizes[11] <= 2 * sizes[1], "{sizes:?}");
+}
+
+/// `max_disk_bytes` bounds the file, not only the data counted: new persistent work is refused
+/// (0x97) before the file's next growth could pass the limit, the file never passes it, and
+/// once the queue is delivered a compaction gives the space back and work is taken again.
+#[test]
+fn the_file_stays_within_max_disk_bytes_and_is_compacted_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), Fsync::Never);
+    let max = 8 << 20;
+    cfg.max_disk_bytes = max;
+    let store = DiskStore::open(&cfg).unwrap();
+    let file = || std::fs::metadata(&cfg.path).unwrap().len();
+    let payload = [b'x'; 64];
+    let mut seq = 0;
+    let counter = Arc::new(Count::default());
+    while store.accepting().is_ok() {
+        for _ in 0..500 {
+            seq += 1;
+            store.record(queued_qos1(seq, &payload), None);
+        }
+        store.flush().unwrap();
+        assert!(file() <= max, "{} past {max}", file());
+        assert!(seq < 1_000_000, "never refused");
+    }
+    // Refused now: a message for a persistent session gets 0x97.
+    let pending = Pending::new(counter.clone());
+    store.record(queued_qos1(seq + 1, &payload), Some(pending.ticket()));
+    pending.seal();
+    assert_eq!(pending.verdict(), Some(Verdict::Refused(0x97)));
+    assert!(
+        store.used_bytes() < max / 2,
+        "refused on the file's size ({}), not the counted data ({})",
+        file(),
+        store.used_bytes()
+    );
+    seq += 1;
+    for s in 1..=seq {
+        store.record(Change::Done { sid: 1, seq: s }, None);
+    }
+    store.flush().unwrap();
+    assert!(store.accepting().is_ok(), "{:?}", store.accepting());
+    assert!(file() <= max / 2, "compacted to {}", file());
 }

@@ -45,11 +45,16 @@ pub enum StoreError {
     /// Writing failed (disk full, I/O error); what was committed before is kept.
     #[error("store write failed: {0}")]
     Write(String),
-    /// The store holds `max_disk_bytes` already.
-    #[error("store full: {used} of {max} bytes used (store.max_disk_bytes)")]
+    /// The store's file is too close to `max_disk_bytes` to grow again.
+    #[error(
+        "store full: the file takes {file} bytes and may double when it grows, past \
+         store.max_disk_bytes = {max} ({used} bytes of data)"
+    )]
     Full {
-        /// Bytes the store holds.
+        /// Bytes of data the store holds.
         used: u64,
+        /// Bytes the file takes.
+        file: u64,
         /// The limit.
         max: u64,
     },

@@ -120,24 +120,27 @@ impl Stream {
         std::future::poll_fn(|cx| self.poll_read_some(cx, buf, reserve)).await
     }
 
-    /// Polls writing the front of `buf`, removing what was written from it. When
-    /// [`Stream::buffers_output`], output may wait in a layer below (TLS records, a WebSocket
-    /// control frame); call [`Stream::poll_flush_tls`] until it is ready once `buf` is empty.
+    /// Polls writing the front of `buf`, at most its first `len` bytes, removing what was
+    /// written from it. When [`Stream::buffers_output`], output may wait in a layer below (TLS
+    /// records, a WebSocket control frame); call [`Stream::poll_flush_tls`] until it is ready
+    /// once `buf` is empty.
     pub fn poll_write_some(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
+        len: usize,
     ) -> Poll<io::Result<usize>> {
+        let out = &buf[..len.min(buf.len())];
         let written = match self {
-            Stream::Tcp(tcp) => std::task::ready!(Pin::new(tcp).poll_write(cx, buf)),
+            Stream::Tcp(tcp) => std::task::ready!(Pin::new(tcp).poll_write(cx, out)),
             Stream::Tls(tls) => {
-                let n = std::task::ready!(Pin::new(tls.as_mut()).poll_write(cx, buf));
+                let n = std::task::ready!(Pin::new(tls.as_mut()).poll_write(cx, out));
                 // Best effort now; the caller flushes until done.
                 let _ = Pin::new(tls.as_mut()).poll_flush(cx);
                 n
             }
             Stream::Ws(ws) => {
-                let n = std::task::ready!(ws.poll_write_data(cx, buf));
+                let n = std::task::ready!(ws.poll_write_data(cx, out));
                 let _ = ws.poll_flush(cx);
                 n
             }

@@ -98,15 +98,27 @@ pub struct Backend {
     file: FileBackend,
     fsync: bool,
     faults: Option<Arc<Faults>>,
+    /// The file's length, kept up to date for the space limit (`max_disk_bytes`).
+    len: Arc<AtomicU64>,
 }
 
 impl Backend {
-    /// `file` with fsync on or off (off: commits reach the page cache only), and `faults`.
-    pub fn new(file: FileBackend, fsync: bool, faults: Option<Arc<Faults>>) -> Backend {
+    /// `file` with fsync on or off (off: commits reach the page cache only), and `faults`;
+    /// `len` follows the file's length.
+    pub fn new(
+        file: FileBackend,
+        fsync: bool,
+        faults: Option<Arc<Faults>>,
+        len: Arc<AtomicU64>,
+    ) -> Backend {
+        if let Ok(now) = file.len() {
+            len.store(now, Ordering::Relaxed);
+        }
         Backend {
             file,
             fsync,
             faults,
+            len,
         }
     }
 
@@ -137,7 +149,9 @@ impl StorageBackend for Backend {
                 });
             }
         }
-        self.file.set_len(len)
+        self.file.set_len(len)?;
+        self.len.store(len, Ordering::Relaxed);
+        Ok(())
     }
 
     fn sync_data(&self, eventual: bool) -> Result<(), io::Error> {

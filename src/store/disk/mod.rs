@@ -14,8 +14,10 @@
 //! acknowledged). redb recovers from a torn last commit by itself (the previous commit stays).
 //!
 //! Space: deleted rows free their pages for reuse by later commits (redb's allocator), so a
-//! queue that is delivered and acknowledged stops taking room without any pause; past
-//! `max_disk_bytes` of stored data, new persistent work is refused.
+//! queue that is delivered and acknowledged stops taking room without any pause. The file is
+//! what `max_disk_bytes` bounds: redb doubles it when it needs room, so once it is past half
+//! the limit new persistent work is refused, and the writer compacts it (at most every
+//! [`writer::COMPACT_EVERY`]) to give freed pages back; under half again, work is taken again.
 
 mod backend;
 mod recover;
@@ -58,9 +60,12 @@ pub(super) struct Shared {
     /// The last commit failed, and why.
     failure: Mutex<Option<String>>,
     healthy: AtomicBool,
+    /// Bytes of data counted (rows and their bookkeeping).
     used: AtomicI64,
+    /// The file's length (what really takes the disk).
+    file: Arc<AtomicU64>,
     max: u64,
-    path: String,
+    pub(super) path: String,
     /// Counters: commits, failed commits, refused persistent work.
     pub(super) commits: AtomicU64,
     pub(super) failures: AtomicU64,
@@ -138,12 +143,12 @@ impl Shared {
         self.used.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    fn used(&self) -> u64 {
+    pub(super) fn used(&self) -> u64 {
         u64::try_from(self.used.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// Runs `f` if no store error line was written in the last [`LOG_EVERY`].
-    fn log(&self, f: impl FnOnce()) {
+    pub(super) fn log(&self, f: impl FnOnce()) {
         let mut last = self.last_log.lock();
         if last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
             *last = Some(Instant::now());
@@ -157,14 +162,26 @@ impl Shared {
             let reason = self.failure.lock().clone().unwrap_or_default();
             return Err(StoreError::Write(reason));
         }
-        let used = self.used();
-        if used >= self.max {
+        let (used, file) = (self.used(), self.file_len());
+        if self.over(file) || used >= self.max {
             return Err(StoreError::Full {
                 used,
+                file,
                 max: self.max,
             });
         }
         Ok(())
+    }
+
+    pub(super) fn file_len(&self) -> u64 {
+        self.file.load(Ordering::Relaxed)
+    }
+
+    /// True when a file of `len` bytes could pass `max_disk_bytes` with its next growth: redb
+    /// doubles the file when it needs room (below 4 GiB), so past half the limit new
+    /// persistent work stops until deliveries free pages and a compaction gives them back.
+    pub(super) fn over(&self, len: u64) -> bool {
+        len > self.max / 2
     }
 }
 
@@ -204,10 +221,11 @@ impl DiskStore {
             reason,
         };
         let fsync = config.fsync != Fsync::Never;
+        let file_len = Arc::new(AtomicU64::new(0));
         // redb asserts on some damaged files (one truncated below its header's length): a
         // panic while opening is a file that cannot be read, not a crash.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let db = open_db(path, fsync, faults.clone())?;
+            let db = open_db(path, fsync, faults.clone(), file_len.clone())?;
             let found = recover::read(&db)?;
             Ok::<_, String>((db, found))
         }));
@@ -226,7 +244,9 @@ impl DiskStore {
             }
         };
         let reopen_path = path.clone();
-        let reopen = Box::new(move || open_db(&reopen_path, fsync, faults.clone()));
+        let reopen_len = file_len.clone();
+        let reopen =
+            Box::new(move || open_db(&reopen_path, fsync, faults.clone(), reopen_len.clone()));
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
@@ -235,6 +255,7 @@ impl DiskStore {
             failure: Mutex::new(None),
             healthy: AtomicBool::new(true),
             used: AtomicI64::new(i64::try_from(found.used).unwrap_or(i64::MAX)),
+            file: file_len,
             max: config.max_disk_bytes,
             path: path.display().to_string(),
             commits: AtomicU64::new(0),
@@ -248,6 +269,7 @@ impl DiskStore {
             shared: shared.clone(),
             refs: found.refs,
             batch: Default::default(),
+            compacted: None,
         };
         // Rows whose message expired or is missing go with the first commit.
         for (sid, seq) in found.stale {
@@ -298,6 +320,7 @@ fn open_db(
     path: &Path,
     fsync: bool,
     faults: Option<Arc<Faults>>,
+    len: Arc<AtomicU64>,
 ) -> Result<redb::Database, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create its folder: {e}"))?;
@@ -310,7 +333,7 @@ fn open_db(
         .open(path)
         .map_err(|e| format!("cannot open: {e}"))?;
     let file = redb::backends::FileBackend::new(file).map_err(|e| format!("cannot open: {e}"))?;
-    let backend = backend::Backend::new(file, fsync, faults);
+    let backend = backend::Backend::new(file, fsync, faults, len);
     redb::Database::builder()
         .create_with_backend(backend)
         .map_err(|e| format!("not a readable store file ({e}); move it away to start empty"))
@@ -423,6 +446,7 @@ impl SessionStore for DiskStore {
         let (commits, failures, refused) = self.counters();
         Some(crate::metrics::StoreFigures {
             bytes: self.shared.used(),
+            file_bytes: self.shared.file_len(),
             commits,
             failures,
             refused,

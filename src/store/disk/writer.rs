@@ -30,6 +30,9 @@ use crate::store::record::{self, QueueEntry};
 pub(super) const ROW_OVERHEAD: u64 = 48;
 /// Wait after a failed commit before the next try.
 const RETRY: Duration = Duration::from_millis(500);
+/// Least time between two compactions of a file past half `max_disk_bytes`, unless the data
+/// shrank by a quarter since the last one.
+pub(super) const COMPACT_EVERY: Duration = Duration::from_secs(30);
 
 enum Op {
     Nop,
@@ -69,6 +72,8 @@ pub(super) struct Writer {
     /// References (queue rows, retained topics) of every stored or batched message.
     pub(super) refs: HashMap<u64, u32>,
     pub(super) batch: Batch,
+    /// When the file was last compacted, and the bytes of data it held then.
+    pub(super) compacted: Option<(Instant, u64)>,
 }
 
 impl Writer {
@@ -104,6 +109,10 @@ impl Writer {
                     }
                 }
             }
+            if result.is_ok() {
+                // After the tickets, before the flushes: a flush sees the file compacted.
+                self.compact_if_over();
+            }
             for f in flushes.drain(..) {
                 let _ = f.send(result.clone());
             }
@@ -118,6 +127,42 @@ impl Writer {
                     Err(e) => tracing::debug!(error = %e, "store: reopening failed"),
                 }
             }
+        }
+    }
+
+    /// Compacts a file past half `max_disk_bytes` (redb moves live pages to the front and
+    /// truncates the free ones), so that the space of delivered messages is given back and new
+    /// persistent work is taken again. Publishers waiting for a commit wait for this too; it
+    /// runs only past the limit, at most every [`COMPACT_EVERY`] unless the data shrank.
+    fn compact_if_over(&mut self) {
+        let shared = &self.shared;
+        let before = shared.file_len();
+        if !shared.over(before) {
+            return;
+        }
+        let used = shared.used();
+        if let Some((at, then)) = self.compacted {
+            if at.elapsed() < COMPACT_EVERY && used > then / 4 * 3 {
+                return;
+            }
+        }
+        let Some(db) = &mut self.db else {
+            return;
+        };
+        let started = Instant::now();
+        let result = db.compact();
+        self.compacted = Some((Instant::now(), used));
+        match result {
+            Ok(_) => tracing::info!(
+                path = %shared.path,
+                before,
+                after = shared.file_len(),
+                data = used,
+                elapsed = ?started.elapsed(),
+                "store file compacted (past half of store.max_disk_bytes)"
+            ),
+            Err(error) => shared
+                .log(|| tracing::warn!(path = %shared.path, %error, "store: compaction failed")),
         }
     }
 
@@ -155,6 +200,8 @@ impl Writer {
                 b.ops.push(Op::Session(sid, record::encode_session(&row)));
             }
             Change::WillDone { sid } => b.ops.push(Op::ClearWill(sid)),
+            // Committed in order: its ticket waits for this batch, nothing more to write.
+            Change::Barrier => {}
             Change::End { sid } => {
                 let batched: Vec<(u64, u64)> =
                     b.entries.keys().filter(|k| k.0 == sid).copied().collect();

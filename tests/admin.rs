@@ -297,5 +297,25 @@ async fn without_tokens_the_admin_listener_must_be_loopback() {
     let (broker, _tcp) = start().await;
     let admin = broker.admin_addr().unwrap();
     api(admin, "GET", "/api/v1/overview", None, 200).await;
+    // What another site's page could make a browser send is refused: a form POST (no JSON
+    // content type), and a request for another host name (DNS rebinding).
+    let raw = |request: &'static str| async move {
+        let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut out)
+            .await
+            .unwrap();
+        out
+    };
+    let form = within(raw("POST /api/v1/reload HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 0\r\n\r\n")).await;
+    assert!(form.starts_with("HTTP/1.1 415"), "{form}");
+    let rebound = within(raw(
+        "GET /api/v1/overview HTTP/1.1\r\nhost: evil.example:9884\r\nconnection: close\r\n\r\n",
+    ))
+    .await;
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
     broker.shutdown().await;
 }

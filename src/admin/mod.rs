@@ -188,6 +188,49 @@ async fn sample_every(admin: Arc<Admin>, every: Duration, stop: CancellationToke
     }
 }
 
+/// Refuses what a web page of another site could make a browser send: a state-changing request
+/// without a JSON content type (a plain form POST needs no CORS preflight; a JSON one does, and
+/// is refused for want of CORS headers), and, with no token configured, a request whose `Host`
+/// is not a loopback name (DNS rebinding).
+fn cross_site<B>(request: &Request<B>, open: bool) -> Option<Response<Full<Bytes>>> {
+    let headers = request.headers();
+    if request.method() != hyper::Method::GET && request.method() != hyper::Method::HEAD {
+        let json = headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json {
+            return Some(api::error(
+                hyper::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send content-type: application/json",
+            ));
+        }
+    }
+    if open {
+        let host = headers
+            .get(hyper::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        let loopback = name == "localhost"
+            || name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Some(api::error(
+                hyper::StatusCode::FORBIDDEN,
+                "without tokens the admin API answers requests for localhost only",
+            ));
+        }
+    }
+    None
+}
+
 impl Admin {
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_owned();
@@ -200,6 +243,9 @@ impl Admin {
                 false => api::error(hyper::StatusCode::NOT_FOUND, "no such resource"),
             };
         };
+        if let Some(refusal) = cross_site(&request, self.tokens.is_empty()) {
+            return refusal;
+        }
         if route.needs_token() && !self.tokens.allows(request.headers()) {
             tracing::info!(%peer, path, "admin API: missing or wrong bearer token");
             return api::unauthorized();

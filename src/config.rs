@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::topic::MAX_TOPIC_LEVELS;
 pub use crate::router::ShareStrategy;
@@ -33,7 +33,7 @@ const ENV_ORIGIN: &str = "the environment";
 const MAX_PACKET_SIZE_LIMIT: u32 = 268_435_460;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub log: LogConfig,
@@ -46,10 +46,38 @@ pub struct Config {
     /// `[auth]`: authentication and ACLs (see [`crate::auth`]).
     pub auth: AuthConfig,
     pub store: StoreConfig,
+    /// `[admin]`: the admin HTTP API and web console (see [`crate::admin`]).
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the admin HTTP API (`/api/v1/...`) and the web console (`/`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve the admin API and console. Default true.
+    pub enabled: bool,
+    /// Address of the admin listener. Default `127.0.0.1:9884`. Without tokens it must be a
+    /// loopback address.
+    pub bind: SocketAddr,
+    /// SHA-256 digests (64 hex digits) of the bearer tokens accepted. Default none.
+    pub tokens: Vec<String>,
+    /// A file of more digests, one a line (`#` starts a comment). Default none.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: SocketAddr::from(([127, 0, 0, 1], 9884)),
+            tokens: Vec::new(),
+            token_file: None,
+        }
+    }
 }
 
 /// `[store]`: where persistent sessions and retained messages live.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Default [`StoreKind::Memory`].
@@ -69,7 +97,7 @@ pub struct StoreConfig {
 }
 
 /// `store.kind`
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreKind {
     /// Sessions and retained messages live in memory only: a restart forgets them.
@@ -80,7 +108,7 @@ pub enum StoreKind {
 }
 
 /// `store.fsync`: when a change is on disk, and what PUBACK waits for.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Fsync {
     /// Every commit is fsynced, and the writer commits as soon as it has changes (group commit
@@ -111,7 +139,7 @@ pub use crate::auth::config::{AuthConfig, HttpAuthConfig, IdentityField, JwtConf
 pub(crate) use strict::uint as strict_uint;
 
 /// `[runtime]`: the threads the broker runs on.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Where the broker writes its process id at start (removed at stop), for `warren reload`.
@@ -124,7 +152,7 @@ pub struct RuntimeConfig {
 }
 
 /// `[log]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// tracing-subscriber `EnvFilter` syntax. Default `"info"`.
@@ -134,7 +162,7 @@ pub struct LogConfig {
 }
 
 /// `log.format`
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -143,7 +171,7 @@ pub enum LogFormat {
 }
 
 /// `[listeners.<name>]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Default [`ListenerKind::Tcp`].
@@ -186,7 +214,7 @@ pub struct ListenerConfig {
 }
 
 /// `listeners.<name>.kind`
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
     #[default]
@@ -221,7 +249,7 @@ impl ListenerKind {
 }
 
 /// `[listeners.<name>.tls]`. `cert` and `key` have no default.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain, leaf first.
@@ -237,7 +265,7 @@ pub struct TlsConfig {
 }
 
 /// `listeners.<name>.tls.client_auth`
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     /// No client certificate is asked for.
@@ -250,7 +278,7 @@ pub enum ClientAuth {
 }
 
 /// `[mqtt]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
     /// Default 1 048 576; 1..=268 435 460.
@@ -337,7 +365,7 @@ pub struct MqttConfig {
 
 /// `mqtt.slow_subscriber`: what happens to a connected subscriber whose queue has kept a
 /// publisher waiting longer than `slow_subscriber_timeout_ms`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SlowSubscriberPolicy {
     /// It is disconnected (5.0: DISCONNECT 0x97); a persistent session keeps its queue.
@@ -348,7 +376,7 @@ pub enum SlowSubscriberPolicy {
 }
 
 /// `[metrics]`: the Prometheus endpoint and `$SYS` topics.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Serve `/metrics`, `/healthz` and `/readyz`. Default true.
@@ -478,6 +506,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -541,6 +570,7 @@ impl Config {
         cfg.mqtt.shutdown_grace_secs = 1;
         cfg.metrics.bind = SocketAddr::from(([127, 0, 0, 1], 0));
         cfg.metrics.sys_interval_secs = 0;
+        cfg.admin.bind = SocketAddr::from(([127, 0, 0, 1], 0));
         cfg
     }
 
@@ -732,6 +762,14 @@ impl Config {
         // it is turned on.
         if let Err(error) = self.bridge.check() {
             return Err((error.key.clone(), error.reason, error.key));
+        }
+        for (i, token) in self.admin.tokens.iter().enumerate() {
+            if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad(
+                    format!("admin.tokens[{i}]"),
+                    "must be the SHA-256 digest of a token, 64 hex digits (`warren ctl hash-token`)",
+                );
+            }
         }
         Ok(())
     }

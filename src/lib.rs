@@ -15,10 +15,13 @@
 //!   timers, in-process clients ([`broker::local`]), `$SYS`.
 //! - [`server`]: assembles all of it: [`server::Broker::start`] → [`server::BrokerHandle`].
 //! - [`metrics`]: counters ([`metrics::stats`]) and the Prometheus endpoint.
+//! - [`admin`]: the admin HTTP API, `warren ctl` and the web console, over the broker's query
+//!   API ([`broker::clients`]).
 //! - [`config`], [`tls`]: typed configuration, TLS setup.
 //!
 //! `main.rs` only parses the command line and calls [`server::Broker::start`], as tests do.
 
+pub mod admin;
 pub mod auth;
 pub mod bridge;
 pub mod broker;

@@ -16,6 +16,10 @@ usage: warren [--config PATH]               start the broker
                                             make a running broker reread its password, ACL,
                                             JWKS and TLS files (SIGHUP to runtime.pid_file's
                                             process, or to PID)
+       warren ctl [--url URL] [--token TOKEN] [--json] COMMAND
+                                            the admin API from the command line (clients,
+                                            kick, sessions, retained, bridge, status; see
+                                            warren ctl --help)
        warren passwd [-c | -D] [-b] [--stdin] [-H pbkdf2|argon2id] FILE USER [PASSWORD]
                                             edit a password file, as mosquitto_passwd does
        warren --version | --help
@@ -240,6 +244,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if raw.peek().map(String::as_str) == Some("ctl") {
+        let rest: Vec<String> = raw.skip(1).collect();
+        let code = warren::admin::ctl::run(&rest, &mut std::io::stdout(), &mut std::io::stderr());
+        return ExitCode::from(code as u8);
     }
     let command = match parse_args(raw) {
         Ok(command) => command,

@@ -51,6 +51,9 @@ pub enum StartError {
     /// The session store could not be opened or read (the message names the file).
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The admin listener could not be set up.
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
     /// A listener could not be set up.
     #[error("listener {name:?}: {source}")]
     Listener {
@@ -75,6 +78,52 @@ pub enum ReloadError {
         /// What is wrong.
         source: crate::tls::TlsError,
     },
+}
+
+/// Rereads the files of the configuration: what `SIGHUP`, `warren reload` and the admin API's
+/// reload do.
+pub struct Reloader {
+    core: Arc<Core>,
+    /// TLS listeners' configurations, by listener name (reloaded with the auth files).
+    tls: Vec<(String, Arc<ReloadableTls>)>,
+}
+
+impl Reloader {
+    /// Rereads the password, ACL and JWKS files and every TLS listener's certificate and key,
+    /// without dropping a connection. All or nothing: if one file is unusable, everything stays
+    /// as it was and the error says which file and why. Counted in
+    /// `warren_config_reloads_total{result}`. Connected clients are told to check their
+    /// credentials and subscriptions again (see [`crate::auth`]).
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let result = self.try_reload();
+        let stats = self.core.stats();
+        stats.reloaded(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(error) => tracing::error!(%error, "reload failed; keeping the previous settings"),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), ReloadError> {
+        let mut prepared = Vec::with_capacity(self.tls.len());
+        for (name, handle) in &self.tls {
+            let config = handle.prepare().map_err(|source| ReloadError::Tls {
+                name: name.clone(),
+                source,
+            })?;
+            prepared.push((handle, config));
+        }
+        let (users, rules) = self.core.auth().reload()?;
+        for (handle, config) in prepared {
+            handle.install(config);
+        }
+        tracing::info!(users, acl_rules = rules, "auth files reloaded");
+        self.core
+            .registry()
+            .for_each_online(|mailbox| mailbox.signal(Control::Reauthorize));
+        Ok(())
+    }
 }
 
 /// Entry point: starts a broker.
@@ -128,6 +177,10 @@ impl Broker {
         } else {
             None
         };
+        let admin_listener = match config.admin.enabled {
+            true => Some(crate::admin::bind(&config.admin).await?),
+            false => None,
+        };
         let open_files_limit = raise_open_files_limit();
         let durable = store.durable();
         let core = Core::new(config, store, auth);
@@ -163,7 +216,7 @@ impl Broker {
                 .metrics()
                 .with_recorder(|| Bridge::start(&core.config().bridge, side))?;
             tracing::info!(
-                url = %redact(&core.config().bridge.url),
+                url = %crate::admin::api::redact_url(&core.config().bridge.url),
                 outbound = core.config().bridge.outbound.len(),
                 inbound = core.config().bridge.inbound.len(),
                 "bridge started"
@@ -214,11 +267,34 @@ impl Broker {
                 move |accepted| crate::connection::serve(accepted, serve.clone()),
             ));
         }
+        let reloader = Arc::new(Reloader {
+            core: core.clone(),
+            tls,
+        });
+        let mut admin_addr = None;
+        if let Some((listener, tokens)) = admin_listener {
+            admin_addr = listener.local_addr().ok();
+            let parts = crate::admin::Parts {
+                core: core.clone(),
+                reloader: reloader.clone(),
+                bridge: bridge.clone(),
+                listeners: addrs.clone(),
+                metrics_addr,
+            };
+            http_tasks.spawn(crate::admin::serve(
+                listener,
+                tokens,
+                parts,
+                http_stop.clone(),
+                http_tasks.clone(),
+            ));
+        }
         Ok(BrokerHandle {
             core,
-            tls,
+            reloader,
             addrs,
             metrics_addr,
+            admin_addr,
             http_stop,
             http_tasks,
             bridge,
@@ -292,10 +368,10 @@ impl ListenerEvents for Events {
 /// A running broker.
 pub struct BrokerHandle {
     core: Arc<Core>,
-    /// TLS listeners' configurations, by listener name (reloaded with the auth files).
-    tls: Vec<(String, Arc<ReloadableTls>)>,
+    reloader: Arc<Reloader>,
     addrs: BTreeMap<String, SocketAddr>,
     metrics_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     http_stop: CancellationToken,
     http_tasks: TaskTracker,
     bridge: Option<Arc<BridgeHandle>>,
@@ -310,6 +386,11 @@ impl BrokerHandle {
     /// The address of the metrics listener, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The address of the admin API and console, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The Prometheus text exposition, as `/metrics` serves it.
@@ -373,40 +454,10 @@ impl BrokerHandle {
         &self.core
     }
 
-    /// Rereads the password, ACL and JWKS files and every TLS listener's certificate and key,
-    /// without dropping a connection. All or nothing: if one file is unusable, everything stays
-    /// as it was and the error says which file and why. Counted in
-    /// `warren_config_reloads_total{result}`. Connected clients are told to check their
-    /// credentials and subscriptions again (see [`crate::auth`]).
+    /// Rereads the password, ACL and JWKS files and every TLS listener's certificate and key
+    /// (see [`Reloader::reload`]).
     pub fn reload(&self) -> Result<(), ReloadError> {
-        let result = self.try_reload();
-        let stats = self.core.stats();
-        stats.reloaded(result.is_ok());
-        match &result {
-            Ok(()) => tracing::info!("configuration reloaded"),
-            Err(error) => tracing::error!(%error, "reload failed; keeping the previous settings"),
-        }
-        result
-    }
-
-    fn try_reload(&self) -> Result<(), ReloadError> {
-        let mut prepared = Vec::with_capacity(self.tls.len());
-        for (name, handle) in &self.tls {
-            let config = handle.prepare().map_err(|source| ReloadError::Tls {
-                name: name.clone(),
-                source,
-            })?;
-            prepared.push((handle, config));
-        }
-        let (users, rules) = self.core.auth().reload()?;
-        for (handle, config) in prepared {
-            handle.install(config);
-        }
-        tracing::info!(users, acl_rules = rules, "auth files reloaded");
-        self.core
-            .registry()
-            .for_each_online(|mailbox| mailbox.signal(Control::Reauthorize));
-        Ok(())
+        self.reloader.reload()
     }
 
     /// Stops accepting, closes every connection (wills are published), waits for them up to
@@ -436,18 +487,6 @@ impl BrokerHandle {
         self.http_tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.http_tasks.wait()).await;
         finished
-    }
-}
-
-/// `url` without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }
 

@@ -64,6 +64,7 @@ async fn the_issue_example_carries_device_traffic_both_ways() {
     let tests = warren::Config::for_tests();
     config.listeners = tests.listeners;
     config.metrics = tests.metrics;
+    config.admin = tests.admin;
     config.mqtt.shutdown_grace_secs = 1;
     let broker = warren::Broker::start(config).await.expect("broker starts");
     let addr = broker.local_addr("tcp").unwrap();

@@ -98,6 +98,7 @@ async fn start_binary(port: u16) -> Child {
     let child = Command::new(BIN)
         .env("WARREN__LISTENERS__TCP__BIND", &bind)
         .env("WARREN__MQTT__SHUTDOWN_GRACE_SECS", "5")
+        .env("WARREN__ADMIN__ENABLED", "false")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -177,7 +178,7 @@ async fn warren_passwd_stdin_and_warren_reload_reach_the_running_broker() {
     std::fs::write(
         &config,
         format!(
-            "[listeners.tcp]\nbind = \"127.0.0.1:{port}\"\n[metrics]\nenabled = false\n\
+            "[listeners.tcp]\nbind = \"127.0.0.1:{port}\"\n[metrics]\nenabled = false\n[admin]\nenabled = false\n\
              [auth]\npassword_file = \"{}\"\nallow_anonymous = false\nfailure_delay_ms = 0\n\
              failure_delay_max_ms = 0\n[runtime]\npid_file = \"{}\"\n",
             passwd.display(),

@@ -37,6 +37,7 @@ fn command(store: &Path, port: u16) -> Command {
     command
         .env("WARREN__LISTENERS__TCP__BIND", format!("127.0.0.1:{port}"))
         .env("WARREN__METRICS__ENABLED", "false")
+        .env("WARREN__ADMIN__ENABLED", "false")
         .env("WARREN__STORE__KIND", "disk")
         .env("WARREN__STORE__PATH", store)
         .env("WARREN__STORE__FSYNC", "batch")

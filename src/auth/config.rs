@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[auth]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Mosquitto's password file format (`user:$7$...`). Default: none.
@@ -54,7 +54,7 @@ pub enum HashAlgorithm {
 }
 
 /// `[auth.http]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpAuthConfig {
     /// `http://host:port/path` or `https://host:port/path` to POST to. Required.
@@ -87,7 +87,7 @@ pub struct HttpAuthConfig {
 }
 
 /// `[auth.jwt]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtConfig {
     /// HS256 shared secret. One of `secret` and `jwks_file` (or both).
@@ -130,7 +130,7 @@ impl Default for JwtConfig {
 }
 
 /// `auth.jwt.match_field`
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchField {
     /// The CONNECT username.
@@ -151,7 +151,7 @@ fn default_cache_size() -> usize {
 }
 
 /// `listeners.<name>.identity_field`: which part of a client certificate is its username.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityField {
     /// The subject's common name.

@@ -4,6 +4,7 @@
 //! socket connections (`crate::connection`) and in-process clients are its two kinds of client,
 //! and both call the same code to publish and subscribe.
 
+pub mod clients;
 pub mod core;
 pub mod local;
 pub mod persist;

@@ -16,6 +16,7 @@ use ahash::AHashMap;
 use parking_lot::Mutex;
 use tokio::sync::OwnedMutexGuard;
 
+use super::clients::{ClientInfo, SessionRow};
 use crate::session::mailbox::Mailbox;
 use crate::session::SessionState;
 use crate::store::SessionStore;
@@ -23,7 +24,11 @@ use crate::store::SessionStore;
 #[derive(Debug)]
 enum Slot {
     /// Held by a connection; takeover requests go through the mailbox it drains.
-    Online { conn_id: u64, mailbox: Arc<Mailbox> },
+    Online {
+        conn_id: u64,
+        mailbox: Arc<Mailbox>,
+        info: Arc<ClientInfo>,
+    },
     /// In the store.
     Offline {
         generation: u64,
@@ -44,6 +49,8 @@ pub enum Claim {
         conn_id: u64,
         /// The mailbox that connection drains.
         mailbox: Arc<Mailbox>,
+        /// What that connection told at CONNECT.
+        info: Arc<ClientInfo>,
     },
 }
 
@@ -120,24 +127,50 @@ impl Registry {
         self.claims.lock().len()
     }
 
-    /// Claims `client_id` for connection `conn_id`, which will drain `mailbox` (a fresh one:
-    /// [`Registry::attach`] replaces it if the old session is resumed).
-    pub fn claim(&self, client_id: &str, conn_id: u64, mailbox: Arc<Mailbox>) -> Claim {
+    /// Claims `client_id` for connection `conn_id` (described by `info`), which will drain
+    /// `mailbox` (a fresh one: [`Registry::attach`] replaces it if the old session is resumed).
+    pub fn claim(
+        &self,
+        client_id: &str,
+        conn_id: u64,
+        mailbox: Arc<Mailbox>,
+        info: Arc<ClientInfo>,
+    ) -> Claim {
         let mut slots = self.slots.lock();
-        let previous = slots.insert(client_id.into(), Slot::Online { conn_id, mailbox });
+        let previous = slots.insert(
+            client_id.into(),
+            Slot::Online {
+                conn_id,
+                mailbox,
+                info,
+            },
+        );
         match previous {
             None => Claim::Fresh,
             Some(Slot::Offline { .. }) => match self.store.take(client_id) {
                 Some(session) => Claim::Stored(session),
                 None => Claim::Fresh,
             },
-            Some(Slot::Online { conn_id, mailbox }) => Claim::Connected { conn_id, mailbox },
+            Some(Slot::Online {
+                conn_id,
+                mailbox,
+                info,
+            }) => Claim::Connected {
+                conn_id,
+                mailbox,
+                info,
+            },
         }
     }
 
     /// Gives the slot back to the connection it was claimed from (a takeover that could not
     /// complete), if `conn_id` still holds it.
-    pub fn abandon(&self, client_id: &str, conn_id: u64, previous: (u64, Arc<Mailbox>)) {
+    pub fn abandon(
+        &self,
+        client_id: &str,
+        conn_id: u64,
+        previous: (u64, Arc<Mailbox>, Arc<ClientInfo>),
+    ) {
         let mut slots = self.slots.lock();
         if matches!(slots.get(client_id), Some(Slot::Online { conn_id: holder, .. }) if *holder == conn_id)
         {
@@ -146,6 +179,7 @@ impl Registry {
                 Slot::Online {
                     conn_id: previous.0,
                     mailbox: previous.1,
+                    info: previous.2,
                 },
             );
         }
@@ -166,6 +200,7 @@ impl Registry {
         if let Some(Slot::Online {
             conn_id: holder,
             mailbox: slot_mailbox,
+            ..
         }) = slots.get_mut(client_id)
         {
             if *holder == conn_id {
@@ -286,14 +321,115 @@ impl Registry {
         self.slots
             .lock()
             .values()
-            .map(|slot| match slot {
-                Slot::Online { mailbox, .. } | Slot::Offline { mailbox, .. } => f(mailbox),
-            })
+            .map(|slot| f(slot.mailbox()))
             .sum()
     }
 
     /// Number of stored (offline) sessions.
     pub fn offline_count(&self) -> usize {
         self.store.len()
+    }
+
+    /// Rows of the first `limit` sessions (in client-id order) that `wants` keeps; one pass
+    /// under the lock that copies out only the rows returned.
+    pub fn page(
+        &self,
+        limit: usize,
+        wants: impl Fn(&str, Option<&ClientInfo>) -> bool,
+    ) -> Vec<SessionRow> {
+        let slots = self.slots.lock();
+        // The `limit` smallest wanted ids: a max-heap of references into the map.
+        let mut heap: std::collections::BinaryHeap<&str> = std::collections::BinaryHeap::new();
+        for (id, slot) in slots.iter() {
+            let id: &str = id;
+            if heap.len() == limit && heap.peek().is_some_and(|top| id >= *top) {
+                continue;
+            }
+            if !wants(id, slot.info()) {
+                continue;
+            }
+            if heap.len() == limit {
+                heap.pop();
+            }
+            heap.push(id);
+        }
+        let ids = heap.into_sorted_vec();
+        ids.into_iter()
+            .filter_map(|id| slots.get(id).map(|slot| slot.row(id)))
+            .collect()
+    }
+
+    /// The row of one session.
+    pub fn row(&self, client_id: &str) -> Option<SessionRow> {
+        self.slots
+            .lock()
+            .get(client_id)
+            .map(|slot| slot.row(client_id))
+    }
+
+    /// Calls `f` with the mailbox of `client_id` if it is connected.
+    pub fn with_online<R>(&self, client_id: &str, f: impl FnOnce(&Mailbox) -> R) -> Option<R> {
+        match self.slots.lock().get(client_id) {
+            Some(Slot::Online { mailbox, .. }) => Some(f(mailbox)),
+            _ => None,
+        }
+    }
+
+    /// Takes the offline session `client_id` out of the registry and the store.
+    pub fn remove_offline(&self, client_id: &str) -> Option<SessionState> {
+        let mut slots = self.slots.lock();
+        match slots.get(client_id) {
+            Some(Slot::Offline { .. }) => {
+                slots.remove(client_id);
+                self.store.take(client_id)
+            }
+            _ => None,
+        }
+    }
+
+    /// The client ids of the sessions whose mailboxes have these ids.
+    pub fn client_ids_of(&self, mailboxes: impl Iterator<Item = u64>) -> AHashMap<u64, Box<str>> {
+        let mut wanted: AHashMap<u64, Box<str>> = mailboxes.map(|m| (m, Box::from(""))).collect();
+        if wanted.is_empty() {
+            return wanted;
+        }
+        for (id, slot) in self.slots.lock().iter() {
+            if let Some(name) = wanted.get_mut(&slot.mailbox().id()) {
+                *name = id.clone();
+            }
+        }
+        wanted.retain(|_, name| !name.is_empty());
+        wanted
+    }
+}
+
+impl Slot {
+    fn mailbox(&self) -> &Arc<Mailbox> {
+        match self {
+            Slot::Online { mailbox, .. } | Slot::Offline { mailbox, .. } => mailbox,
+        }
+    }
+
+    fn info(&self) -> Option<&ClientInfo> {
+        match self {
+            Slot::Online { info, .. } => Some(info),
+            Slot::Offline { .. } => None,
+        }
+    }
+
+    fn row(&self, client_id: &str) -> SessionRow {
+        let mailbox = self.mailbox();
+        SessionRow {
+            client_id: client_id.into(),
+            client: match self {
+                Slot::Online { info, .. } => Some(info.clone()),
+                Slot::Offline { .. } => None,
+            },
+            queued: mailbox.len(),
+            queued_bytes: mailbox.bytes(),
+            inflight: mailbox.inflight(),
+            subscriptions: mailbox.filter_count(),
+            mailbox: mailbox.id(),
+        }
     }
 }

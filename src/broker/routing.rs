@@ -269,6 +269,49 @@ impl Router {
         self.retained.read().matching(filter, out);
     }
 
+    /// The subscriptions `wants` keeps (given the filter and the subscriber's mailbox id),
+    /// copied out under the trie's read lock (publishers share it; only subscribers wait).
+    pub fn subscriptions(
+        &self,
+        wants: impl Fn(&str, u64) -> bool,
+    ) -> Vec<crate::broker::clients::SubscriptionRow> {
+        let mut out = Vec::new();
+        self.trie.read().for_each(|filter, subscriber, entry| {
+            if wants(filter, subscriber.0.id()) {
+                out.push(crate::broker::clients::SubscriptionRow {
+                    filter: filter.into(),
+                    mailbox: subscriber.0.id(),
+                    entry: *entry,
+                });
+            }
+        });
+        out
+    }
+
+    /// The retained message of `topic`, if any.
+    pub fn retained_get(&self, topic: &str) -> Option<Arc<Message>> {
+        self.retained.read().get(topic).cloned()
+    }
+
+    /// Removes the retained message of `topic` (journalled, delivered to nobody); true if
+    /// there was one.
+    pub fn remove_retained(&self, topic: &str) -> bool {
+        let mut retained = self.retained.write();
+        if retained.remove(topic).is_none() {
+            return false;
+        }
+        if let Some(store) = self.journal.as_ref().filter(|_| !topic.starts_with('$')) {
+            store.record(
+                Change::Retained {
+                    topic: topic.into(),
+                    message: None,
+                },
+                None,
+            );
+        }
+        true
+    }
+
     /// Number of subscriptions.
     pub fn subscription_count(&self) -> usize {
         let subscriptions = self.trie.read();

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::{pause, Connection, TAKEOVER_TIMEOUT};
 use crate::auth::{Access, ConnectRequest, Grant, Refusal};
+use crate::broker::clients::ClientInfo;
 use crate::broker::core::Core;
 use crate::broker::registry::Claim;
 use crate::gate::AckQueue;
@@ -387,7 +388,16 @@ async fn establish(
     // really holds the session (the previous claimant has attached it by then).
     let claim_lock = registry.lock_client_id(&client_id).await;
     let fresh = SessionState::new(client_id.clone(), core.new_mailbox());
-    let previous = match registry.claim(&client_id, conn_id, fresh.mailbox.clone()) {
+    let info = Arc::new(ClientInfo::new(
+        connect.username.as_deref(),
+        listener.clone(),
+        peer,
+        connect.protocol.label(),
+        keep_alive,
+        session_expiry,
+        connect.clean_start,
+    ));
+    let previous = match registry.claim(&client_id, conn_id, fresh.mailbox.clone(), info.clone()) {
         Claim::Fresh => None,
         Claim::Stored(session) => {
             core.cancel_timers(&client_id);
@@ -396,6 +406,7 @@ async fn establish(
         Claim::Connected {
             conn_id: old_conn,
             mailbox: old,
+            info: old_info,
         } => {
             let (reply_tx, reply_rx) = oneshot::channel();
             old.request_takeover(reply_tx);
@@ -405,7 +416,7 @@ async fn establish(
                 Ok(Err(_)) => None,
                 Err(_) => {
                     tracing::warn!(%client_id, "the connection holding this client id did not hand its session over in time; refusing");
-                    registry.abandon(&client_id, conn_id, (old_conn, old));
+                    registry.abandon(&client_id, conn_id, (old_conn, old, old_info));
                     drop(claim_lock);
                     return Err((io, ConnectReason::ServerBusy));
                 }
@@ -463,6 +474,7 @@ async fn establish(
         session_expiry,
         keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
         peer,
+        info,
         listener: listener.clone(),
         client_max_packet,
         window: usize::from(mqtt.max_inflight.min(receive_maximum)),

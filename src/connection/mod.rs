@@ -89,6 +89,8 @@ pub(crate) enum Exit {
     Refused,
     /// Publishers waited too long for room in this subscriber's queue.
     SlowSubscriber,
+    /// The operator disconnected the client (admin API), with this 5.0 reason code.
+    Kicked(u8),
     /// The client broke the protocol; `reason` is the 5.0 reason code.
     Violation {
         reason: u8,
@@ -132,6 +134,7 @@ impl Exit {
             Exit::KeepAlive | Exit::PacketTimeout => Some(reason::KEEP_ALIVE_TIMEOUT),
             Exit::AckTimeout => Some(reason::UNSPECIFIED_ERROR),
             Exit::SlowSubscriber => Some(reason::QUOTA_EXCEEDED),
+            Exit::Kicked(reason) => Some(*reason),
             Exit::NotAuthorized(_) => Some(reason::NOT_AUTHORIZED),
             Exit::Violation { reason, .. } => Some(*reason),
             Exit::TakenOver(_) => Some(reason::SESSION_TAKEN_OVER),
@@ -203,6 +206,8 @@ pub(crate) struct Connection {
     listener: Arc<str>,
     /// The client's address, for logs.
     peer: SocketAddr,
+    /// What the operator sees of this connection (byte counts kept up to date here).
+    info: Arc<crate::broker::clients::ClientInfo>,
     /// The client's Maximum Packet Size.
     client_max_packet: u32,
     /// Outgoing QoS 1/2 window: min(server max inflight, client Receive Maximum).
@@ -279,6 +284,7 @@ impl Connection {
             match event {
                 Event::Read(n) => {
                     self.core.stats().shard().bytes_in(n);
+                    self.info.read(n);
                     if let Some(exit) = self.process_input(Instant::now()) {
                         return exit;
                     }
@@ -300,6 +306,7 @@ impl Connection {
                         return Exit::NotAuthorized("credentials expired")
                     }
                     Some(Control::SlowSubscriber) => return Exit::SlowSubscriber,
+                    Some(Control::Kick(reason)) => return Exit::Kicked(reason),
                     Some(Control::Reauthorize) => {
                         if let Some(exit) = self.reauthorize() {
                             return exit;
@@ -374,6 +381,7 @@ impl Connection {
                     open -= n;
                     self.wrote(n);
                     self.core.stats().shard().bytes_out(n);
+                    self.info.wrote(n);
                     self.write_stalled_since = None;
                     self.unflushed = self.stream.buffers_output();
                 }
@@ -639,6 +647,9 @@ impl Connection {
             }
             Exit::NotAuthorized(why) => {
                 tracing::info!(%client_id, peer = %self.peer, why, "not authorized; closing")
+            }
+            Exit::Kicked(reason) => {
+                tracing::info!(%client_id, peer = %self.peer, reason, "disconnected through the admin API")
             }
             Exit::TakenOver(_) => {
                 Stats::bump(&stats.sessions_taken_over);

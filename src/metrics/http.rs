@@ -39,21 +39,39 @@ pub async fn serve(
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
+    serve_with(listener, stop, tasks, move |request, _peer| {
+        let response = respond(&request, &*endpoints);
+        async move { response }
+    })
+    .await
+}
+
+/// Serves HTTP/1 on `listener` with `handler` (given each request and the peer's address)
+/// until `stop`; each HTTP connection is a task of `tasks`. Accept errors back off.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        let Ok((tcp, _)) = accepted else {
+        let Ok((tcp, peer)) = accepted else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
-        let endpoints = endpoints.clone();
+        let handler = handler.clone();
         let stop = stop.clone();
         tasks.spawn(async move {
             let service = service_fn(move |request| {
-                let endpoints = endpoints.clone();
-                async move { Ok::<_, Infallible>(respond(&request, &*endpoints)) }
+                let response = handler(request, peer);
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service);

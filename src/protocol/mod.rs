@@ -22,7 +22,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode, frame_len};
+pub use decode::{decode, frame_len, server_disconnect_reason};
 pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use limits::DecodeLimits;

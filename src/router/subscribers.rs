@@ -84,6 +84,14 @@ impl<S: Clone + Eq + Hash, V: Clone> Subscribers<S, V> {
         }
     }
 
+    /// Calls `f` with every (subscriber, value) pair.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&S, &V)) {
+        match self {
+            Self::Few(list) => list.iter().for_each(|(s, v)| f(s, v)),
+            Self::Many(map) => map.iter().for_each(|(s, v)| f(s, v)),
+        }
+    }
+
     /// Appends a clone of every (subscriber, value) pair to `out`.
     pub(crate) fn append_to(&self, out: &mut Vec<(S, V)>) {
         match self {

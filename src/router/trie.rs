@@ -234,6 +234,44 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
         self.root.collect(topic, out);
     }
 
+    /// Calls `f` with every (filter, subscriber, value), walking the tree with an explicit
+    /// stack; the filter is rebuilt in one reused string.
+    pub fn for_each(&self, mut f: impl FnMut(&str, &S, &V)) {
+        // (node, length of its parent's path, its level: None for the root, and whether its
+        // parent is the root: a first level, even an empty one, has no '/' before it).
+        type Entry<'a, S, V> = (&'a Node<S, V>, usize, Option<&'a str>, bool);
+        let mut stack: Vec<Entry<'_, S, V>> = vec![(&self.root, 0, None, false)];
+        let mut path = String::new();
+        let mut hash_filter = String::new();
+        while let Some((node, parent_len, level, first)) = stack.pop() {
+            path.truncate(parent_len);
+            if let Some(level) = level {
+                if !first {
+                    path.push('/');
+                }
+                path.push_str(level);
+            }
+            node.exact.for_each(|s, v| f(&path, s, v));
+            if !node.hash.is_empty() {
+                hash_filter.clear();
+                if level.is_some() {
+                    hash_filter.push_str(&path);
+                    hash_filter.push('/');
+                }
+                hash_filter.push('#');
+                node.hash.for_each(|s, v| f(&hash_filter, s, v));
+            }
+            let len = path.len();
+            let root = level.is_none();
+            if let Some(plus) = &node.plus {
+                stack.push((plus, len, Some("+"), root));
+            }
+            for (key, child) in &node.children {
+                stack.push((child, len, Some(key), root));
+            }
+        }
+    }
+
     /// Number of nodes below the root (0 when empty); for tests of pruning.
     #[doc(hidden)]
     #[must_use]
@@ -664,6 +702,12 @@ mod tests {
             for ((f, s), v) in &model {
                 prop_assert_eq!(trie.get(f, s), Some(v));
             }
+            // The walk rebuilds every filter exactly as subscribed.
+            let mut walked = BTreeMap::new();
+            trie.for_each(|f, s, v| {
+                walked.insert((f.to_owned(), *s), *v);
+            });
+            prop_assert_eq!(&walked, &model);
             for (f, s) in model.keys() {
                 prop_assert!(trie.unsubscribe(f, s).is_some());
             }

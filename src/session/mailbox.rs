@@ -50,6 +50,8 @@ pub enum Control {
     CredentialsExpired,
     /// Publishers have waited too long for room in this session's queue: disconnect it.
     SlowSubscriber,
+    /// The operator disconnects the client (admin API), with this 5.0 reason code.
+    Kick(u8),
     /// The auth files were reloaded: check the credentials and subscriptions again. The
     /// weakest signal: it never replaces another one.
     Reauthorize,
@@ -502,6 +504,11 @@ impl Mailbox {
     /// Records how many topic filters the session subscribes to.
     pub fn set_filter_count(&self, n: usize) {
         self.filters.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// Number of topic filters the session subscribes to.
+    pub fn filter_count(&self) -> usize {
+        usize::try_from(self.filters.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
     /// True when several of the session's subscriptions could match one message.

@@ -557,3 +557,50 @@ pub mod ws {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The admin API over real HTTP (admin.rs, ctl.rs, browser.rs).
+
+/// One HTTP/1.1 request to `addr` (the connection closed after it); the status and the body.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    within(async {
+        let mut tcp = TcpStream::connect(addr).await.expect("admin listener");
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        let body = body.unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(request.as_bytes()).await.expect("request written");
+        let mut response = Vec::new();
+        tcp.read_to_end(&mut response).await.expect("response read");
+        let text = String::from_utf8(response).expect("UTF-8 response");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status");
+        (status, body.to_owned())
+    })
+    .await
+}
+
+/// A request to the admin API that must answer `want`; its body as JSON.
+pub async fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    want: u16,
+) -> serde_json::Value {
+    let (status, body) = http(addr, method, path, token, None).await;
+    assert_eq!(status, want, "{method} {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"))
+}

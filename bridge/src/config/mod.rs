@@ -11,12 +11,12 @@ pub(crate) mod de;
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use check::ConfigCheckError;
 
 /// `[bridge]`. The default is `enabled = false` with nothing else.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeConfig {
     /// Run the bridge. Default false.
@@ -85,7 +85,7 @@ impl Default for BridgeConfig {
 
 /// `[bridge.tls]` (and `[bridge.mqtt.tls]`): how to trust the server, and an optional client
 /// certificate.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsFiles {
     /// PEM CA certificate(s) to trust; default: the system's roots.
@@ -97,7 +97,7 @@ pub struct TlsFiles {
 }
 
 /// `[bridge.spool]`: one file holding every spooled rule's queue.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolConfig {
     /// The spool file (created if missing). Required.
@@ -128,7 +128,7 @@ impl SpoolConfig {
 }
 
 /// `exchange_type`
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ExchangeType {
     /// Routing on the key's words (default).
@@ -143,7 +143,7 @@ pub enum ExchangeType {
 }
 
 /// `ack`: when the MQTT side's [`crate::Ack`] completes.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AckMode {
     /// On RabbitMQ's publisher confirm (default). While RabbitMQ is away nothing completes:
@@ -157,7 +157,7 @@ pub enum AckMode {
 }
 
 /// `unroutable`: what to do with a message RabbitMQ returns (no queue took it).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Unroutable {
     /// Drop it (counted, logged once per interval). Default.
@@ -170,7 +170,7 @@ pub enum Unroutable {
 }
 
 /// `mapping`
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum MappingKind {
     /// Reversible, escaped (see [`crate::mapping`]). Default.
@@ -183,7 +183,7 @@ pub enum MappingKind {
 }
 
 /// `[[bridge.outbound]]`: MQTT → AMQP.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundRule {
     /// The rule's name: the `rule` metric label and the spool's table. Default
@@ -230,7 +230,7 @@ pub struct OutboundRule {
 }
 
 /// `no_subscribers`: what to do with an AMQP delivery no MQTT session takes.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum NoSubscribers {
     /// Acknowledge it (counted). Default.
@@ -241,7 +241,7 @@ pub enum NoSubscribers {
 }
 
 /// `[[bridge.inbound]]`: AMQP → MQTT.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InboundRule {
     /// The rule's name (metric label). Default `inbound-<n>`. Unique.
@@ -281,7 +281,7 @@ pub struct InboundRule {
 
 /// `[bridge.mqtt]`: the MQTT broker a standalone bridge (`warren bridge`) connects to, as an
 /// MQTT 5 client with a persistent session.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StandaloneMqtt {
     /// Default `127.0.0.1`.

@@ -276,7 +276,8 @@ impl Router {
         wants: impl Fn(&str, u64) -> bool,
     ) -> Vec<crate::broker::clients::SubscriptionRow> {
         let mut out = Vec::new();
-        self.trie.read().for_each(|filter, subscriber, entry| {
+        let subscriptions = self.trie.read();
+        subscriptions.plain.for_each(|filter, subscriber, entry| {
             if wants(filter, subscriber.0.id()) {
                 out.push(crate::broker::clients::SubscriptionRow {
                     filter: filter.into(),
@@ -285,6 +286,19 @@ impl Router {
                 });
             }
         });
+        // Shared subscriptions under the filter their members subscribed with.
+        subscriptions
+            .shared
+            .for_each(|group, filter, subscriber, entry| {
+                let full = format!("$share/{group}/{filter}");
+                if wants(&full, subscriber.0.id()) {
+                    out.push(crate::broker::clients::SubscriptionRow {
+                        filter: full.into(),
+                        mailbox: subscriber.0.id(),
+                        entry: *entry,
+                    });
+                }
+            });
         out
     }
 

@@ -14,13 +14,13 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::SubscriptionTrie;
 pub use crate::protocol::topic::{parse_share, ShareNameError, SHARE_PREFIX};
 
 /// How a group's member is chosen for a message (`mqtt.shared_subscription_strategy`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ShareStrategy {
     /// Each member in turn.
@@ -245,6 +245,15 @@ impl<M: Eq + Clone + Hash, V: Clone> SharedSubscriptions<M, V> {
     pub fn group(&self, key: &ShareKey) -> Option<&Arc<Group<M, V>>> {
         let name: Arc<str> = (*key.group).into();
         self.trie.get(&key.filter, &name)
+    }
+
+    /// Calls `f(group, filter, member, value)` for every member of every shared subscription.
+    pub fn for_each(&self, mut f: impl FnMut(&str, &str, &M, &V)) {
+        self.trie.for_each(|filter, name, group| {
+            for (member, value) in group.members.iter() {
+                f(name, filter, member, value);
+            }
+        });
     }
 
     /// Appends every group whose filter matches `topic` to `out` (without clearing it).

@@ -17,6 +17,12 @@ fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// A port free on every address (a port free on 127.0.0.1 may be taken on 127.0.0.2).
+fn free_port_everywhere() -> u16 {
+    let listener = StdListener::bind("0.0.0.0:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
 fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("warren-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -247,6 +253,7 @@ async fn startup_log(env: &[(&str, &str)]) -> String {
     let mut command = Command::new(BIN);
     command
         .env("WARREN__METRICS__ENABLED", "false")
+        .env("WARREN__ADMIN__ENABLED", "false")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -279,7 +286,7 @@ async fn anonymous_clients_on_a_non_loopback_address_are_warned_about() {
     const NOBODY: &str = "no client can connect to this listener";
     let warned =
         |log: &str, what: &str| log.lines().any(|l| l.contains("WARN") && l.contains(what));
-    let any = format!("0.0.0.0:{}", free_port());
+    let any = format!("0.0.0.0:{}", free_port_everywhere());
     let log = startup_log(&[
         ("WARREN__LISTENERS__TCP__BIND", &any),
         ("WARREN__AUTH__ALLOW_ANONYMOUS", "true"),
@@ -295,7 +302,7 @@ async fn anonymous_clients_on_a_non_loopback_address_are_warned_about() {
     .await;
     assert!(!warned(&log, ANON), "{log}");
     // A non-loopback address with the default: anonymous refused, and nobody else can get in.
-    let any = format!("0.0.0.0:{}", free_port());
+    let any = format!("0.0.0.0:{}", free_port_everywhere());
     let log = startup_log(&[("WARREN__LISTENERS__TCP__BIND", &any)]).await;
     assert!(!warned(&log, ANON), "{log}");
     assert!(warned(&log, NOBODY), "{log}");

@@ -287,6 +287,13 @@ pub struct MqttConfig {
     /// Default 256: incoming QoS 1/2 PUBLISH unanswered per connection (5.0 Receive Maximum).
     #[serde(deserialize_with = "strict::uint")]
     pub receive_maximum: u16,
+    /// Default 10: 5.0 Topic Aliases a client may set (advertised in CONNACK); 0 allows none.
+    #[serde(deserialize_with = "strict::uint")]
+    pub topic_alias_maximum: u16,
+    /// Default 10: 5.0 Topic Aliases the server assigns on a connection, within the client's
+    /// own Topic Alias Maximum (least recently used replaced first); 0 assigns none.
+    #[serde(deserialize_with = "strict::uint")]
+    pub outgoing_topic_alias_maximum: u16,
     /// Default 30000: how long an owner (a full queue, the bridge) may hold a PUBLISH's answer.
     #[serde(deserialize_with = "strict::uint")]
     pub ack_timeout_ms: u64,
@@ -444,6 +451,8 @@ impl Default for MqttConfig {
             allow_zero_length_client_id: true,
             shutdown_grace_secs: 5,
             receive_maximum: 256,
+            topic_alias_maximum: 10,
+            outgoing_topic_alias_maximum: 10,
             ack_timeout_ms: 30_000,
             slow_subscriber_timeout_ms: 10_000,
             slow_subscriber: SlowSubscriberPolicy::Disconnect,

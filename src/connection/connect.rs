@@ -19,7 +19,8 @@ use crate::gate::AckQueue;
 use crate::metrics::stats::Stats;
 use crate::protocol::{
     self, topic, ConnAck, ConnAckProperties, Connect, ConnectReason, DecodeError, DecodeLimits,
-    Packet, ProtocolVersion, Will, WillProperties, MAX_PACKET_SIZE,
+    InboundAliases, OutboundAliases, Packet, ProtocolVersion, Will, WillProperties,
+    MAX_PACKET_SIZE,
 };
 use crate::session::SessionState;
 use crate::transport::{Accepted, Stream};
@@ -430,6 +431,9 @@ async fn establish(
         props.maximum_packet_size = Some(mqtt.max_packet_size);
         props.receive_maximum = Some(mqtt.receive_maximum);
         props.shared_subscription_available = Some(0);
+        if mqtt.topic_alias_maximum > 0 {
+            props.topic_alias_maximum = Some(mqtt.topic_alias_maximum);
+        }
         if !mqtt.retain_available {
             props.retain_available = Some(0);
         }
@@ -462,6 +466,13 @@ async fn establish(
         limits: DecodeLimits {
             max_packet_size: mqtt.max_packet_size,
             max_user_properties: mqtt.max_user_properties,
+        },
+        aliases_in: InboundAliases::new(if v5 { mqtt.topic_alias_maximum } else { 0 }),
+        aliases_out: match connect.properties.topic_alias_maximum {
+            Some(max) if v5 && max > 0 && mqtt.outgoing_topic_alias_maximum > 0 => Some(Box::new(
+                OutboundAliases::new(max.min(mqtt.outgoing_topic_alias_maximum)),
+            )),
+            _ => None,
         },
         acks: AckQueue::default(),
         held: None,

@@ -82,11 +82,12 @@ impl Connection {
         }
     }
 
-    fn on_publish(&mut self, publish: Publish, now: Instant) -> Option<Exit> {
-        if publish.properties.topic_alias.is_some() {
+    fn on_publish(&mut self, mut publish: Publish, now: Instant) -> Option<Exit> {
+        let alias = publish.properties.topic_alias;
+        if let Err(error) = self.aliases_in.resolve(&mut publish.topic, alias) {
             return Some(Exit::violation(
                 reason::TOPIC_ALIAS_INVALID,
-                "topic alias sent but Topic Alias Maximum is 0 (MQTT-3.3.2-9)",
+                error.to_string(),
             ));
         }
         if !publish.properties.subscription_identifiers.is_empty() {

@@ -48,7 +48,8 @@ use crate::broker::registry::Release;
 use crate::gate::{AckQueue, GateWaker};
 use crate::metrics::stats::Stats;
 use crate::protocol::{
-    self, reason, DecodeError, DecodeLimits, Disconnect, Packet, ProtocolVersion, Will,
+    self, reason, DecodeError, DecodeLimits, Disconnect, InboundAliases, OutboundAliases, Packet,
+    ProtocolVersion, Will,
 };
 use crate::session::mailbox::{Control, TakeOver};
 use crate::session::SessionState;
@@ -210,6 +211,10 @@ pub(crate) struct Connection {
     receive_maximum: usize,
     /// What the decoder refuses.
     limits: DecodeLimits,
+    /// Topic aliases the client has set (5.0).
+    aliases_in: InboundAliases,
+    /// Topic aliases the server has assigned (5.0; `None` when the client allows none).
+    aliases_out: Option<Box<OutboundAliases>>,
     /// Incoming QoS 1/2 PUBLISH packets not answered yet, in arrival order.
     acks: AckQueue,
     /// PUBLISH input held back (3.1.1 Receive Maximum, publish rate limits), with the input

@@ -199,7 +199,11 @@ async fn handshake(
     let version = connect.protocol;
     if let Err(reason) = check_connect(&connect, core) {
         tracing::info!(%peer, client_id = %connect.client_id, ?reason, "CONNECT refused");
-        if version.is_v5() || reason.v3_return_code() != 3 {
+        let redirect = matches!(
+            reason,
+            ConnectReason::UseAnotherServer | ConnectReason::ServerMoved
+        );
+        if version.is_v5() || reason.v3_return_code() != 3 || redirect {
             refuse(stream, version, reason, core).await;
         } else {
             // 3.1.1 has no return code for this refusal ("server unavailable" would mislead).
@@ -274,6 +278,13 @@ async fn authenticate(
 fn check_connect(connect: &Connect, core: &Core) -> Result<(), ConnectReason> {
     let mqtt = &core.config().mqtt;
     let v5 = connect.protocol.is_v5();
+    if !mqtt.server_reference.is_empty() {
+        return Err(if mqtt.server_moved {
+            ConnectReason::ServerMoved
+        } else {
+            ConnectReason::UseAnotherServer
+        });
+    }
     if v5 && connect.properties.authentication_method.is_some() {
         return Err(ConnectReason::BadAuthenticationMethod);
     }
@@ -295,18 +306,33 @@ fn check_connect(connect: &Connect, core: &Core) -> Result<(), ConnectReason> {
         if will.retain && !mqtt.retain_available {
             return Err(ConnectReason::RetainNotSupported);
         }
+        if will.qos as u8 > mqtt.maximum_qos {
+            // MQTT-3.2.2-12.
+            return Err(ConnectReason::QoSNotSupported);
+        }
     }
     Ok(())
 }
 
-/// Sends a refusing CONNACK and closes.
+/// Sends a refusing CONNACK and closes. A 5.0 refusal says why in a Reason String (allowed on
+/// CONNACK whatever Request Problem Information says), and a redirection names the server.
 async fn refuse(stream: &mut Stream, version: ProtocolVersion, reason: ConnectReason, core: &Core) {
     core.stats().refused(refusal_label(reason));
     let mut out = BytesMut::new();
+    let redirect = matches!(
+        reason,
+        ConnectReason::UseAnotherServer | ConnectReason::ServerMoved
+    );
+    let server_reference = &core.config().mqtt.server_reference;
     let connack = ConnAck {
         session_present: false,
         reason,
-        properties: ConnAckProperties::default(),
+        properties: ConnAckProperties {
+            reason_string: Some(ByteString::from_static(refusal_label(reason))),
+            server_reference: (redirect && !server_reference.is_empty())
+                .then(|| ByteString::from(server_reference.as_str())),
+            ..ConnAckProperties::default()
+        },
     };
     if protocol::encode(
         &Packet::ConnAck(connack),
@@ -437,6 +463,17 @@ async fn establish(
         if !mqtt.retain_available {
             props.retain_available = Some(0);
         }
+        if mqtt.maximum_qos < 2 {
+            props.maximum_qos = Some(mqtt.maximum_qos);
+        }
+        if connect.properties.request_response_information == Some(1)
+            && !mqtt.response_information_prefix.is_empty()
+        {
+            props.response_information = Some(ByteString::from(format!(
+                "{}{client_id}",
+                mqtt.response_information_prefix
+            )));
+        }
     }
     let connack = ConnAck {
         session_present,
@@ -467,6 +504,7 @@ async fn establish(
             max_packet_size: mqtt.max_packet_size,
             max_user_properties: mqtt.max_user_properties,
         },
+        problem_information: connect.properties.request_problem_information != Some(0),
         aliases_in: InboundAliases::new(if v5 { mqtt.topic_alias_maximum } else { 0 }),
         aliases_out: match connect.properties.topic_alias_maximum {
             Some(max) if v5 && max > 0 && mqtt.outgoing_topic_alias_maximum > 0 => Some(Box::new(
@@ -541,6 +579,11 @@ fn refusal_label(reason: ConnectReason) -> &'static str {
         ConnectReason::RetainNotSupported => "retain_not_supported",
         ConnectReason::BadUserNameOrPassword => "bad_username_or_password",
         ConnectReason::NotAuthorized => "not_authorized",
+        ConnectReason::QoSNotSupported => "qos_not_supported",
+        ConnectReason::UseAnotherServer => "use_another_server",
+        ConnectReason::ServerMoved => "server_moved",
+        ConnectReason::QuotaExceeded => "quota_exceeded",
+        ConnectReason::ServerBusy => "server_busy",
         _ => "other",
     }
 }

@@ -106,6 +106,16 @@ impl Connection {
                 ),
             ));
         }
+        let maximum_qos = self.core.config().mqtt.maximum_qos;
+        if publish.qos as u8 > maximum_qos {
+            return Some(Exit::violation(
+                reason::QOS_NOT_SUPPORTED,
+                format!(
+                    "PUBLISH at QoS {} above the Maximum QoS {maximum_qos} (MQTT-3.3.1-4)",
+                    publish.qos as u8
+                ),
+            ));
+        }
         if publish.retain && !self.core.config().mqtt.retain_available {
             return Some(Exit::violation(
                 reason::RETAIN_NOT_SUPPORTED,
@@ -221,7 +231,7 @@ impl Connection {
         let response = PubResp {
             pkid: entry.pkid,
             reason: code,
-            properties: AckProperties::default(),
+            properties: self.refusal_properties(code),
         };
         self.send(if entry.exactly_once {
             Packet::PubRec(response)
@@ -244,7 +254,10 @@ impl Connection {
         let v5 = self.version.is_v5();
         let id = subscribe.properties.subscription_identifier;
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
-        for (filter, options) in subscribe.filters {
+        let maximum_qos = self.core.config().mqtt.maximum_qos;
+        for (filter, mut options) in subscribe.filters {
+            // Above the Maximum QoS: granted the maximum (MQTT 3.9.3).
+            options.qos = QoS::from_u8(maximum_qos).map_or(options.qos, |max| options.qos.min(max));
             if !self.may_subscribe(&filter) {
                 reasons.push(if v5 { reason::NOT_AUTHORIZED } else { 0x80 });
                 continue;
@@ -264,10 +277,12 @@ impl Connection {
                 Err(refusal) => reasons.push(if v5 { refusal.reason_code() } else { 0x80 }),
             }
         }
+        let refused = reasons.iter().copied().find(|&code| code >= 0x80);
         self.send(Packet::SubAck(SubAck {
             pkid: subscribe.pkid,
+            properties: refused
+                .map_or_else(AckProperties::default, |code| self.refusal_properties(code)),
             reasons,
-            properties: AckProperties::default(),
         }));
     }
 
@@ -324,6 +339,18 @@ impl Connection {
         }
         Exit::Disconnect {
             will: disconnect.reason == reason::DISCONNECT_WITH_WILL,
+        }
+    }
+}
+
+impl Connection {
+    /// The properties of an acknowledgement carrying refusal `code`: a Reason String, unless
+    /// the code is a success or the client asked for no problem information (5.0 3.1.2.11.7).
+    fn refusal_properties(&self, code: u8) -> AckProperties {
+        AckProperties {
+            reason_string: (code >= 0x80 && self.version.is_v5() && self.problem_information)
+                .then(|| bytestring::ByteString::from_static(reason::describe(code))),
+            ..AckProperties::default()
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod http;
 pub mod jwt;
 pub mod passwd;
 pub mod passwd_cmd;
+pub mod scram;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -439,6 +440,28 @@ impl Auth {
             };
         }
         Err(Refusal::BadCredentials("unknown_user"))
+    }
+
+    /// True when the password file can serve SCRAM-SHA-512 (it is configured).
+    pub fn offers_scram(&self) -> bool {
+        self.config.password_file.is_some()
+    }
+
+    /// The SCRAM-SHA-512 credential of `user` in the password file, if it has a `$7$` entry.
+    pub fn scram_credential(&self, user: &str) -> Option<scram::Credential> {
+        self.files.read().passwords.as_ref()?.scram_credential(user)
+    }
+
+    /// The grant of a client whose SCRAM proof matched, as a password check would give it.
+    pub fn grant_scram(self: &Arc<Self>, client_id: &str, user: &str) -> Grant {
+        let stored = self
+            .files
+            .read()
+            .passwords
+            .as_ref()
+            .and_then(|p| p.fingerprint(user))
+            .map(|s| (ByteString::from(user), Box::from(s)));
+        self.grant(client_id, Some(user.to_owned()), None, false, stored)
     }
 
     fn grant(

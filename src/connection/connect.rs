@@ -12,15 +12,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::{pause, Connection, TAKEOVER_TIMEOUT};
-use crate::auth::{Access, ConnectRequest, Grant, Refusal};
+use crate::auth::{scram, Access, ConnectRequest, Grant, Refusal};
 use crate::broker::core::Core;
 use crate::broker::registry::Claim;
 use crate::gate::AckQueue;
 use crate::metrics::stats::Stats;
 use crate::protocol::{
-    self, topic, ConnAck, ConnAckProperties, Connect, ConnectReason, DecodeError, DecodeLimits,
-    InboundAliases, OutboundAliases, Packet, ProtocolVersion, Will, WillProperties,
-    MAX_PACKET_SIZE,
+    self, reason, topic, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectReason,
+    DecodeError, DecodeLimits, InboundAliases, OutboundAliases, Packet, ProtocolVersion, Will,
+    WillProperties, MAX_PACKET_SIZE,
 };
 use crate::session::SessionState;
 use crate::transport::{Accepted, Stream};
@@ -85,10 +85,22 @@ pub(super) async fn accept(
         // A copy: the decoded id is a slice of the read buffer, which it would keep alive.
         ByteString::from(&*connect.client_id)
     };
-    let Some(grant) = authenticate(&connect, &client_id, &mut stream, peer, &listener, core).await
-    else {
-        let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
-        return None;
+    let (grant, server_final) = if connect.properties.authentication_method.is_some() {
+        match scram_exchange(&connect, &client_id, &mut stream, &mut rbuf, peer, core).await {
+            Some((grant, server_final)) => (grant, Some(server_final)),
+            None => {
+                let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
+                return None;
+            }
+        }
+    } else {
+        let Some(grant) =
+            authenticate(&connect, &client_id, &mut stream, peer, &listener, core).await
+        else {
+            let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
+            return None;
+        };
+        (grant, None)
     };
     let io = Io {
         stream,
@@ -99,6 +111,7 @@ pub(super) async fn accept(
         *connect,
         client_id,
         grant.access,
+        server_final,
         conn_id,
         peer,
         &listener,
@@ -274,6 +287,126 @@ async fn authenticate(
     None
 }
 
+/// SCRAM-SHA-512 enhanced authentication (MQTT 4.12): the client-first message came in
+/// CONNECT; answers AUTH 0x18 with server-first, reads the client's AUTH 0x18 with its proof
+/// (within `connect_timeout_secs`), and on a match returns the grant and server-final (for the
+/// CONNACK). A refusal is answered here: 0x87 for a proof that does not match (wrong password
+/// or unknown user alike), 0x8C for an exchange that does not follow SCRAM; `None` then.
+async fn scram_exchange(
+    connect: &Connect,
+    client_id: &str,
+    stream: &mut Stream,
+    rbuf: &mut BytesMut,
+    peer: SocketAddr,
+    core: &Arc<Core>,
+) -> Option<(Grant, String)> {
+    let auth = core.auth();
+    let outcome = async {
+        let first = connect
+            .properties
+            .authentication_data
+            .as_deref()
+            .unwrap_or_default();
+        let (exchange, server_first) = scram::Exchange::start(
+            first,
+            |user| auth.scram_credential(user),
+            scram_secret(),
+            &random_nonce(),
+        )
+        .map_err(|_| ConnectReason::BadAuthenticationMethod)?;
+        let challenge = Packet::Auth(Auth {
+            reason: reason::CONTINUE_AUTHENTICATION,
+            properties: AuthProperties {
+                authentication_method: Some(ByteString::from_static(scram::METHOD)),
+                authentication_data: Some(Bytes::from(server_first)),
+                ..AuthProperties::default()
+            },
+        });
+        let mut out = BytesMut::new();
+        protocol::encode(&challenge, ProtocolVersion::V5, MAX_PACKET_SIZE, &mut out)
+            .map_err(|_| ConnectReason::UnspecifiedError)?;
+        stream
+            .write_all(&out)
+            .await
+            .map_err(|_| ConnectReason::UnspecifiedError)?;
+        let mqtt = &core.config().mqtt;
+        let limits = DecodeLimits {
+            max_packet_size: mqtt.max_packet_size.min(mqtt.max_connect_packet_size),
+            max_user_properties: mqtt.max_user_properties,
+        };
+        let timeout = Duration::from_secs(mqtt.connect_timeout_secs);
+        let answer = tokio::time::timeout(
+            timeout,
+            read_packet(stream, rbuf, Some(ProtocolVersion::V5), &limits),
+        )
+        .await;
+        let data = match answer {
+            Ok(Ok(Packet::Auth(a)))
+                if a.reason == reason::CONTINUE_AUTHENTICATION
+                    && a.properties.authentication_method.as_deref() == Some(scram::METHOD) =>
+            {
+                a.properties.authentication_data.unwrap_or_default()
+            }
+            _ => return Err(ConnectReason::BadAuthenticationMethod),
+        };
+        match exchange.finish(&data) {
+            Ok(server_final) => Ok((exchange.username().to_owned(), server_final)),
+            Err(scram::ScramError::BadProof) => Err(ConnectReason::NotAuthorized),
+            Err(scram::ScramError::Malformed(_)) => Err(ConnectReason::BadAuthenticationMethod),
+        }
+    }
+    .await;
+    let refusal = match outcome {
+        Ok((user, server_final)) => {
+            let mut grant = auth.grant_scram(client_id, &user);
+            let will_denied = match (&connect.will, grant.access.as_mut()) {
+                (Some(will), Some(access)) => !access.may_publish(&will.topic),
+                _ => false,
+            };
+            if !will_denied {
+                auth.throttle().succeeded(peer.ip());
+                return Some((grant, server_final));
+            }
+            ConnectReason::NotAuthorized
+        }
+        Err(reason) => reason,
+    };
+    core.stats().auth_failed(match refusal {
+        ConnectReason::NotAuthorized => "scram_bad_proof",
+        _ => "scram_bad_exchange",
+    });
+    tracing::info!(%peer, client_id, reason = ?refusal, "SCRAM authentication failed");
+    let delay = auth.throttle().failed(peer.ip(), core.clock().now_ms());
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = core.shutdown_token().cancelled() => return None,
+    }
+    refuse(stream, ProtocolVersion::V5, refusal, core).await;
+    None
+}
+
+/// A per-process secret that seeds SCRAM decoys for unknown users.
+fn scram_secret() -> &'static [u8] {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| {
+        let mut secret = [0u8; 32];
+        // Without randomness the decoys are merely predictable, which reveals little.
+        let _ = getrandom::fill(&mut secret);
+        secret
+    })
+}
+
+/// A fresh server nonce: 18 random bytes in base64.
+fn random_nonce() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 18];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Still unique per connection, if not unpredictable.
+        bytes[..8].copy_from_slice(&rand_suffix().to_le_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// The refusals a CONNECT can get before any session is touched.
 fn check_connect(connect: &Connect, core: &Core) -> Result<(), ConnectReason> {
     let mqtt = &core.config().mqtt;
@@ -285,8 +418,10 @@ fn check_connect(connect: &Connect, core: &Core) -> Result<(), ConnectReason> {
             ConnectReason::UseAnotherServer
         });
     }
-    if v5 && connect.properties.authentication_method.is_some() {
-        return Err(ConnectReason::BadAuthenticationMethod);
+    if let Some(method) = &connect.properties.authentication_method {
+        if !(v5 && &**method == scram::METHOD && core.auth().offers_scram()) {
+            return Err(ConnectReason::BadAuthenticationMethod);
+        }
     }
     if connect.client_id.is_empty() {
         let allowed = match connect.protocol {
@@ -359,6 +494,7 @@ async fn establish(
     connect: Connect,
     client_id: ByteString,
     access: Option<Box<Access>>,
+    server_final: Option<String>,
     conn_id: u64,
     peer: SocketAddr,
     listener: &Arc<str>,
@@ -462,6 +598,10 @@ async fn establish(
         }
         if !mqtt.retain_available {
             props.retain_available = Some(0);
+        }
+        if let Some(server_final) = server_final {
+            props.authentication_method = Some(ByteString::from_static(scram::METHOD));
+            props.authentication_data = Some(Bytes::from(server_final));
         }
         if mqtt.maximum_qos < 2 {
             props.maximum_qos = Some(mqtt.maximum_qos);

@@ -490,6 +490,10 @@ pub mod reason {
     pub const SUCCESS: u8 = 0x00;
     /// Granted QoS 1.
     pub const GRANTED_QOS_1: u8 = 0x01;
+    /// Continue authentication (AUTH).
+    pub const CONTINUE_AUTHENTICATION: u8 = 0x18;
+    /// Re-authenticate (AUTH).
+    pub const RE_AUTHENTICATE: u8 = 0x19;
     /// Granted QoS 2.
     pub const GRANTED_QOS_2: u8 = 0x02;
     /// Disconnect with Will Message.

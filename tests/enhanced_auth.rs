@@ -49,6 +49,31 @@ async fn scram_connect(
         Some(Packet::ConnAck(ack)) => return (raw, ack, false),
         other => panic!("expected AUTH or CONNACK, got {other:?}"),
     };
+    let (client_final, expected) = prove(&server_first, &bare, client_nonce, password);
+    raw.send(&auth(reason::CONTINUE_AUTHENTICATION, method, client_final))
+        .await;
+    let ack = match raw.recv().await {
+        Some(Packet::ConnAck(ack)) => ack,
+        other => panic!("expected CONNACK, got {other:?}"),
+    };
+    let verified = ack.properties.authentication_data.as_deref() == Some(expected.as_bytes());
+    (raw, ack, verified)
+}
+
+fn auth(code: u8, method: &str, data: String) -> Packet {
+    Packet::Auth(Auth {
+        reason: code,
+        properties: AuthProperties {
+            authentication_method: Some(method.into()),
+            authentication_data: Some(Bytes::from(data)),
+            ..AuthProperties::default()
+        },
+    })
+}
+
+/// The client's side of RFC 5802 with SHA-512: from server-first, the client-final message and
+/// the server-final message the server must answer.
+fn prove(server_first: &str, bare: &str, client_nonce: &str, password: &str) -> (String, String) {
     let fields: Vec<&str> = server_first.split(',').collect();
     let nonce = fields[0].strip_prefix("r=").unwrap();
     assert!(nonce.starts_with(client_nonce) && nonce.len() > client_nonce.len());
@@ -67,26 +92,33 @@ async fn scram_connect(
         .map(|(a, b)| a ^ b)
         .collect();
     let client_final = format!("{without_proof},p={}", B64.encode(proof));
-    raw.send(&Packet::Auth(Auth {
-        reason: reason::CONTINUE_AUTHENTICATION,
-        properties: AuthProperties {
-            authentication_method: Some(method.into()),
-            authentication_data: Some(Bytes::from(client_final)),
-            ..AuthProperties::default()
-        },
-    }))
-    .await;
-    let ack = match raw.recv().await {
-        Some(Packet::ConnAck(ack)) => ack,
-        other => panic!("expected CONNACK, got {other:?}"),
-    };
     let server_key = hmac(&salted, b"Server Key");
     let expected = format!(
         "v={}",
         B64.encode(hmac(&server_key, auth_message.as_bytes()))
     );
-    let verified = ack.properties.authentication_data.as_deref() == Some(expected.as_bytes());
-    (raw, ack, verified)
+    (client_final, expected)
+}
+
+const METHOD: &str = "SCRAM-SHA-512";
+
+/// Re-authenticates on a live connection (AUTH 0x19); returns the server's answer to the proof
+/// and the server-final message it must carry.
+async fn reauthenticate(raw: &mut Raw, user: &str, password: &str) -> (Option<Packet>, String) {
+    let client_nonce = "rOprNGfwEbeRWgbNEkqO";
+    let bare = format!("n={user},r={client_nonce}");
+    raw.send(&auth(reason::RE_AUTHENTICATE, METHOD, format!("n,,{bare}")))
+        .await;
+    let server_first = match raw.recv().await {
+        Some(Packet::Auth(a)) if a.reason == reason::CONTINUE_AUTHENTICATION => {
+            String::from_utf8(a.properties.authentication_data.unwrap().to_vec()).unwrap()
+        }
+        other => return (other, String::new()),
+    };
+    let (client_final, expected) = prove(&server_first, &bare, client_nonce, password);
+    raw.send(&auth(reason::CONTINUE_AUTHENTICATION, METHOD, client_final))
+        .await;
+    (raw.recv().await, expected)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,6 +145,26 @@ async fn scram_sha_512_against_the_password_file() {
     );
     assert!(verified, "the server proved it knows the password: {ack:?}");
     raw_ping(&mut raw).await;
+
+    // Re-authentication on the live connection: AUTH 0x00 with the server's signature.
+    let (answer, expected) = reauthenticate(&mut raw, "alice", "pencil").await;
+    match answer {
+        Some(Packet::Auth(a)) => {
+            assert_eq!(a.reason, reason::SUCCESS);
+            assert_eq!(
+                a.properties.authentication_data.as_deref(),
+                Some(expected.as_bytes())
+            );
+        }
+        other => panic!("expected AUTH 0x00, got {other:?}"),
+    }
+    raw_ping(&mut raw).await;
+    // A failed re-authentication ends the connection with 0x87.
+    let (answer, _) = reauthenticate(&mut raw, "alice", "wrong").await;
+    match answer {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, reason::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87, got {other:?}"),
+    }
 
     // A wrong password, an unknown user, and an argon2id entry (no SaltedPassword): 0x87.
     for (user, password) in [

@@ -85,9 +85,12 @@ pub(super) async fn accept(
         // A copy: the decoded id is a slice of the read buffer, which it would keep alive.
         ByteString::from(&*connect.client_id)
     };
-    let (grant, server_final) = if connect.properties.authentication_method.is_some() {
+    let (grant, scram) = if connect.properties.authentication_method.is_some() {
         match scram_exchange(&connect, &client_id, &mut stream, &mut rbuf, peer, core).await {
-            Some((grant, server_final)) => (grant, Some(server_final)),
+            Some((grant, server_final)) => {
+                let user = grant.username.clone().unwrap_or_default();
+                (grant, Some((user, server_final)))
+            }
             None => {
                 let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
                 return None;
@@ -111,7 +114,7 @@ pub(super) async fn accept(
         *connect,
         client_id,
         grant.access,
-        server_final,
+        scram,
         conn_id,
         peer,
         &listener,
@@ -386,7 +389,7 @@ async fn scram_exchange(
 }
 
 /// A per-process secret that seeds SCRAM decoys for unknown users.
-fn scram_secret() -> &'static [u8] {
+pub(super) fn scram_secret() -> &'static [u8] {
     static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
     SECRET.get_or_init(|| {
         let mut secret = [0u8; 32];
@@ -397,7 +400,7 @@ fn scram_secret() -> &'static [u8] {
 }
 
 /// A fresh server nonce: 18 random bytes in base64.
-fn random_nonce() -> String {
+pub(super) fn random_nonce() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 18];
     if getrandom::fill(&mut bytes).is_err() {
@@ -494,7 +497,7 @@ async fn establish(
     connect: Connect,
     client_id: ByteString,
     access: Option<Box<Access>>,
-    server_final: Option<String>,
+    scram: Option<(ByteString, String)>,
     conn_id: u64,
     peer: SocketAddr,
     listener: &Arc<str>,
@@ -599,9 +602,9 @@ async fn establish(
         if !mqtt.retain_available {
             props.retain_available = Some(0);
         }
-        if let Some(server_final) = server_final {
+        if let Some((_, server_final)) = &scram {
             props.authentication_method = Some(ByteString::from_static(scram::METHOD));
-            props.authentication_data = Some(Bytes::from(server_final));
+            props.authentication_data = Some(Bytes::from(server_final.clone()));
         }
         if mqtt.maximum_qos < 2 {
             props.maximum_qos = Some(mqtt.maximum_qos);
@@ -645,6 +648,8 @@ async fn establish(
             max_user_properties: mqtt.max_user_properties,
         },
         problem_information: connect.properties.request_problem_information != Some(0),
+        scram_user: scram.map(|(user, _)| user),
+        reauth: None,
         aliases_in: InboundAliases::new(if v5 { mqtt.topic_alias_maximum } else { 0 }),
         aliases_out: match connect.properties.topic_alias_maximum {
             Some(max) if v5 && max > 0 && mqtt.outgoing_topic_alias_maximum > 0 => Some(Box::new(

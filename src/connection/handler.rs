@@ -54,12 +54,7 @@ impl Connection {
                     "second CONNECT (MQTT-3.1.0-2)",
                 ))
             }
-            Packet::Auth(_) => {
-                return Some(Exit::violation(
-                    reason::PROTOCOL_ERROR,
-                    "AUTH without enhanced authentication (MQTT-4.12.0-1)",
-                ))
-            }
+            Packet::Auth(auth) => return self.on_auth(auth),
             other => {
                 return Some(Exit::violation(
                     reason::PROTOCOL_ERROR,

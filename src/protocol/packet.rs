@@ -512,6 +512,8 @@ pub mod reason {
     pub const IMPLEMENTATION_SPECIFIC_ERROR: u8 = 0x83;
     /// Not authorized.
     pub const NOT_AUTHORIZED: u8 = 0x87;
+    /// Bad authentication method.
+    pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
     /// Server busy.
     pub const SERVER_BUSY: u8 = 0x89;
     /// Server shutting down.

@@ -197,6 +197,30 @@ impl Exchange {
     }
 }
 
+/// A per-process secret that seeds the decoys of unknown users.
+pub fn process_secret() -> &'static [u8] {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| {
+        let mut secret = [0u8; 32];
+        // Without randomness the decoys are merely predictable, which reveals little.
+        let _ = getrandom::fill(&mut secret);
+        secret
+    })
+}
+
+/// A fresh server nonce: 18 random bytes in base64.
+pub fn random_nonce() -> String {
+    let mut bytes = [0u8; 18];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Still unique per exchange, if not unpredictable.
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id()) << 32;
+        bytes[..8].copy_from_slice(&n.to_le_bytes());
+    }
+    B64.encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

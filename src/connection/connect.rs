@@ -12,7 +12,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::{pause, Connection, TAKEOVER_TIMEOUT};
-use crate::auth::{scram, Access, ConnectRequest, Grant, Refusal};
+use crate::auth::enhanced::{Failure, Step};
+use crate::auth::{Access, ConnectRequest, Grant, Refusal};
 use crate::broker::core::Core;
 use crate::broker::registry::Claim;
 use crate::gate::AckQueue;
@@ -85,11 +86,11 @@ pub(super) async fn accept(
         // A copy: the decoded id is a slice of the read buffer, which it would keep alive.
         ByteString::from(&*connect.client_id)
     };
-    let (grant, scram) = if connect.properties.authentication_method.is_some() {
-        match scram_exchange(&connect, &client_id, &mut stream, &mut rbuf, peer, core).await {
-            Some((grant, server_final)) => {
+    let (grant, enhanced) = if connect.properties.authentication_method.is_some() {
+        match enhanced_exchange(&connect, &client_id, &mut stream, &mut rbuf, peer, core).await {
+            Some((grant, done)) => {
                 let user = grant.username.clone().unwrap_or_default();
-                (grant, Some((user, server_final)))
+                (grant, Some((user, done)))
             }
             None => {
                 let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
@@ -114,7 +115,7 @@ pub(super) async fn accept(
         *connect,
         client_id,
         grant.access,
-        scram,
+        enhanced,
         conn_id,
         peer,
         &listener,
@@ -290,95 +291,102 @@ async fn authenticate(
     None
 }
 
-/// SCRAM-SHA-512 enhanced authentication (MQTT 4.12): the client-first message came in
-/// CONNECT; answers AUTH 0x18 with server-first, reads the client's AUTH 0x18 with its proof
-/// (within `connect_timeout_secs`), and on a match returns the grant and server-final (for the
-/// CONNACK). A refusal is answered here: 0x87 for a proof that does not match (wrong password
-/// or unknown user alike), 0x8C for an exchange that does not follow SCRAM; `None` then.
-async fn scram_exchange(
+/// Enhanced authentication at CONNECT (MQTT 4.12): feeds the method's exchange the CONNECT's
+/// Authentication Data, then each AUTH 0x18 the client answers (each within
+/// `connect_timeout_secs`, at most [`MAX_AUTH_ROUNDS`]), sending the method's challenges in
+/// AUTH 0x18. On success returns the grant, and the method and final data for the CONNACK. A
+/// refusal is answered here: 0x87 when the client did not prove who it claims to be, 0x8C for
+/// an exchange that does not follow the method; `None` then.
+async fn enhanced_exchange(
     connect: &Connect,
     client_id: &str,
     stream: &mut Stream,
     rbuf: &mut BytesMut,
     peer: SocketAddr,
     core: &Arc<Core>,
-) -> Option<(Grant, String)> {
+) -> Option<(Grant, EnhancedDone)> {
     let auth = core.auth();
+    let method = connect
+        .properties
+        .authentication_method
+        .as_deref()
+        .unwrap_or_default();
     let outcome = async {
-        let first = connect
+        let authenticator = auth
+            .enhanced(method)
+            .ok_or(ConnectReason::BadAuthenticationMethod)?;
+        let method = authenticator.method();
+        let mut exchange = authenticator.begin();
+        let mut data = connect
             .properties
             .authentication_data
-            .as_deref()
+            .clone()
             .unwrap_or_default();
-        let (exchange, server_first) = scram::Exchange::start(
-            first,
-            |user| auth.scram_credential(user),
-            scram_secret(),
-            &random_nonce(),
-        )
-        .map_err(|_| ConnectReason::BadAuthenticationMethod)?;
-        let challenge = Packet::Auth(Auth {
-            reason: reason::CONTINUE_AUTHENTICATION,
-            properties: AuthProperties {
-                authentication_method: Some(ByteString::from_static(scram::METHOD)),
-                authentication_data: Some(Bytes::from(server_first)),
-                ..AuthProperties::default()
-            },
-        });
-        let mut out = BytesMut::new();
-        protocol::encode(&challenge, ProtocolVersion::V5, MAX_PACKET_SIZE, &mut out)
-            .map_err(|_| ConnectReason::UnspecifiedError)?;
-        stream
-            .write_all(&out)
-            .await
-            .map_err(|_| ConnectReason::UnspecifiedError)?;
         let mqtt = &core.config().mqtt;
         let limits = DecodeLimits {
             max_packet_size: mqtt.max_packet_size.min(mqtt.max_connect_packet_size),
             max_user_properties: mqtt.max_user_properties,
         };
         let timeout = Duration::from_secs(mqtt.connect_timeout_secs);
-        let answer = tokio::time::timeout(
-            timeout,
-            read_packet(stream, rbuf, Some(ProtocolVersion::V5), &limits),
-        )
-        .await;
-        let data = match answer {
-            Ok(Ok(Packet::Auth(a)))
-                if a.reason == reason::CONTINUE_AUTHENTICATION
-                    && a.properties.authentication_method.as_deref() == Some(scram::METHOD) =>
-            {
-                a.properties.authentication_data.unwrap_or_default()
-            }
-            _ => return Err(ConnectReason::BadAuthenticationMethod),
-        };
-        match exchange.finish(&data) {
-            Ok(server_final) => Ok((exchange.username().to_owned(), server_final)),
-            Err(scram::ScramError::BadProof) => Err(ConnectReason::NotAuthorized),
-            Err(scram::ScramError::Malformed(_)) => Err(ConnectReason::BadAuthenticationMethod),
+        for _ in 0..MAX_AUTH_ROUNDS {
+            let challenge = match exchange.step(auth, &data) {
+                Ok(Step::Done { username, data }) => {
+                    return Ok((username, EnhancedDone { method, data }))
+                }
+                Ok(Step::Continue(challenge)) => challenge,
+                Err(Failure::Denied) => return Err(ConnectReason::NotAuthorized),
+                Err(Failure::BadExchange(_)) => return Err(ConnectReason::BadAuthenticationMethod),
+            };
+            let mut out = BytesMut::new();
+            protocol::encode(
+                &auth_packet(reason::CONTINUE_AUTHENTICATION, method, Some(challenge)),
+                ProtocolVersion::V5,
+                MAX_PACKET_SIZE,
+                &mut out,
+            )
+            .map_err(|_| ConnectReason::UnspecifiedError)?;
+            stream
+                .write_all(&out)
+                .await
+                .map_err(|_| ConnectReason::UnspecifiedError)?;
+            let answer = tokio::time::timeout(
+                timeout,
+                read_packet(stream, rbuf, Some(ProtocolVersion::V5), &limits),
+            )
+            .await;
+            data = match answer {
+                Ok(Ok(Packet::Auth(a)))
+                    if a.reason == reason::CONTINUE_AUTHENTICATION
+                        && a.properties.authentication_method.as_deref() == Some(method) =>
+                {
+                    a.properties.authentication_data.unwrap_or_default()
+                }
+                _ => return Err(ConnectReason::BadAuthenticationMethod),
+            };
         }
+        Err(ConnectReason::BadAuthenticationMethod)
     }
     .await;
     let refusal = match outcome {
-        Ok((user, server_final)) => {
-            let mut grant = auth.grant_scram(client_id, &user);
+        Ok((user, done)) => {
+            let mut grant = auth.grant_enhanced(client_id, &user);
             let will_denied = match (&connect.will, grant.access.as_mut()) {
                 (Some(will), Some(access)) => !access.may_publish(&will.topic),
                 _ => false,
             };
             if !will_denied {
                 auth.throttle().succeeded(peer.ip());
-                return Some((grant, server_final));
+                return Some((grant, done));
             }
             ConnectReason::NotAuthorized
         }
         Err(reason) => reason,
     };
     core.stats().auth_failed(match refusal {
-        ConnectReason::NotAuthorized => "scram_bad_proof",
-        _ => "scram_bad_exchange",
+        ConnectReason::NotAuthorized => "enhanced_denied",
+        _ => "enhanced_bad_exchange",
     });
-    tracing::info!(%peer, client_id, reason = ?refusal, "SCRAM authentication failed");
+    tracing::info!(%peer, client_id, method, reason = ?refusal, "enhanced authentication failed");
     let delay = auth.throttle().failed(peer.ip(), core.clock().now_ms());
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
@@ -388,26 +396,25 @@ async fn scram_exchange(
     None
 }
 
-/// A per-process secret that seeds SCRAM decoys for unknown users.
-pub(super) fn scram_secret() -> &'static [u8] {
-    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
-    SECRET.get_or_init(|| {
-        let mut secret = [0u8; 32];
-        // Without randomness the decoys are merely predictable, which reveals little.
-        let _ = getrandom::fill(&mut secret);
-        secret
-    })
+/// Client packets an enhanced authentication may take at CONNECT.
+const MAX_AUTH_ROUNDS: usize = 8;
+
+/// What a successful enhanced authentication gives the CONNACK.
+struct EnhancedDone {
+    method: &'static str,
+    data: Option<Vec<u8>>,
 }
 
-/// A fresh server nonce: 18 random bytes in base64.
-pub(super) fn random_nonce() -> String {
-    use base64::Engine as _;
-    let mut bytes = [0u8; 18];
-    if getrandom::fill(&mut bytes).is_err() {
-        // Still unique per connection, if not unpredictable.
-        bytes[..8].copy_from_slice(&rand_suffix().to_le_bytes());
-    }
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+/// An AUTH packet of `method`.
+pub(super) fn auth_packet(code: u8, method: &'static str, data: Option<Vec<u8>>) -> Packet {
+    Packet::Auth(Auth {
+        reason: code,
+        properties: AuthProperties {
+            authentication_method: Some(ByteString::from_static(method)),
+            authentication_data: data.map(Bytes::from),
+            ..AuthProperties::default()
+        },
+    })
 }
 
 /// The refusals a CONNECT can get before any session is touched.
@@ -422,7 +429,7 @@ fn check_connect(connect: &Connect, core: &Core) -> Result<(), ConnectReason> {
         });
     }
     if let Some(method) = &connect.properties.authentication_method {
-        if !(v5 && &**method == scram::METHOD && core.auth().offers_scram()) {
+        if !(v5 && core.auth().enhanced(method).is_some()) {
             return Err(ConnectReason::BadAuthenticationMethod);
         }
     }
@@ -497,7 +504,7 @@ async fn establish(
     connect: Connect,
     client_id: ByteString,
     access: Option<Box<Access>>,
-    scram: Option<(ByteString, String)>,
+    enhanced: Option<(ByteString, EnhancedDone)>,
     conn_id: u64,
     peer: SocketAddr,
     listener: &Arc<str>,
@@ -602,9 +609,9 @@ async fn establish(
         if !mqtt.retain_available {
             props.retain_available = Some(0);
         }
-        if let Some((_, server_final)) = &scram {
-            props.authentication_method = Some(ByteString::from_static(scram::METHOD));
-            props.authentication_data = Some(Bytes::from(server_final.clone()));
+        if let Some((_, done)) = &enhanced {
+            props.authentication_method = Some(ByteString::from_static(done.method));
+            props.authentication_data = done.data.clone().map(Bytes::from);
         }
         if mqtt.maximum_qos < 2 {
             props.maximum_qos = Some(mqtt.maximum_qos);
@@ -648,7 +655,7 @@ async fn establish(
             max_user_properties: mqtt.max_user_properties,
         },
         problem_information: connect.properties.request_problem_information != Some(0),
-        scram_user: scram.map(|(user, _)| user),
+        enhanced: enhanced.map(|(user, done)| (done.method, user)),
         reauth: None,
         aliases_in: InboundAliases::new(if v5 { mqtt.topic_alias_maximum } else { 0 }),
         aliases_out: match connect.properties.topic_alias_maximum {

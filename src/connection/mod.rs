@@ -225,11 +225,11 @@ pub(crate) struct Connection {
     /// The client allows Reason Strings and User Properties beyond PUBLISH, CONNACK and
     /// DISCONNECT (5.0 Request Problem Information, default 1).
     problem_information: bool,
-    /// The user a SCRAM exchange authenticated at CONNECT (5.0 enhanced authentication), who
-    /// may re-authenticate with AUTH 0x19.
-    scram_user: Option<ByteString>,
-    /// A re-authentication between its two AUTH packets.
-    reauth: Option<Box<crate::auth::scram::Exchange>>,
+    /// The method and user of the enhanced authentication at CONNECT (5.0), which the client
+    /// may repeat with AUTH 0x19.
+    enhanced: Option<(&'static str, ByteString)>,
+    /// A re-authentication under way.
+    reauth: Option<Box<dyn crate::auth::enhanced::AuthExchange>>,
     /// Topic aliases the client has set (5.0).
     aliases_in: InboundAliases,
     /// Topic aliases the server has assigned (5.0; `None` when the client allows none).

@@ -189,3 +189,31 @@ async fn retain_unavailable_is_refused_with_0x9a() {
         Some(reason::RETAIN_NOT_SUPPORTED)
     );
 }
+
+/// paho-mqtt in v5 mode reads Response Information, Topic Alias Maximum and Maximum QoS from
+/// the CONNACK, is granted QoS 1 for a QoS 2 subscription, publishes with a topic alias, and
+/// gets its messages on the right topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paho_v5_reads_the_server_options() {
+    let (_broker, addr) = common::start_with(|c| {
+        c.mqtt.maximum_qos = 1;
+        c.mqtt.response_information_prefix = "resp/".into();
+    })
+    .await;
+    let out = common::python(
+        "paho_v5_options.py",
+        &[addr.ip().to_string(), addr.port().to_string()],
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(
+        json["connack"],
+        serde_json::json!({"reason": 0, "response_information": "resp/paho-v5",
+            "topic_alias_maximum": 10, "maximum_qos": 1})
+    );
+    assert_eq!(json["granted"], serde_json::json!([1]));
+    assert_eq!(
+        json["received"],
+        serde_json::json!([["p/x", "m0"], ["p/x", "m1"], ["p/x", "m2"]])
+    );
+}

@@ -20,8 +20,8 @@ use crate::gate::AckQueue;
 use crate::metrics::stats::Stats;
 use crate::protocol::{
     self, reason, topic, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectReason,
-    DecodeError, DecodeLimits, InboundAliases, OutboundAliases, Packet, ProtocolVersion, Will,
-    WillProperties, MAX_PACKET_SIZE,
+    DecodeError, DecodeLimits, OutboundAliases, Packet, ProtocolVersion, Will, WillProperties,
+    MAX_PACKET_SIZE,
 };
 use crate::session::SessionState;
 use crate::transport::{Accepted, Stream};
@@ -655,9 +655,14 @@ async fn establish(
             max_user_properties: mqtt.max_user_properties,
         },
         problem_information: connect.properties.request_problem_information != Some(0),
-        enhanced: enhanced.map(|(user, done)| (done.method, user)),
-        reauth: None,
-        aliases_in: InboundAliases::new(if v5 { mqtt.topic_alias_maximum } else { 0 }),
+        enhanced: enhanced.map(|(user, done)| {
+            Box::new(super::reauth::Enhanced {
+                method: done.method,
+                user,
+                exchange: None,
+            })
+        }),
+        aliases_in: None,
         aliases_out: match connect.properties.topic_alias_maximum {
             Some(max) if v5 && max > 0 && mqtt.outgoing_topic_alias_maximum > 0 => Some(Box::new(
                 OutboundAliases::new(max.min(mqtt.outgoing_topic_alias_maximum)),

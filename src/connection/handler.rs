@@ -9,8 +9,8 @@ use super::{Connection, Exit};
 use crate::gate::{TicketSource, Unanswered, Verdict};
 use crate::metrics::stats::DropReason;
 use crate::protocol::{
-    reason, AckProperties, Disconnect, Packet, PubResp, Publish, QoS, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
+    reason, AckProperties, Disconnect, InboundAliases, Packet, PubResp, Publish, QoS, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::session::mailbox::{Message, MessageParts};
 use crate::session::{AckOutcome, SubEntry};
@@ -78,12 +78,21 @@ impl Connection {
     }
 
     fn on_publish(&mut self, mut publish: Publish, now: Instant) -> Option<Exit> {
-        let alias = publish.properties.topic_alias;
-        if let Err(error) = self.aliases_in.resolve(&mut publish.topic, alias) {
-            return Some(Exit::violation(
-                reason::TOPIC_ALIAS_INVALID,
-                error.to_string(),
-            ));
+        if let Some(alias) = publish.properties.topic_alias {
+            let max = if self.version.is_v5() {
+                self.core.config().mqtt.topic_alias_maximum
+            } else {
+                0
+            };
+            let table = self
+                .aliases_in
+                .get_or_insert_with(|| Box::new(InboundAliases::new(max)));
+            if let Err(error) = table.resolve(&mut publish.topic, Some(alias)) {
+                return Some(Exit::violation(
+                    reason::TOPIC_ALIAS_INVALID,
+                    error.to_string(),
+                ));
+            }
         }
         if !publish.properties.subscription_identifiers.is_empty() {
             return Some(Exit::violation(

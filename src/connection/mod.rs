@@ -225,13 +225,11 @@ pub(crate) struct Connection {
     /// The client allows Reason Strings and User Properties beyond PUBLISH, CONNACK and
     /// DISCONNECT (5.0 Request Problem Information, default 1).
     problem_information: bool,
-    /// The method and user of the enhanced authentication at CONNECT (5.0), which the client
-    /// may repeat with AUTH 0x19.
-    enhanced: Option<(&'static str, ByteString)>,
-    /// A re-authentication under way.
-    reauth: Option<Box<dyn crate::auth::enhanced::AuthExchange>>,
-    /// Topic aliases the client has set (5.0).
-    aliases_in: InboundAliases,
+    /// The enhanced authentication of CONNECT (5.0), which the client may repeat with AUTH
+    /// 0x19 (boxed: most connections have none, and idle ones pay for every byte here).
+    enhanced: Option<Box<reauth::Enhanced>>,
+    /// Topic aliases the client has set (5.0; made at the first alias).
+    aliases_in: Option<Box<InboundAliases>>,
     /// Topic aliases the server has assigned (5.0; `None` when the client allows none).
     aliases_out: Option<Box<OutboundAliases>>,
     /// Incoming QoS 1/2 PUBLISH packets not answered yet, in arrival order.

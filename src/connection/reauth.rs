@@ -4,20 +4,35 @@
 //! connection keeps serving meanwhile. A refusal, or another user than at CONNECT, ends the
 //! connection with DISCONNECT 0x87; an exchange that does not follow the method with 0x8C.
 
+use bytestring::ByteString;
+
 use super::connect::auth_packet;
 use super::{Connection, Exit};
-use crate::auth::enhanced::{Failure, Step};
+use crate::auth::enhanced::{AuthExchange, Failure, Step};
 use crate::protocol::{reason, Auth};
+
+/// A connection's enhanced authentication.
+#[derive(Debug)]
+pub(super) struct Enhanced {
+    /// The Authentication Method of CONNECT.
+    pub(super) method: &'static str,
+    /// The user it proved to be.
+    pub(super) user: ByteString,
+    /// A re-authentication under way.
+    pub(super) exchange: Option<Box<dyn AuthExchange>>,
+}
 
 impl Connection {
     /// Handles an AUTH packet after CONNACK.
     pub(super) fn on_auth(&mut self, auth: Auth) -> Option<Exit> {
-        let Some((method, user)) = self.enhanced.clone() else {
+        let Some(state) = self.enhanced.as_mut() else {
             return Some(Exit::violation(
                 reason::PROTOCOL_ERROR,
                 "AUTH without enhanced authentication at CONNECT (MQTT-4.12.0-1)",
             ));
         };
+        let (method, user) = (state.method, state.user.clone());
+        let pending = state.exchange.take();
         if auth.properties.authentication_method.as_deref() != Some(method) {
             return Some(Exit::violation(
                 reason::PROTOCOL_ERROR,
@@ -25,7 +40,7 @@ impl Connection {
             ));
         }
         let data = auth.properties.authentication_data.unwrap_or_default();
-        let mut exchange = match (auth.reason, self.reauth.take()) {
+        let mut exchange = match (auth.reason, pending) {
             (reason::RE_AUTHENTICATE, None) => match self.core.auth().enhanced(method) {
                 Some(authenticator) => authenticator.begin(),
                 None => return Some(Exit::NotAuthorized("authentication method withdrawn")),
@@ -46,7 +61,9 @@ impl Connection {
                     method,
                     Some(challenge),
                 ));
-                self.reauth = Some(exchange);
+                if let Some(state) = self.enhanced.as_mut() {
+                    state.exchange = Some(exchange);
+                }
                 None
             }
             Ok(Step::Done { username, .. }) if *username != *user => {

@@ -309,6 +309,19 @@ pub struct MqttConfig {
     pub persistent_session_expiry_secs: u32,
     /// Default true.
     pub retain_available: bool,
+    /// Default 2: the highest QoS accepted on PUBLISH (5.0: Maximum QoS in CONNACK; above it,
+    /// DISCONNECT 0x9B) and granted on SUBSCRIBE; 0..=2.
+    #[serde(deserialize_with = "strict::uint")]
+    pub maximum_qos: u8,
+    /// Default "" (none): a 5.0 client that sets Request Response Information gets Response
+    /// Information `<prefix><client id>` in CONNACK.
+    pub response_information_prefix: String,
+    /// Default "" (none): when set, every CONNECT is refused and sent there: 5.0 clients get
+    /// CONNACK 0x9C Use another server (0x9D Server moved with `server_moved`) with this as
+    /// Server Reference; 3.1.1 clients get return code 3 (server unavailable).
+    pub server_reference: String,
+    /// Default false: with `server_reference`, the move is permanent (0x9D instead of 0x9C).
+    pub server_moved: bool,
     /// Default true.
     pub allow_zero_length_client_id: bool,
     /// Default 5.
@@ -317,6 +330,13 @@ pub struct MqttConfig {
     /// Default 256: incoming QoS 1/2 PUBLISH unanswered per connection (5.0 Receive Maximum).
     #[serde(deserialize_with = "strict::uint")]
     pub receive_maximum: u16,
+    /// Default 10: 5.0 Topic Aliases a client may set (advertised in CONNACK); 0 allows none.
+    #[serde(deserialize_with = "strict::uint")]
+    pub topic_alias_maximum: u16,
+    /// Default 10: 5.0 Topic Aliases the server assigns on a connection, within the client's
+    /// own Topic Alias Maximum (least recently used replaced first); 0 assigns none.
+    #[serde(deserialize_with = "strict::uint")]
+    pub outgoing_topic_alias_maximum: u16,
     /// Default 30000: how long an owner (a full queue, the bridge) may hold a PUBLISH's answer.
     #[serde(deserialize_with = "strict::uint")]
     pub ack_timeout_ms: u64,
@@ -473,9 +493,15 @@ impl Default for MqttConfig {
             max_session_expiry_secs: u32::MAX,
             persistent_session_expiry_secs: u32::MAX,
             retain_available: true,
+            maximum_qos: 2,
+            response_information_prefix: String::new(),
+            server_reference: String::new(),
+            server_moved: false,
             allow_zero_length_client_id: true,
             shutdown_grace_secs: 5,
             receive_maximum: 256,
+            topic_alias_maximum: 10,
+            outgoing_topic_alias_maximum: 10,
             ack_timeout_ms: 30_000,
             slow_subscriber_timeout_ms: 10_000,
             slow_subscriber: SlowSubscriberPolicy::Disconnect,
@@ -598,6 +624,12 @@ impl Config {
                     "must be between 1 and {MAX_PACKET_SIZE_LIMIT} (got {})",
                     m.max_packet_size
                 ),
+            );
+        }
+        if m.maximum_qos > 2 {
+            return bad(
+                "mqtt.maximum_qos".into(),
+                format!("must be 0, 1 or 2 (got {})", m.maximum_qos),
             );
         }
         if m.max_inflight == 0 {
@@ -796,6 +828,9 @@ mod strict {
     /// The largest value of an unsigned type, for messages.
     pub(crate) trait Bounded {
         const MAX: u64;
+    }
+    impl Bounded for u8 {
+        const MAX: u64 = u8::MAX as u64;
     }
     impl Bounded for u16 {
         const MAX: u64 = u16::MAX as u64;

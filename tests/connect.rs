@@ -213,13 +213,14 @@ async fn second_connect_gets_v5_disconnect_protocol_error() {
     let (broker, addr) = start().await;
     let mut raw = raw_connected(addr, V5, "twice5").await;
     raw.send(&connect_packet(V5, "twice5", true)).await;
-    assert_eq!(
-        raw.until_closed().await,
-        [Packet::Disconnect(Disconnect {
-            reason: reason::PROTOCOL_ERROR,
-            ..Default::default()
-        })]
-    );
+    match &raw.until_closed().await[..] {
+        [Packet::Disconnect(Disconnect { reason, properties })] => {
+            assert_eq!(*reason, reason::PROTOCOL_ERROR);
+            let why = properties.reason_string.as_deref().unwrap_or_default();
+            assert!(why.contains("MQTT-3.1.0-2"), "reason string {why:?}");
+        }
+        other => panic!("expected one DISCONNECT 0x82, got {other:?}"),
+    }
     assert_eq!(broker.stats().protocol_errors, 1);
 }
 

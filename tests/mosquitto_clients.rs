@@ -205,3 +205,45 @@ async fn rumqttc_publisher_reaches_mosquitto_sub() {
     lines.sort();
     assert_eq!(lines, ["m/a|one|2|0", "m/b|two|1|0"]);
 }
+
+/// Topic aliases: `mosquitto_pub -l` with a topic alias sends the topic once and then only the
+/// alias; a rumqttc 5.0 subscriber that allows aliases gets them from Warren, and its client
+/// state (which refuses an unknown alias) resolves them. (libmosquitto 2.0's own receive path
+/// treats an empty topic as a protocol error, so mosquitto_sub cannot be that subscriber.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_pub_topic_alias_to_rumqttc_with_aliases() {
+    use tokio::io::AsyncWriteExt;
+    common::require_mosquitto_clients();
+    let (_broker, addr) = common::start().await;
+    let mut options = clients::v5_options(addr, "alias-sub");
+    options.set_topic_alias_max(Some(5));
+    let mut sub = V5::start(options).await.unwrap();
+    sub.subscribe("al/#", QoS5::AtLeastOnce).await;
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(["-V", "5", "-t", "al/x", "-q", "1", "-l"])
+        .args(["-D", "publish", "topic-alias", "1"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mosquitto_pub");
+    let mut stdin = publisher.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\nthree\n").await.unwrap();
+    drop(stdin);
+    let output = common::within(publisher.wait_with_output()).await.unwrap();
+    assert!(
+        output.status.success(),
+        "mosquitto_pub failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (n, payload) in ["one", "two", "three"].into_iter().enumerate() {
+        let got = sub.next_publish().await;
+        assert_eq!(&got.payload[..], payload.as_bytes());
+        let alias = got.properties.and_then(|p| p.topic_alias);
+        let topic: &[u8] = if n == 0 { b"al/x" } else { b"" };
+        assert_eq!((&got.topic[..], alias), (topic, Some(1)));
+    }
+    // Still connected: rumqttc resolved the aliases without a protocol error.
+    sub.subscribe("other", QoS5::AtMostOnce).await;
+}

@@ -22,10 +22,12 @@ pub mod access;
 pub mod acl;
 pub mod cert;
 pub mod config;
+pub mod enhanced;
 pub mod http;
 pub mod jwt;
 pub mod passwd;
 pub mod passwd_cmd;
+pub mod scram;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -200,6 +202,8 @@ pub struct Auth {
     /// Password hashes checked at once (argon2id takes 19 MiB and tens of ms each): a flood of
     /// CONNECTs queues here instead of taking every blocking thread and gigabytes.
     hashing: tokio::sync::Semaphore,
+    /// The enhanced authentication methods served (5.0 AUTH).
+    enhanced: Vec<Box<dyn enhanced::EnhancedAuthenticator>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -255,6 +259,11 @@ impl Auth {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             ),
+            enhanced: if auth.password_file.is_some() {
+                vec![Box::new(enhanced::ScramSha512)]
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -450,6 +459,32 @@ impl Auth {
             };
         }
         Err(Refusal::BadCredentials("unknown_user"))
+    }
+
+    /// The enhanced authentication method called `method`, if it is served.
+    pub fn enhanced(&self, method: &str) -> Option<&dyn enhanced::EnhancedAuthenticator> {
+        self.enhanced
+            .iter()
+            .find(|a| a.method() == method)
+            .map(|a| &**a)
+    }
+
+    /// The SCRAM-SHA-512 credential of `user` in the password file, if it has a `$7$` entry.
+    pub fn scram_credential(&self, user: &str) -> Option<scram::Credential> {
+        self.files.read().passwords.as_ref()?.scram_credential(user)
+    }
+
+    /// The grant of a client that enhanced authentication accepted as `user`, as a password
+    /// check would give it (a password-file user's credential is revocable on reload).
+    pub fn grant_enhanced(self: &Arc<Self>, client_id: &str, user: &str) -> Grant {
+        let stored = self
+            .files
+            .read()
+            .passwords
+            .as_ref()
+            .and_then(|p| p.fingerprint(user))
+            .map(|s| (ByteString::from(user), Box::from(s)));
+        self.grant(client_id, Some(user.to_owned()), None, false, stored)
     }
 
     fn grant(

@@ -182,6 +182,24 @@ impl PasswordFile {
         }
     }
 
+    /// The SCRAM-SHA-512 credential of `user`: its `$7$` entry, whose 64-byte PBKDF2-HMAC-SHA512
+    /// output is SCRAM's SaltedPassword. `None` for an unknown user and for `$6$` and argon2id
+    /// entries (they hold no SaltedPassword).
+    pub fn scram_credential(&self, user: &str) -> Option<super::scram::Credential> {
+        match &self.users.get(user)?.hash {
+            Hash::Pbkdf2 {
+                iterations,
+                salt,
+                hash,
+            } => Some(super::scram::Credential {
+                salt: salt.clone(),
+                iterations: *iterations,
+                salted_password: hash.as_slice().try_into().ok()?,
+            }),
+            _ => None,
+        }
+    }
+
     /// The stored hash text of `user` (to see on reload whether it changed).
     pub fn fingerprint(&self, user: &str) -> Option<&str> {
         self.users.get(user).map(|e| e.text.as_str())

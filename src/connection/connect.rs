@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::{pause, Connection, TAKEOVER_TIMEOUT};
+use crate::auth::enhanced::{Failure, Step};
 use crate::auth::{Access, ConnectRequest, Grant, Refusal};
 use crate::broker::clients::ClientInfo;
 use crate::broker::core::Core;
@@ -19,8 +20,9 @@ use crate::broker::registry::Claim;
 use crate::gate::AckQueue;
 use crate::metrics::stats::Stats;
 use crate::protocol::{
-    self, topic, ConnAck, ConnAckProperties, Connect, ConnectReason, DecodeError, DecodeLimits,
-    Packet, ProtocolVersion, Will, WillProperties, MAX_PACKET_SIZE,
+    self, reason, topic, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectReason,
+    DecodeError, DecodeLimits, OutboundAliases, Packet, ProtocolVersion, Will, WillProperties,
+    MAX_PACKET_SIZE,
 };
 use crate::session::SessionState;
 use crate::transport::{Accepted, Stream};
@@ -85,10 +87,25 @@ pub(super) async fn accept(
         // A copy: the decoded id is a slice of the read buffer, which it would keep alive.
         ByteString::from(&*connect.client_id)
     };
-    let Some(grant) = authenticate(&connect, &client_id, &mut stream, peer, &listener, core).await
-    else {
-        let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
-        return None;
+    let (grant, enhanced) = if connect.properties.authentication_method.is_some() {
+        match enhanced_exchange(&connect, &client_id, &mut stream, &mut rbuf, peer, core).await {
+            Some((grant, done)) => {
+                let user = grant.username.clone().unwrap_or_default();
+                (grant, Some((user, done)))
+            }
+            None => {
+                let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
+                return None;
+            }
+        }
+    } else {
+        let Some(grant) =
+            authenticate(&connect, &client_id, &mut stream, peer, &listener, core).await
+        else {
+            let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, stream.shutdown()).await;
+            return None;
+        };
+        (grant, None)
     };
     let io = Io {
         stream,
@@ -99,6 +116,7 @@ pub(super) async fn accept(
         *connect,
         client_id,
         grant.access,
+        enhanced,
         conn_id,
         peer,
         &listener,
@@ -207,7 +225,11 @@ async fn handshake(
     let version = connect.protocol;
     if let Err(reason) = check_connect(&connect, core) {
         tracing::info!(%peer, client_id = %connect.client_id, ?reason, "CONNECT refused");
-        if version.is_v5() || reason.v3_return_code() != 3 {
+        let redirect = matches!(
+            reason,
+            ConnectReason::UseAnotherServer | ConnectReason::ServerMoved
+        );
+        if version.is_v5() || reason.v3_return_code() != 3 || redirect {
             refuse(stream, version, reason, core).await;
         } else {
             // 3.1.1 has no return code for this refusal ("server unavailable" would mislead).
@@ -278,12 +300,147 @@ async fn authenticate(
     None
 }
 
+/// Enhanced authentication at CONNECT (MQTT 4.12): feeds the method's exchange the CONNECT's
+/// Authentication Data, then each AUTH 0x18 the client answers (each within
+/// `connect_timeout_secs`, at most [`MAX_AUTH_ROUNDS`]), sending the method's challenges in
+/// AUTH 0x18. On success returns the grant, and the method and final data for the CONNACK. A
+/// refusal is answered here: 0x87 when the client did not prove who it claims to be, 0x8C for
+/// an exchange that does not follow the method; `None` then.
+async fn enhanced_exchange(
+    connect: &Connect,
+    client_id: &str,
+    stream: &mut Stream,
+    rbuf: &mut BytesMut,
+    peer: SocketAddr,
+    core: &Arc<Core>,
+) -> Option<(Grant, EnhancedDone)> {
+    let auth = core.auth();
+    let method = connect
+        .properties
+        .authentication_method
+        .as_deref()
+        .unwrap_or_default();
+    let outcome = async {
+        let authenticator = auth
+            .enhanced(method)
+            .ok_or(ConnectReason::BadAuthenticationMethod)?;
+        let method = authenticator.method();
+        let mut exchange = authenticator.begin();
+        let mut data = connect
+            .properties
+            .authentication_data
+            .clone()
+            .unwrap_or_default();
+        let mqtt = &core.config().mqtt;
+        let limits = DecodeLimits {
+            max_packet_size: mqtt.max_packet_size.min(mqtt.max_connect_packet_size),
+            max_user_properties: mqtt.max_user_properties,
+        };
+        let timeout = Duration::from_secs(mqtt.connect_timeout_secs);
+        for _ in 0..MAX_AUTH_ROUNDS {
+            let challenge = match exchange.step(auth, &data) {
+                Ok(Step::Done { username, data }) => {
+                    return Ok((username, EnhancedDone { method, data }))
+                }
+                Ok(Step::Continue(challenge)) => challenge,
+                Err(Failure::Denied) => return Err(ConnectReason::NotAuthorized),
+                Err(Failure::BadExchange(_)) => return Err(ConnectReason::BadAuthenticationMethod),
+            };
+            let mut out = BytesMut::new();
+            protocol::encode(
+                &auth_packet(reason::CONTINUE_AUTHENTICATION, method, Some(challenge)),
+                ProtocolVersion::V5,
+                MAX_PACKET_SIZE,
+                &mut out,
+            )
+            .map_err(|_| ConnectReason::UnspecifiedError)?;
+            stream
+                .write_all(&out)
+                .await
+                .map_err(|_| ConnectReason::UnspecifiedError)?;
+            let answer = tokio::time::timeout(
+                timeout,
+                read_packet(stream, rbuf, Some(ProtocolVersion::V5), &limits),
+            )
+            .await;
+            data = match answer {
+                Ok(Ok(Packet::Auth(a)))
+                    if a.reason == reason::CONTINUE_AUTHENTICATION
+                        && a.properties.authentication_method.as_deref() == Some(method) =>
+                {
+                    a.properties.authentication_data.unwrap_or_default()
+                }
+                _ => return Err(ConnectReason::BadAuthenticationMethod),
+            };
+        }
+        Err(ConnectReason::BadAuthenticationMethod)
+    }
+    .await;
+    let refusal = match outcome {
+        Ok((user, done)) => {
+            let mut grant = auth.grant_enhanced(client_id, &user);
+            let will_denied = match (&connect.will, grant.access.as_mut()) {
+                (Some(will), Some(access)) => !access.may_publish(&will.topic),
+                _ => false,
+            };
+            if !will_denied {
+                auth.throttle().succeeded(peer.ip());
+                return Some((grant, done));
+            }
+            ConnectReason::NotAuthorized
+        }
+        Err(reason) => reason,
+    };
+    core.stats().auth_failed(match refusal {
+        ConnectReason::NotAuthorized => "enhanced_denied",
+        _ => "enhanced_bad_exchange",
+    });
+    tracing::info!(%peer, client_id, method, reason = ?refusal, "enhanced authentication failed");
+    let delay = auth.throttle().failed(peer.ip(), core.clock().now_ms());
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = core.shutdown_token().cancelled() => return None,
+    }
+    refuse(stream, ProtocolVersion::V5, refusal, core).await;
+    None
+}
+
+/// Client packets an enhanced authentication may take at CONNECT.
+const MAX_AUTH_ROUNDS: usize = 8;
+
+/// What a successful enhanced authentication gives the CONNACK.
+struct EnhancedDone {
+    method: &'static str,
+    data: Option<Vec<u8>>,
+}
+
+/// An AUTH packet of `method`.
+pub(super) fn auth_packet(code: u8, method: &'static str, data: Option<Vec<u8>>) -> Packet {
+    Packet::Auth(Auth {
+        reason: code,
+        properties: AuthProperties {
+            authentication_method: Some(ByteString::from_static(method)),
+            authentication_data: data.map(Bytes::from),
+            ..AuthProperties::default()
+        },
+    })
+}
+
 /// The refusals a CONNECT can get before any session is touched.
 fn check_connect(connect: &Connect, core: &Core) -> Result<(), ConnectReason> {
     let mqtt = &core.config().mqtt;
     let v5 = connect.protocol.is_v5();
-    if v5 && connect.properties.authentication_method.is_some() {
-        return Err(ConnectReason::BadAuthenticationMethod);
+    if !mqtt.server_reference.is_empty() {
+        return Err(if mqtt.server_moved {
+            ConnectReason::ServerMoved
+        } else {
+            ConnectReason::UseAnotherServer
+        });
+    }
+    if let Some(method) = &connect.properties.authentication_method {
+        if !(v5 && core.auth().enhanced(method).is_some()) {
+            return Err(ConnectReason::BadAuthenticationMethod);
+        }
     }
     if connect.client_id.is_empty() {
         let allowed = match connect.protocol {
@@ -303,18 +460,33 @@ fn check_connect(connect: &Connect, core: &Core) -> Result<(), ConnectReason> {
         if will.retain && !mqtt.retain_available {
             return Err(ConnectReason::RetainNotSupported);
         }
+        if will.qos as u8 > mqtt.maximum_qos {
+            // MQTT-3.2.2-12.
+            return Err(ConnectReason::QoSNotSupported);
+        }
     }
     Ok(())
 }
 
-/// Sends a refusing CONNACK and closes.
+/// Sends a refusing CONNACK and closes. A 5.0 refusal says why in a Reason String (allowed on
+/// CONNACK whatever Request Problem Information says), and a redirection names the server.
 async fn refuse(stream: &mut Stream, version: ProtocolVersion, reason: ConnectReason, core: &Core) {
     core.stats().refused(refusal_label(reason));
     let mut out = BytesMut::new();
+    let redirect = matches!(
+        reason,
+        ConnectReason::UseAnotherServer | ConnectReason::ServerMoved
+    );
+    let server_reference = &core.config().mqtt.server_reference;
     let connack = ConnAck {
         session_present: false,
         reason,
-        properties: ConnAckProperties::default(),
+        properties: ConnAckProperties {
+            reason_string: Some(ByteString::from_static(refusal_label(reason))),
+            server_reference: (redirect && !server_reference.is_empty())
+                .then(|| ByteString::from(server_reference.as_str())),
+            ..ConnAckProperties::default()
+        },
     };
     if protocol::encode(
         &Packet::ConnAck(connack),
@@ -341,6 +513,7 @@ async fn establish(
     connect: Connect,
     client_id: ByteString,
     access: Option<Box<Access>>,
+    enhanced: Option<(ByteString, EnhancedDone)>,
     conn_id: u64,
     peer: SocketAddr,
     listener: &Arc<str>,
@@ -449,8 +622,26 @@ async fn establish(
         props.maximum_packet_size = Some(mqtt.max_packet_size);
         props.receive_maximum = Some(mqtt.receive_maximum);
         props.shared_subscription_available = Some(1);
+        if mqtt.topic_alias_maximum > 0 {
+            props.topic_alias_maximum = Some(mqtt.topic_alias_maximum);
+        }
         if !mqtt.retain_available {
             props.retain_available = Some(0);
+        }
+        if let Some((_, done)) = &enhanced {
+            props.authentication_method = Some(ByteString::from_static(done.method));
+            props.authentication_data = done.data.clone().map(Bytes::from);
+        }
+        if mqtt.maximum_qos < 2 {
+            props.maximum_qos = Some(mqtt.maximum_qos);
+        }
+        if connect.properties.request_response_information == Some(1)
+            && !mqtt.response_information_prefix.is_empty()
+        {
+            props.response_information = Some(ByteString::from(format!(
+                "{}{client_id}",
+                mqtt.response_information_prefix
+            )));
         }
     }
     let connack = ConnAck {
@@ -482,6 +673,21 @@ async fn establish(
         limits: DecodeLimits {
             max_packet_size: mqtt.max_packet_size,
             max_user_properties: mqtt.max_user_properties,
+        },
+        problem_information: connect.properties.request_problem_information != Some(0),
+        enhanced: enhanced.map(|(user, done)| {
+            Box::new(super::reauth::Enhanced {
+                method: done.method,
+                user,
+                exchange: None,
+            })
+        }),
+        aliases_in: None,
+        aliases_out: match connect.properties.topic_alias_maximum {
+            Some(max) if v5 && max > 0 && mqtt.outgoing_topic_alias_maximum > 0 => Some(Box::new(
+                OutboundAliases::new(max.min(mqtt.outgoing_topic_alias_maximum)),
+            )),
+            _ => None,
         },
         acks: AckQueue::default(),
         held: None,
@@ -551,6 +757,11 @@ fn refusal_label(reason: ConnectReason) -> &'static str {
         ConnectReason::RetainNotSupported => "retain_not_supported",
         ConnectReason::BadUserNameOrPassword => "bad_username_or_password",
         ConnectReason::NotAuthorized => "not_authorized",
+        ConnectReason::QoSNotSupported => "qos_not_supported",
+        ConnectReason::UseAnotherServer => "use_another_server",
+        ConnectReason::ServerMoved => "server_moved",
+        ConnectReason::QuotaExceeded => "quota_exceeded",
+        ConnectReason::ServerBusy => "server_busy",
         _ => "other",
     }
 }

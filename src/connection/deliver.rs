@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{Connection, DRAIN_BATCH, WRITE_HIGH_WATER};
 use crate::metrics::stats::DropReason;
-use crate::protocol::{self, EncodeError, Packet, PubResp, PublishOut, QoS};
+use crate::protocol::{self, EncodeError, OutAlias, Packet, PubResp, PublishOut, QoS};
 use std::sync::Arc;
 
 use crate::session::mailbox::{Delivery, Message};
@@ -161,23 +161,37 @@ impl Connection {
             let left = expires_at.saturating_duration_since(now).as_millis();
             u32::try_from(left.div_ceil(1000)).unwrap_or(u32::MAX)
         });
+        let topic = message.topic();
+        let alias = self
+            .aliases_out
+            .as_ref()
+            .and_then(|table| table.choose(topic));
         let publish = PublishOut {
             dup,
             qos: delivery.qos,
             retain: delivery.retain,
-            topic: message.topic(),
+            topic: match alias {
+                Some(OutAlias::Known(_)) => "",
+                _ => topic,
+            },
             pkid,
             properties: &message.properties,
             subscription_ids: &delivery.subscription_ids,
             message_expiry_interval,
+            topic_alias: alias.map(OutAlias::value),
             payload: message.payload(),
         };
-        protocol::encode_publish(
+        let written = protocol::encode_publish(
             &publish,
             self.version,
             self.client_max_packet,
             &mut self.wbuf,
-        )
+        )?;
+        if let (Some(table), Some(alias)) = (self.aliases_out.as_mut(), alias) {
+            // Only a PUBLISH that went out sets or refreshes its alias.
+            table.confirm(topic, alias);
+        }
+        Ok(written)
     }
 
     /// Resends what was in flight when the session was last connected (MQTT-4.4.0-1).

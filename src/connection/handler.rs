@@ -9,8 +9,8 @@ use super::{Connection, Exit};
 use crate::gate::{TicketSource, Unanswered, Verdict};
 use crate::metrics::stats::DropReason;
 use crate::protocol::{
-    reason, AckProperties, Disconnect, Packet, PubResp, Publish, QoS, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
+    reason, AckProperties, Disconnect, InboundAliases, Packet, PubResp, Publish, QoS, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::router::parse_share;
 use crate::session::mailbox::{Message, MessageParts};
@@ -58,12 +58,7 @@ impl Connection {
                     "second CONNECT (MQTT-3.1.0-2)",
                 ))
             }
-            Packet::Auth(_) => {
-                return Some(Exit::violation(
-                    reason::PROTOCOL_ERROR,
-                    "AUTH without enhanced authentication (MQTT-4.12.0-1)",
-                ))
-            }
+            Packet::Auth(auth) => return self.on_auth(auth),
             other => {
                 return Some(Exit::violation(
                     reason::PROTOCOL_ERROR,
@@ -86,12 +81,22 @@ impl Connection {
         }
     }
 
-    fn on_publish(&mut self, publish: Publish, now: Instant) -> Option<Exit> {
-        if publish.properties.topic_alias.is_some() {
-            return Some(Exit::violation(
-                reason::TOPIC_ALIAS_INVALID,
-                "topic alias sent but Topic Alias Maximum is 0 (MQTT-3.3.2-9)",
-            ));
+    fn on_publish(&mut self, mut publish: Publish, now: Instant) -> Option<Exit> {
+        if let Some(alias) = publish.properties.topic_alias {
+            let max = if self.version.is_v5() {
+                self.core.config().mqtt.topic_alias_maximum
+            } else {
+                0
+            };
+            let table = self
+                .aliases_in
+                .get_or_insert_with(|| Box::new(InboundAliases::new(max)));
+            if let Err(error) = table.resolve(&mut publish.topic, Some(alias)) {
+                return Some(Exit::violation(
+                    reason::TOPIC_ALIAS_INVALID,
+                    error.to_string(),
+                ));
+            }
         }
         if !publish.properties.subscription_identifiers.is_empty() {
             return Some(Exit::violation(
@@ -106,6 +111,16 @@ impl Connection {
                 format!(
                     "topic over {} bytes or {} levels (max_topic_length, max_topic_levels)",
                     mqtt.max_topic_length, mqtt.max_topic_levels
+                ),
+            ));
+        }
+        let maximum_qos = self.core.config().mqtt.maximum_qos;
+        if publish.qos as u8 > maximum_qos {
+            return Some(Exit::violation(
+                reason::QOS_NOT_SUPPORTED,
+                format!(
+                    "PUBLISH at QoS {} above the Maximum QoS {maximum_qos} (MQTT-3.3.1-4)",
+                    publish.qos as u8
                 ),
             ));
         }
@@ -224,7 +239,7 @@ impl Connection {
         let response = PubResp {
             pkid: entry.pkid,
             reason: code,
-            properties: AckProperties::default(),
+            properties: self.refusal_properties(code),
         };
         self.send(if entry.exactly_once {
             Packet::PubRec(response)
@@ -255,7 +270,10 @@ impl Connection {
         let v5 = self.version.is_v5();
         let id = subscribe.properties.subscription_identifier;
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
-        for (filter, options) in subscribe.filters {
+        let maximum_qos = self.core.config().mqtt.maximum_qos;
+        for (filter, mut options) in subscribe.filters {
+            // Above the Maximum QoS: granted the maximum (MQTT 3.9.3).
+            options.qos = QoS::from_u8(maximum_qos).map_or(options.qos, |max| options.qos.min(max));
             // A shared subscription is authorized by its topic filter, and gets no retained
             // messages (5.0 section 4.8.2).
             let (acl_filter, shared) = match parse_share(&filter) {
@@ -282,10 +300,12 @@ impl Connection {
                 Err(refusal) => reasons.push(if v5 { refusal.reason_code() } else { 0x80 }),
             }
         }
+        let refused = reasons.iter().copied().find(|&code| code >= 0x80);
         self.send(Packet::SubAck(SubAck {
             pkid: subscribe.pkid,
+            properties: refused
+                .map_or_else(AckProperties::default, |code| self.refusal_properties(code)),
             reasons,
-            properties: AckProperties::default(),
         }));
     }
 
@@ -352,6 +372,18 @@ impl Connection {
         }
         Exit::Disconnect {
             will: disconnect.reason == reason::DISCONNECT_WITH_WILL,
+        }
+    }
+}
+
+impl Connection {
+    /// The properties of an acknowledgement carrying refusal `code`: a Reason String, unless
+    /// the code is a success or the client asked for no problem information (5.0 3.1.2.11.7).
+    fn refusal_properties(&self, code: u8) -> AckProperties {
+        AckProperties {
+            reason_string: (code >= 0x80 && self.version.is_v5() && self.problem_information)
+                .then(|| bytestring::ByteString::from_static(reason::describe(code))),
+            ..AckProperties::default()
         }
     }
 }

@@ -31,6 +31,7 @@ mod deliver;
 mod handler;
 mod hold;
 mod pause;
+mod reauth;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use bytestring::ByteString;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Sleep;
 
@@ -49,7 +51,8 @@ use crate::broker::registry::Release;
 use crate::gate::{AckQueue, GateWaker};
 use crate::metrics::stats::Stats;
 use crate::protocol::{
-    self, reason, DecodeError, DecodeLimits, Disconnect, Packet, ProtocolVersion, Will,
+    self, reason, DecodeError, DecodeLimits, Disconnect, DisconnectProperties, InboundAliases,
+    OutboundAliases, Packet, ProtocolVersion, Will,
 };
 use crate::session::mailbox::{Control, TakeOver};
 use crate::session::SessionState;
@@ -142,6 +145,15 @@ impl Exit {
         }
     }
 
+    /// What to say in the DISCONNECT's Reason String, when there is more than the code.
+    fn text(&self) -> Option<&str> {
+        match self {
+            Exit::Violation { detail, .. } => Some(detail),
+            Exit::NotAuthorized(why) => Some(why),
+            _ => None,
+        }
+    }
+
     /// True when the will message must be published.
     fn publishes_will(&self) -> bool {
         !matches!(self, Exit::Disconnect { will: false })
@@ -216,6 +228,16 @@ pub(crate) struct Connection {
     receive_maximum: usize,
     /// What the decoder refuses.
     limits: DecodeLimits,
+    /// The client allows Reason Strings and User Properties beyond PUBLISH, CONNACK and
+    /// DISCONNECT (5.0 Request Problem Information, default 1).
+    problem_information: bool,
+    /// The enhanced authentication of CONNECT (5.0), which the client may repeat with AUTH
+    /// 0x19 (boxed: most connections have none, and idle ones pay for every byte here).
+    enhanced: Option<Box<reauth::Enhanced>>,
+    /// Topic aliases the client has set (5.0; made at the first alias).
+    aliases_in: Option<Box<InboundAliases>>,
+    /// Topic aliases the server has assigned (5.0; `None` when the client allows none).
+    aliases_out: Option<Box<OutboundAliases>>,
     /// Incoming QoS 1/2 PUBLISH packets not answered yet, in arrival order.
     acks: AckQueue,
     /// PUBLISH input held back (3.1.1 Receive Maximum, publish rate limits), with the input
@@ -512,10 +534,21 @@ impl Connection {
         let writable = !matches!(exit, Exit::WriteTimeout | Exit::Closed | Exit::BadStream(_));
         if let (true, true, Some(code)) = (writable, self.version.is_v5(), exit.disconnect_reason())
         {
-            self.send(Packet::Disconnect(Disconnect {
+            // A Reason String is allowed on DISCONNECT whatever Request Problem Information
+            // says; one the client's Maximum Packet Size cannot take is left out.
+            let mut disconnect = Disconnect {
                 reason: code,
-                ..Disconnect::default()
-            }));
+                properties: DisconnectProperties {
+                    reason_string: exit.text().map(|text| ByteString::from(short(text))),
+                    ..DisconnectProperties::default()
+                },
+            };
+            if protocol::encoded_len(&Packet::Disconnect(disconnect.clone()), self.version)
+                .is_ok_and(|len| len as u64 > u64::from(self.client_max_packet))
+            {
+                disconnect.properties.reason_string = None;
+            }
+            self.send(Packet::Disconnect(disconnect));
         }
         let mut will = if exit.publishes_will() {
             self.will.take()
@@ -675,6 +708,15 @@ impl Connection {
     fn placeholder_session(&self) -> SessionState {
         SessionState::new(self.session.client_id.clone(), self.session.mailbox.clone())
     }
+}
+
+/// At most 256 bytes of `text`, cut at a character boundary.
+fn short(text: &str) -> &str {
+    let mut end = text.len().min(256);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// How much to read next: the rest of the next packet if its header is already there (bounded

@@ -8,6 +8,7 @@
 //! past their limit before reading them; [`encode`] writes a whole packet or nothing. User
 //! properties are kept compact, in their wire encoding ([`UserProperties`]).
 
+pub mod alias;
 mod decode;
 mod encode;
 mod error;
@@ -22,6 +23,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
+pub use alias::{AliasError, InboundAliases, OutAlias, OutboundAliases};
 pub use decode::{decode, frame_len, server_disconnect_reason};
 pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};

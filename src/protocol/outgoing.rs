@@ -20,13 +20,15 @@ pub struct PublishOut<'a> {
     pub topic: &'a str,
     /// Packet identifier (0 at QoS 0).
     pub pkid: u16,
-    /// The message's properties (5.0); its subscription identifiers and expiry are ignored
-    /// in favour of the two fields below.
+    /// The message's properties (5.0); its subscription identifiers, expiry and topic alias
+    /// are ignored in favour of the three fields below.
     pub properties: &'a PublishProperties,
     /// Subscription identifiers of this delivery (5.0).
     pub subscription_ids: &'a [u32],
     /// Message Expiry Interval left for this delivery (5.0).
     pub message_expiry_interval: Option<u32>,
+    /// Topic Alias of this delivery (5.0); with it, `topic` may be empty.
+    pub topic_alias: Option<u16>,
     /// Payload.
     pub payload: &'a [u8],
 }
@@ -40,12 +42,13 @@ impl Props for OutProps<'_> {
             self.0.properties,
             self.0.subscription_ids,
             self.0.message_expiry_interval,
+            self.0.topic_alias,
         )
     }
 }
 
 fn body<S: Sink>(p: &PublishOut<'_>, v: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
-    if p.topic.is_empty() {
+    if p.topic.is_empty() && !(v.is_v5() && p.topic_alias.is_some()) {
         return Err(EncodeError::Invalid("empty topic name"));
     }
     put_str(s, p.topic)?;
@@ -121,6 +124,7 @@ mod tests {
                     properties: &properties,
                     subscription_ids: &[3, 300],
                     message_expiry_interval: Some(9),
+                    topic_alias: None,
                     payload: b"payload",
                 };
                 let mut owned_properties = properties.clone();

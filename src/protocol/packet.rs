@@ -490,6 +490,10 @@ pub mod reason {
     pub const SUCCESS: u8 = 0x00;
     /// Granted QoS 1.
     pub const GRANTED_QOS_1: u8 = 0x01;
+    /// Continue authentication (AUTH).
+    pub const CONTINUE_AUTHENTICATION: u8 = 0x18;
+    /// Re-authenticate (AUTH).
+    pub const RE_AUTHENTICATE: u8 = 0x19;
     /// Granted QoS 2.
     pub const GRANTED_QOS_2: u8 = 0x02;
     /// Disconnect with Will Message.
@@ -508,6 +512,8 @@ pub mod reason {
     pub const IMPLEMENTATION_SPECIFIC_ERROR: u8 = 0x83;
     /// Not authorized.
     pub const NOT_AUTHORIZED: u8 = 0x87;
+    /// Bad authentication method.
+    pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
     /// Server busy.
     pub const SERVER_BUSY: u8 = 0x89;
     /// Server shutting down.
@@ -546,6 +552,29 @@ pub mod reason {
     pub const SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED: u8 = 0xA1;
     /// Wildcard Subscriptions not supported.
     pub const WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0xA2;
+
+    /// A short text for a refusal code, for Reason String properties.
+    pub fn describe(code: u8) -> &'static str {
+        match code {
+            UNSPECIFIED_ERROR => "unspecified error",
+            MALFORMED_PACKET => "malformed packet",
+            PROTOCOL_ERROR => "protocol error",
+            IMPLEMENTATION_SPECIFIC_ERROR => "implementation specific error",
+            NOT_AUTHORIZED => "not authorized",
+            SERVER_BUSY => "server busy",
+            TOPIC_FILTER_INVALID => "topic filter invalid",
+            TOPIC_NAME_INVALID => "topic name invalid",
+            PACKET_IDENTIFIER_IN_USE => "packet identifier in use",
+            QUOTA_EXCEEDED => "quota exceeded",
+            PAYLOAD_FORMAT_INVALID => "payload format invalid",
+            RETAIN_NOT_SUPPORTED => "retain not supported",
+            QOS_NOT_SUPPORTED => "QoS not supported",
+            SHARED_SUBSCRIPTIONS_NOT_SUPPORTED => "shared subscriptions not supported",
+            SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED => "subscription identifiers not supported",
+            WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED => "wildcard subscriptions not supported",
+            _ => "refused",
+        }
+    }
 }
 
 /// SUBSCRIBE.

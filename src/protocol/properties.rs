@@ -290,9 +290,8 @@ pub(crate) fn decode_publish(
                 once(&mut p.payload_format_indicator, flag(v, "3.3.2.3.2")?)?
             }
             (MESSAGE_EXPIRY_INTERVAL, Value::U32(v)) => once(&mut p.message_expiry_interval, v)?,
-            (TOPIC_ALIAS, Value::U16(v)) => {
-                once(&mut p.topic_alias, nonzero_u16(v, "MQTT-3.3.2-8")?)?
-            }
+            // Alias 0 is refused by the receiver's alias table, with 0x94 (MQTT-3.3.2-8).
+            (TOPIC_ALIAS, Value::U16(v)) => once(&mut p.topic_alias, v)?,
             (RESPONSE_TOPIC, Value::Str(v)) => once(&mut p.response_topic, response_topic(v)?)?,
             (CORRELATION_DATA, Value::Bin(v)) => once(&mut p.correlation_data, v)?,
             (USER_PROPERTY, Value::User) => users.read(&mut r, budget)?,
@@ -554,24 +553,26 @@ impl Props for PublishProperties {
             self,
             &self.subscription_identifiers,
             self.message_expiry_interval,
+            self.topic_alias,
         )
     }
 }
 
-/// The properties of a PUBLISH, with the two that differ per delivery (subscription
-/// identifiers, the expiry left) given apart from the message's own.
+/// The properties of a PUBLISH, with the three that differ per delivery (subscription
+/// identifiers, the expiry left, the topic alias) given apart from the message's own.
 pub(crate) fn write_publish<S: Sink>(
     s: &mut S,
     p: &PublishProperties,
     subscription_ids: &[u32],
     message_expiry_interval: Option<u32>,
+    topic_alias: Option<u16>,
 ) -> Result<(), EncodeError> {
     opt_u8(s, PAYLOAD_FORMAT_INDICATOR, p.payload_format_indicator);
     opt_u32(s, MESSAGE_EXPIRY_INTERVAL, message_expiry_interval);
-    if p.topic_alias == Some(0) {
+    if topic_alias == Some(0) {
         return Err(EncodeError::Invalid("topic alias 0"));
     }
-    opt_u16(s, TOPIC_ALIAS, p.topic_alias);
+    opt_u16(s, TOPIC_ALIAS, topic_alias);
     opt_str(s, RESPONSE_TOPIC, &p.response_topic)?;
     opt_bin(s, CORRELATION_DATA, &p.correlation_data)?;
     users(s, &p.user_properties)?;

@@ -21,15 +21,37 @@ const MAX_LIMIT: usize = 1000;
 /// Largest request body read (a kick's reason).
 const MAX_BODY: usize = 4096;
 
-/// Answers `route`.
+/// Answers `route`. The work (a pass over the registry, the JSON) runs on a blocking thread,
+/// not on the broker's async workers, so that a large listing does not hold up publishes.
 pub async fn dispatch(
-    admin: &Admin,
+    admin: std::sync::Arc<Admin>,
     route: Route,
     params: Vec<String>,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let query = routes::query(request.uri().query());
     let param = params.into_iter().next().unwrap_or_default();
+    let body = match route {
+        Route::Kick => match Limited::new(request.into_body(), MAX_BODY).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("request body: {e}")),
+        },
+        _ => Bytes::new(),
+    };
+    tokio::task::spawn_blocking(move || answer(&admin, route, &param, &query, &body))
+        .await
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "the handler failed"))
+}
+
+fn answer(
+    admin: &Admin,
+    route: Route,
+    param: &str,
+    query: &[(String, String)],
+    body: &[u8],
+) -> Response<Full<Bytes>> {
+    let param = param.to_owned();
+    let query = query.to_vec();
     let result = match route {
         Route::OpenApi => Ok(openapi()),
         Route::Overview => Ok(ok(overview(admin))),
@@ -37,7 +59,7 @@ pub async fn dispatch(
         Route::Sessions => page_of_sessions(admin, &query, false),
         Route::Client => one_session(admin, &param, true),
         Route::Session => one_session(admin, &param, false),
-        Route::Kick => kick(admin, &param, request).await,
+        Route::Kick => kick(admin, &param, body),
         Route::DeleteSession => delete_session(admin, &param),
         Route::Subscriptions => Ok(ok(subscriptions(admin, &query))),
         Route::Retained => retained_page(admin, &query),
@@ -318,16 +340,11 @@ fn subscription_json(
     v
 }
 
-async fn kick(admin: &Admin, client_id: &str, request: Request<Incoming>) -> Answer {
-    let body = Limited::new(request.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("request body: {e}")))?
-        .to_bytes();
+fn kick(admin: &Admin, client_id: &str, body: &[u8]) -> Answer {
     let code = if body.iter().all(u8::is_ascii_whitespace) {
         reason::ADMINISTRATIVE_ACTION
     } else {
-        let v: Value = serde_json::from_slice(&body)
+        let v: Value = serde_json::from_slice(body)
             .map_err(|e| (StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
         match v.get("reason") {
             None | Some(Value::Null) => reason::ADMINISTRATIVE_ACTION,

@@ -232,7 +232,11 @@ fn cross_site<B>(request: &Request<B>, open: bool) -> Option<Response<Full<Bytes
 }
 
 impl Admin {
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_owned();
         if !path.starts_with("/api/") {
             return console::asset(&request);

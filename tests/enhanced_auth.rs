@@ -84,7 +84,8 @@ async fn scram_connect(
 ) -> (Raw, ConnAck, bool) {
     let client_nonce = "fyko+d2lbbFgONRv9qkxdawL";
     let bare = format!("n={user},r={client_nonce}");
-    let mut connect = common::connect_packet(V5, "scram-client", true);
+    let client_id = format!("scram-{user}-{method}");
+    let mut connect = common::connect_packet(V5, &client_id, true);
     if let Packet::Connect(c) = &mut connect {
         c.properties.authentication_method = Some(method.into());
         c.properties.authentication_data = Some(Bytes::from(format!("n,,{bare}")));
@@ -287,12 +288,18 @@ async fn scram_sha_256_against_the_scram_file() {
     let bob = postgres_line("bob", "hunter2", b"0123456789abcdef", 4096);
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, format!("{text}{bob}")).unwrap();
-    let (broker, addr) = start(|a| a.scram_file = Some(file.clone())).await;
+    let (broker, addr) = start(|a| {
+        a.scram_file = Some(file.clone());
+        a.disconnect_on_revoke = true;
+    })
+    .await;
 
-    connect_and_reauthenticate(addr, "SCRAM-SHA-256", "alice", "pencil").await;
+    let mut alice = connect_and_reauthenticate(addr, "SCRAM-SHA-256", "alice", "pencil").await;
+    let (mut bob_raw, ack, verified) = scram_connect(addr, "SCRAM-SHA-256", "bob", "hunter2").await;
+    assert_eq!(ack.reason, ConnectReason::Success, "{ack:?}");
+    assert!(verified, "{ack:?}");
 
     for (method, user, password, code) in [
-        ("SCRAM-SHA-256", "bob", "hunter2", ConnectReason::Success),
         (
             "SCRAM-SHA-512",
             "alice",
@@ -330,9 +337,15 @@ async fn scram_sha_256_against_the_scram_file() {
         assert_eq!(verified, code == ConnectReason::Success, "{method} {user}");
     }
 
-    // Reload rereads the file: bob's line removed, bob is refused.
+    // Reload rereads the file: bob's line removed, his connection is closed (0x87, as
+    // disconnect_on_revoke asks) and he is refused; alice stays.
     passwd(&["-D", "--scram-sha-256", path, "bob"]);
     broker.reload().unwrap();
+    match bob_raw.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, reason::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87, got {other:?}"),
+    }
+    raw_ping(&mut alice).await;
     let (_, ack, _) = scram_connect(addr, "SCRAM-SHA-256", "bob", "hunter2").await;
     assert_eq!(ack.reason, ConnectReason::NotAuthorized);
 

@@ -144,6 +144,23 @@ impl Files {
     }
 }
 
+impl Files {
+    /// `user`'s entry in the password file and lines in the SCRAM file, to see on reload
+    /// whether they changed; `None` when it has neither.
+    fn fingerprint(&self, user: &str) -> Option<String> {
+        let password = self.passwords.as_ref().and_then(|p| p.fingerprint(user));
+        let scram = self.scram.as_ref().and_then(|s| s.fingerprint(user));
+        if password.is_none() && scram.is_none() {
+            return None;
+        }
+        Some(format!(
+            "{}\n{}",
+            password.unwrap_or_default(),
+            scram.unwrap_or_default()
+        ))
+    }
+}
+
 /// How one listener lets clients in.
 #[derive(Debug, Clone, Copy)]
 struct ListenerPolicy {
@@ -331,13 +348,11 @@ impl Auth {
         self.files.read().acl.clone()
     }
 
-    /// True when `user`'s password-file entry is `stored`.
+    /// True when `user`'s password-file entry and SCRAM lines are `stored`.
     fn password_unchanged(&self, user: &str, stored: &str) -> bool {
-        let files = self.files.read();
-        files
-            .passwords
-            .as_ref()
-            .and_then(|p| p.fingerprint(user))
+        self.files
+            .read()
+            .fingerprint(user)
             .is_some_and(|s| s == stored)
     }
 
@@ -424,10 +439,8 @@ impl Auth {
             match check {
                 Check::Valid => {
                     let stored = files
-                        .passwords
-                        .as_ref()
-                        .and_then(|p| p.fingerprint(user))
-                        .map(|s| (ByteString::from(user), Box::from(s)));
+                        .fingerprint(user)
+                        .map(|s| (ByteString::from(user), s.into_boxed_str()));
                     return Ok(self.grant(req.client_id, Some(user.into()), None, false, stored));
                 }
                 Check::WrongPassword => return Err(Refusal::BadCredentials("bad_password")),
@@ -499,15 +512,13 @@ impl Auth {
     }
 
     /// The grant of a client that enhanced authentication accepted as `user`, as a password
-    /// check would give it (a password-file user's credential is revocable on reload).
+    /// check would give it (its credentials in the password and SCRAM files are revocable on reload).
     pub fn grant_enhanced(self: &Arc<Self>, client_id: &str, user: &str) -> Grant {
         let stored = self
             .files
             .read()
-            .passwords
-            .as_ref()
-            .and_then(|p| p.fingerprint(user))
-            .map(|s| (ByteString::from(user), Box::from(s)));
+            .fingerprint(user)
+            .map(|s| (ByteString::from(user), s.into_boxed_str()));
         self.grant(client_id, Some(user.to_owned()), None, false, stored)
     }
 

@@ -77,6 +77,17 @@ impl ScramFile {
         )
     }
 
+    /// `user`'s verifiers, one a line (to see on reload whether they changed).
+    pub fn fingerprint(&self, user: &str) -> Option<String> {
+        let lines: Vec<String> = self
+            .users
+            .get(user)?
+            .iter()
+            .map(ScramFile::verifier)
+            .collect();
+        Some(lines.join("\n"))
+    }
+
     /// Number of users.
     pub fn len(&self) -> usize {
         self.users.len()

@@ -272,6 +272,11 @@ fn postgres_line(user: &str, password: &str, salt: &[u8], iterations: u32) -> St
     )
 }
 
+/// `rolpassword` of a role with password "pencil", made by PostgreSQL 15.18 itself (`initdb
+/// --auth=scram-sha-256 --pwfile`, then `SELECT rolpassword FROM pg_authid` in single-user mode).
+const POSTGRES_VERIFIER: &str = "SCRAM-SHA-256$4096:OVgVV1biyO58QLY0mp7l+Q==$\
+    UIyU3dZaovk6afunkQTaVX8oAQWpsj3/g8iJ0HljBbY=:B3EkmBQGp0hD6yaT8OzicdlWPXpp52wIY2rYL8k85KM=";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_sha_256_against_the_scram_file() {
     let dir = std::env::temp_dir().join(format!("warren-scram256-{}", std::process::id()));
@@ -287,7 +292,7 @@ async fn scram_sha_256_against_the_scram_file() {
     passwd(&["--scram-sha-512", "-b", path, "alice", "pencil512"]);
     let bob = postgres_line("bob", "hunter2", b"0123456789abcdef", 4096);
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, format!("{text}{bob}")).unwrap();
+    std::fs::write(&file, format!("{text}{bob}carol:{POSTGRES_VERIFIER}\n")).unwrap();
     let (broker, addr) = start(|a| {
         a.scram_file = Some(file.clone());
         a.disconnect_on_revoke = true;
@@ -299,42 +304,23 @@ async fn scram_sha_256_against_the_scram_file() {
     assert_eq!(ack.reason, ConnectReason::Success, "{ack:?}");
     assert!(verified, "{ack:?}");
 
-    for (method, user, password, code) in [
-        (
-            "SCRAM-SHA-512",
-            "alice",
-            "pencil512",
-            ConnectReason::Success,
-        ),
-        (
-            "SCRAM-SHA-256",
-            "alice",
-            "wrong",
-            ConnectReason::NotAuthorized,
-        ),
+    for (method, user, password, ok) in [
+        ("SCRAM-SHA-512", "alice", "pencil512", true),
+        ("SCRAM-SHA-256", "carol", "pencil", true),
+        ("SCRAM-SHA-256", "alice", "wrong", false),
         // The SHA-512 password is not the SHA-256 one; bob has no SHA-512 line.
-        (
-            "SCRAM-SHA-256",
-            "alice",
-            "pencil512",
-            ConnectReason::NotAuthorized,
-        ),
-        (
-            "SCRAM-SHA-512",
-            "bob",
-            "hunter2",
-            ConnectReason::NotAuthorized,
-        ),
-        (
-            "SCRAM-SHA-256",
-            "mallory",
-            "pencil",
-            ConnectReason::NotAuthorized,
-        ),
+        ("SCRAM-SHA-256", "alice", "pencil512", false),
+        ("SCRAM-SHA-512", "bob", "hunter2", false),
+        ("SCRAM-SHA-256", "mallory", "pencil", false),
     ] {
         let (_, ack, verified) = scram_connect(addr, method, user, password).await;
+        let code = if ok {
+            ConnectReason::Success
+        } else {
+            ConnectReason::NotAuthorized
+        };
         assert_eq!(ack.reason, code, "{method} {user} {password}");
-        assert_eq!(verified, code == ConnectReason::Success, "{method} {user}");
+        assert_eq!(verified, ok, "{method} {user}");
     }
 
     // Reload rereads the file: bob's line removed, his connection is closed (0x87, as

@@ -192,6 +192,17 @@ mod tests {
         assert_eq!(file.credential(Hash::Sha512, "alice"), Some(sha512));
         assert_eq!(file.credential(Hash::Sha256, "bob"), None);
 
+        // Made by PostgreSQL 15.18 for password "pencil" (`initdb --auth=scram-sha-256`, then
+        // `SELECT rolpassword FROM pg_authid`).
+        let real = "carol:SCRAM-SHA-256$4096:OVgVV1biyO58QLY0mp7l+Q==$\
+            UIyU3dZaovk6afunkQTaVX8oAQWpsj3/g8iJ0HljBbY=:B3EkmBQGp0hD6yaT8OzicdlWPXpp52wIY2rYL8k85KM=";
+        let got = ScramFile::parse(real)
+            .unwrap()
+            .credential(Hash::Sha256, "carol");
+        let salt = B64.decode("OVgVV1biyO58QLY0mp7l+Q==").unwrap();
+        let ours = Credential::from_password(Hash::Sha256, b"pencil", salt, 4096);
+        assert_eq!(got, Some(ours));
+
         let key32 = B64.encode([7u8; 32]);
         let key64 = B64.encode([7u8; 64]);
         let salt = B64.encode(b"salt");

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 /// The hash of a SCRAM mechanism.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hash {
     /// SCRAM-SHA-256 (RFC 7677): 32-byte keys.
     Sha256,

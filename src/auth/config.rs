@@ -1,6 +1,6 @@
 //! `[auth]`: who may connect and what they may touch. Typed keys, checked by
 //! [`AuthConfig::check`] as part of [`crate::config::Config::validate`]; the files they name
-//! (password file, ACL file, JWKS) are read by [`super::Auth::load`].
+//! (password file, SCRAM file, ACL file, JWKS) are read by [`super::Auth::load`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -13,8 +13,8 @@ usage: warren [--config PATH]               start the broker
        warren bridge --config PATH          run the AMQP bridge alone, in front of the MQTT
                                             broker of [bridge.mqtt] (e.g. Mosquitto)
        warren reload [--config PATH | --pid PID]
-                                            make a running broker reread its password, ACL,
-                                            JWKS and TLS files (SIGHUP to runtime.pid_file's
+                                            make a running broker reread its password, SCRAM,
+                                            ACL, JWKS and TLS files (SIGHUP to runtime.pid_file's
                                             process, or to PID)
        warren ctl [--url URL] [--token TOKEN] [--json] COMMAND
                                             the admin API from the command line (clients,
@@ -22,6 +22,8 @@ usage: warren [--config PATH]               start the broker
                                             warren ctl --help)
        warren passwd [-c | -D] [-b] [--stdin] [-H pbkdf2|argon2id] FILE USER [PASSWORD]
                                             edit a password file, as mosquitto_passwd does
+       warren passwd --scram-sha-256|--scram-sha-512 [-c | -D] [-b] [--stdin] FILE USER [PASSWORD]
+                                            edit a SCRAM file ([auth] scram_file)
        warren --version | --help
 
 Without --config the embedded default is used (config/warren.toml: MQTT on 127.0.0.1:1883, anonymous clients allowed on loopback).
@@ -127,7 +129,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = signals.recv() => break,
             _ = hangup.recv() => {
-                tracing::info!("SIGHUP: reloading the password, ACL, JWKS and TLS files");
+                tracing::info!("SIGHUP: reloading the password, SCRAM, ACL, JWKS and TLS files");
                 // Logged and counted by reload itself; a failure keeps the old settings.
                 let _ = handle.reload();
             }

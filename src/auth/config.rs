@@ -1,6 +1,6 @@
 //! `[auth]`: who may connect and what they may touch. Typed keys, checked by
 //! [`AuthConfig::check`] as part of [`crate::config::Config::validate`]; the files they name
-//! (password file, ACL file, JWKS) are read by [`super::Auth::load`].
+//! (password file, SCRAM file, ACL file, JWKS) are read by [`super::Auth::load`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct AuthConfig {
     /// Mosquitto's password file format (`user:$7$...`). Default: none.
     pub password_file: Option<PathBuf>,
+    /// SCRAM verifiers in PostgreSQL's format (`user:SCRAM-SHA-256$i:salt$StoredKey:ServerKey`),
+    /// for MQTT 5.0 enhanced authentication only. Default: none.
+    pub scram_file: Option<PathBuf>,
     /// Mosquitto's acl_file syntax. Default: none (every client may touch every topic).
     pub acl_file: Option<PathBuf>,
     /// Whether clients without credentials are accepted; a listener may override it. Unset
@@ -169,6 +172,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             password_file: None,
+            scram_file: None,
             acl_file: None,
             allow_anonymous: None,
             disconnect_on_revoke: false,
@@ -194,7 +198,10 @@ impl AuthConfig {
 
     /// True when some authenticator can check credentials.
     pub fn has_authenticator(&self) -> bool {
-        self.password_file.is_some() || self.http.is_some() || self.jwt.is_some()
+        self.password_file.is_some()
+            || self.scram_file.is_some()
+            || self.http.is_some()
+            || self.jwt.is_some()
     }
 
     /// Ranges and cross-key rules: `Err((key, reason))`.

@@ -4,7 +4,8 @@
 //! is done or refuses. The connection carries the bytes (CONNECT, AUTH 0x18, CONNACK / AUTH 0x00)
 //! and knows nothing of the method; a method knows nothing of packets.
 //!
-//! Built in: SCRAM-SHA-512 over the password file ([`super::scram`]).
+//! Built in: SCRAM-SHA-512 over the password file's `$7$` entries and the SCRAM file, and
+//! SCRAM-SHA-256 over the SCRAM file ([`super::scram`]), one [`Scram`] per hash.
 
 use super::scram::{self, ScramError};
 use super::Auth;
@@ -48,23 +49,29 @@ pub trait EnhancedAuthenticator: Send + Sync {
     fn begin(&self) -> Box<dyn AuthExchange>;
 }
 
-/// SCRAM-SHA-512 over the password file's `$7$` entries.
-#[derive(Debug, Default)]
-pub struct ScramSha512;
+/// SCRAM with one hash, over the credentials [`Auth::scram_credential`] finds.
+#[derive(Debug)]
+pub struct Scram(pub scram::Hash);
 
-impl EnhancedAuthenticator for ScramSha512 {
+impl EnhancedAuthenticator for Scram {
     fn method(&self) -> &'static str {
-        scram::METHOD
+        self.0.method()
     }
 
     fn begin(&self) -> Box<dyn AuthExchange> {
-        Box::new(ScramExchange(None))
+        Box::new(ScramExchange {
+            hash: self.0,
+            state: None,
+        })
     }
 }
 
 /// Between client-first and client-final: the server's state; before, nothing.
 #[derive(Debug)]
-struct ScramExchange(Option<scram::Exchange>);
+struct ScramExchange {
+    hash: scram::Hash,
+    state: Option<scram::Exchange>,
+}
 
 impl AuthExchange for ScramExchange {
     fn step(&mut self, auth: &Auth, data: &[u8]) -> Result<Step, Failure> {
@@ -72,16 +79,18 @@ impl AuthExchange for ScramExchange {
             ScramError::BadProof => Failure::Denied,
             ScramError::Malformed(_) => Failure::BadExchange(e.to_string()),
         };
-        match self.0.take() {
+        match self.state.take() {
             None => {
+                let hash = self.hash;
                 let (exchange, server_first) = scram::Exchange::start(
+                    hash,
                     data,
-                    |user| auth.scram_credential(user),
+                    |user| auth.scram_credential(hash, user),
                     scram::process_secret(),
                     &scram::random_nonce(),
                 )
                 .map_err(bad)?;
-                self.0 = Some(exchange);
+                self.state = Some(exchange);
                 Ok(Step::Continue(server_first.into_bytes()))
             }
             Some(exchange) => {

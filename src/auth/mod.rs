@@ -15,7 +15,11 @@
 //! it ([`config::AuthConfig::anonymous_allowed`]). ACLs come from Mosquitto's `acl_file`
 //! ([`acl`]) and from the authenticator's answer (HTTP rules, JWT claims).
 //!
-//! [`Auth::reload`] rereads the password file, the ACL file and the JWKS file together; a failure
+//! MQTT 5.0 enhanced authentication ([`enhanced`]): SCRAM ([`scram`]) over the password file's
+//! `$7$` entries and the SCRAM file ([`scram_file`]).
+//!
+//! [`Auth::reload`] rereads the password file, the SCRAM file, the ACL file and the JWKS file
+//! together; a failure
 //! keeps what was loaded. Refused sources are slowed down by [`throttle`].
 
 pub mod access;
@@ -28,6 +32,7 @@ pub mod jwt;
 pub mod passwd;
 pub mod passwd_cmd;
 pub mod scram;
+pub mod scram_file;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -100,7 +105,7 @@ fn read_file(path: &Path) -> Result<String, FileError> {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("auth.{key}: {source}")]
 pub struct AuthError {
-    /// The key naming the file (`password_file`, `acl_file`, `jwt.jwks_file`, `http.url`, `http.ca_file`).
+    /// The key naming the file (`password_file`, `scram_file`, `acl_file`, `jwt.jwks_file`, `http.url`, `http.ca_file`).
     pub key: &'static str,
     /// What is wrong with it.
     pub source: FileError,
@@ -110,6 +115,7 @@ pub struct AuthError {
 #[derive(Debug, Default)]
 struct Files {
     passwords: Option<PasswordFile>,
+    scram: Option<scram_file::ScramFile>,
     acl: Option<Arc<AclFile>>,
     jwks: Option<JwtKeys>,
 }
@@ -122,6 +128,10 @@ impl Files {
                 Some(path) => Some(PasswordFile::load(path).map_err(err("password_file"))?),
                 None => None,
             },
+            scram: match &config.scram_file {
+                Some(path) => Some(scram_file::ScramFile::load(path).map_err(err("scram_file"))?),
+                None => None,
+            },
             acl: match &config.acl_file {
                 Some(path) => Some(Arc::new(AclFile::load(path).map_err(err("acl_file"))?)),
                 None => None,
@@ -131,6 +141,23 @@ impl Files {
                 None => None,
             },
         })
+    }
+}
+
+impl Files {
+    /// `user`'s entry in the password file and lines in the SCRAM file, to see on reload
+    /// whether they changed; `None` when it has neither.
+    fn fingerprint(&self, user: &str) -> Option<String> {
+        let password = self.passwords.as_ref().and_then(|p| p.fingerprint(user));
+        let scram = self.scram.as_ref().and_then(|s| s.fingerprint(user));
+        if password.is_none() && scram.is_none() {
+            return None;
+        }
+        Some(format!(
+            "{}\n{}",
+            password.unwrap_or_default(),
+            scram.unwrap_or_default()
+        ))
     }
 }
 
@@ -259,10 +286,15 @@ impl Auth {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             ),
-            enhanced: if auth.password_file.is_some() {
-                vec![Box::new(enhanced::ScramSha512)]
-            } else {
-                Vec::new()
+            enhanced: {
+                let mut methods: Vec<Box<dyn enhanced::EnhancedAuthenticator>> = Vec::new();
+                if auth.scram_file.is_some() {
+                    methods.push(Box::new(enhanced::Scram(scram::Hash::Sha256)));
+                }
+                if auth.password_file.is_some() || auth.scram_file.is_some() {
+                    methods.push(Box::new(enhanced::Scram(scram::Hash::Sha512)));
+                }
+                methods
             },
         })
     }
@@ -316,13 +348,11 @@ impl Auth {
         self.files.read().acl.clone()
     }
 
-    /// True when `user`'s password-file entry is `stored`.
+    /// True when `user`'s password-file entry and SCRAM lines are `stored`.
     fn password_unchanged(&self, user: &str, stored: &str) -> bool {
-        let files = self.files.read();
-        files
-            .passwords
-            .as_ref()
-            .and_then(|p| p.fingerprint(user))
+        self.files
+            .read()
+            .fingerprint(user)
             .is_some_and(|s| s == stored)
     }
 
@@ -409,10 +439,8 @@ impl Auth {
             match check {
                 Check::Valid => {
                     let stored = files
-                        .passwords
-                        .as_ref()
-                        .and_then(|p| p.fingerprint(user))
-                        .map(|s| (ByteString::from(user), Box::from(s)));
+                        .fingerprint(user)
+                        .map(|s| (ByteString::from(user), s.into_boxed_str()));
                     return Ok(self.grant(req.client_id, Some(user.into()), None, false, stored));
                 }
                 Check::WrongPassword => return Err(Refusal::BadCredentials("bad_password")),
@@ -469,21 +497,28 @@ impl Auth {
             .map(|a| &**a)
     }
 
-    /// The SCRAM-SHA-512 credential of `user` in the password file, if it has a `$7$` entry.
-    pub fn scram_credential(&self, user: &str) -> Option<scram::Credential> {
-        self.files.read().passwords.as_ref()?.scram_credential(user)
+    /// The `hash` SCRAM credential of `user`: its line in the SCRAM file, else (SHA-512 only)
+    /// its `$7$` entry in the password file.
+    pub fn scram_credential(&self, hash: scram::Hash, user: &str) -> Option<scram::Credential> {
+        let files = self.files.read();
+        files
+            .scram
+            .as_ref()
+            .and_then(|f| f.credential(hash, user))
+            .or_else(|| match hash {
+                scram::Hash::Sha512 => files.passwords.as_ref()?.scram_credential(user),
+                scram::Hash::Sha256 => None,
+            })
     }
 
     /// The grant of a client that enhanced authentication accepted as `user`, as a password
-    /// check would give it (a password-file user's credential is revocable on reload).
+    /// check would give it (its credentials in the password and SCRAM files are revocable on reload).
     pub fn grant_enhanced(self: &Arc<Self>, client_id: &str, user: &str) -> Grant {
         let stored = self
             .files
             .read()
-            .passwords
-            .as_ref()
-            .and_then(|p| p.fingerprint(user))
-            .map(|s| (ByteString::from(user), Box::from(s)));
+            .fingerprint(user)
+            .map(|s| (ByteString::from(user), s.into_boxed_str()));
         self.grant(client_id, Some(user.to_owned()), None, false, stored)
     }
 

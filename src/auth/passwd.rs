@@ -191,11 +191,12 @@ impl PasswordFile {
                 iterations,
                 salt,
                 hash,
-            } => Some(super::scram::Credential {
-                salt: salt.clone(),
-                iterations: *iterations,
-                salted_password: hash.as_slice().try_into().ok()?,
-            }),
+            } if hash.len() == 64 => Some(super::scram::Credential::from_salted(
+                super::scram::Hash::Sha512,
+                salt.clone(),
+                *iterations,
+                hash,
+            )),
             _ => None,
         }
     }
@@ -257,12 +258,18 @@ pub fn hash_password(password: &[u8], algorithm: HashAlgorithm) -> Result<String
 /// Edits a password file's text: sets `user`'s hash (`Some`) or deletes the user (`None`),
 /// keeping every other line as it was. `Err` when deleting a user that is not there.
 pub fn edit(text: &str, user: &str, hash: Option<&str>) -> Result<String, String> {
+    edit_kind(text, user, "", hash)
+}
+
+/// [`edit`] of the one line of `user` whose value starts with `kind` (a user of the SCRAM file
+/// has a line per mechanism: `kind` is `SCRAM-SHA-256$`).
+pub fn edit_kind(text: &str, user: &str, kind: &str, hash: Option<&str>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len() + 128);
     let mut found = false;
     for line in text.lines() {
-        let is_user = line
-            .split_once(':')
-            .is_some_and(|(u, _)| u == user && !line.starts_with('#'));
+        let is_user = line.split_once(':').is_some_and(|(u, value)| {
+            u == user && value.starts_with(kind) && !line.starts_with('#')
+        });
         if is_user {
             found = true;
             if let Some(hash) = hash {
@@ -277,7 +284,16 @@ pub fn edit(text: &str, user: &str, hash: Option<&str>) -> Result<String, String
         (false, Some(hash)) => {
             let _ = writeln!(out, "{user}:{hash}");
         }
-        (false, None) => return Err(format!("user {user:?} is not in the file")),
+        (false, None) => {
+            return Err(format!(
+                "user {user:?} is not in the file{}",
+                if kind.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {kind}")
+                }
+            ))
+        }
         _ => {}
     }
     Ok(out)

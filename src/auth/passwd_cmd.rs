@@ -7,6 +7,9 @@
 //! warren passwd [-c] [-H pbkdf2|argon2id] -b FILE USER PASSWORD
 //! warren passwd -D FILE USER                                 delete the user
 //! ```
+//! With `--scram-sha-256` (or `--scram-sha-512`) FILE is a SCRAM file (`[auth] scram_file`): the
+//! user's line of that mechanism is set (PostgreSQL's verifier format, 4096 iterations, a 16-byte
+//! random salt, as PostgreSQL makes them) or deleted, other lines kept.
 //! `-c` creates the file (replacing one that exists). The file is written whole to a temporary
 //! file beside it and renamed over it; a new file gets mode 0600.
 
@@ -14,7 +17,12 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use super::config::HashAlgorithm;
-use super::passwd::{edit, hash_password, valid_username, PasswordFile};
+use super::passwd::{edit_kind, hash_password, valid_username, PasswordFile};
+use super::scram::{Credential, Hash};
+use super::scram_file::ScramFile;
+
+/// Iterations of a new SCRAM verifier: PostgreSQL's default (`scram_iterations`).
+pub const SCRAM_ITERATIONS: u32 = 4096;
 
 /// Usage text of `warren passwd`.
 pub const USAGE: &str = "\
@@ -22,7 +30,11 @@ usage: warren passwd [-c] [-H pbkdf2|argon2id] FILE USER            prompt for t
        warren passwd [-c] [-H pbkdf2|argon2id] --stdin FILE USER    password from stdin
        warren passwd [-c] [-H pbkdf2|argon2id] -b FILE USER PASSWORD
        warren passwd -D FILE USER                                   delete USER
+       warren passwd --scram-sha-256|--scram-sha-512 [-c] [-D] [--stdin|-b] FILE USER [PASSWORD]
   -c   create FILE (an existing one is replaced)
+  --scram-sha-256, --scram-sha-512
+       FILE is a SCRAM file ([auth] scram_file): set (or with -D delete) USER's verifier of that
+       mechanism, in PostgreSQL's format
   -H   hash of new passwords: pbkdf2 (default; Mosquitto's $7$, readable by mosquitto 2)
        or argon2id (Warren only)";
 
@@ -33,6 +45,8 @@ struct Args {
     batch: bool,
     stdin: bool,
     hash: HashAlgorithm,
+    hash_given: bool,
+    scram: Option<Hash>,
     positional: Vec<String>,
 }
 
@@ -45,7 +59,10 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "-D" => out.delete = true,
             "-b" => out.batch = true,
             "--stdin" => out.stdin = true,
+            "--scram-sha-256" => out.scram = Some(Hash::Sha256),
+            "--scram-sha-512" => out.scram = Some(Hash::Sha512),
             "-H" => {
+                out.hash_given = true;
                 out.hash = match it.next().map(String::as_str) {
                     Some("pbkdf2" | "sha512-pbkdf2") => HashAlgorithm::Pbkdf2,
                     Some("argon2id") => HashAlgorithm::Argon2id,
@@ -62,6 +79,9 @@ fn parse(args: &[String]) -> Result<Args, String> {
     }
     if out.delete && (out.create || out.batch || out.stdin) {
         return Err("-D does not go with -c, -b or --stdin".to_owned());
+    }
+    if out.scram.is_some() && out.hash_given {
+        return Err("-H does not go with --scram-sha-256 or --scram-sha-512".to_owned());
     }
     if out.batch && out.stdin {
         return Err("-b and --stdin exclude each other".to_owned());
@@ -90,8 +110,11 @@ pub fn run(args: &[String]) -> Result<String, String> {
     };
     if !args.create {
         // Refuse to rewrite a file Warren could not read back.
-        PasswordFile::parse(&existing)
-            .map_err(|(line, reason)| format!("{}:{line}: {reason}", path.display()))?;
+        let checked = match args.scram {
+            Some(_) => ScramFile::parse(&existing).map(drop),
+            None => PasswordFile::parse(&existing).map(drop),
+        };
+        checked.map_err(|(line, reason)| format!("{}:{line}: {reason}", path.display()))?;
     }
     let hash = if args.delete {
         None
@@ -103,14 +126,28 @@ pub fn run(args: &[String]) -> Result<String, String> {
         } else {
             prompt()?
         };
-        Some(hash_password(password.as_bytes(), args.hash)?)
+        Some(match args.scram {
+            Some(hash) => scram_verifier(hash, password.as_bytes())?,
+            None => hash_password(password.as_bytes(), args.hash)?,
+        })
     };
-    let text = edit(&existing, user, hash.as_deref())?;
+    let kind = args
+        .scram
+        .map_or(String::new(), |h| format!("{}$", h.method()));
+    let text = edit_kind(&existing, user, &kind, hash.as_deref())?;
     write_atomically(&path, &text)?;
     Ok(match hash {
         None => format!("deleted {user} from {}", path.display()),
         Some(_) => format!("set the password of {user} in {}", path.display()),
     })
+}
+
+/// A new SCRAM verifier of `password`, as PostgreSQL writes it.
+fn scram_verifier(hash: Hash, password: &[u8]) -> Result<String, String> {
+    let mut salt = vec![0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| format!("no randomness for the salt: {e}"))?;
+    let credential = Credential::from_password(hash, password, salt, SCRAM_ITERATIONS);
+    Ok(ScramFile::verifier(&credential))
 }
 
 fn read_stdin() -> Result<String, String> {

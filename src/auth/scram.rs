@@ -1,13 +1,18 @@
-//! SCRAM-SHA-512 (RFC 5802 with SHA-512, RFC 7677's shape) for MQTT 5.0 enhanced
-//! authentication: the server's side of the exchange, as a pure state machine over the
-//! Authentication Data of CONNECT and AUTH packets. No I/O; the connection carries the bytes.
+//! SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802 with RFC 7677's SHA-256, and SHA-512 in the same
+//! shape) for MQTT 5.0 enhanced authentication: the server's side of the exchange, as a pure
+//! state machine over the Authentication Data of CONNECT and AUTH packets, one code for both
+//! hashes ([`Hash`]). No I/O; the connection carries the bytes.
 //!
-//! The credentials are the password file's `$7$` entries: Mosquitto's `$7$` hash is
-//! PBKDF2-HMAC-SHA512 of the password over the entry's salt and iteration count, 64 bytes,
-//! which is exactly SCRAM's SaltedPassword = Hi(password, salt, i) for SHA-512, so the file
-//! needs no second secret. (`$6$` and argon2id entries hold no SaltedPassword and cannot do
-//! SCRAM; SCRAM-SHA-256 would need its own stored keys and is not offered.) Passwords are used
-//! as the file hashed them, without SASLprep: the same for ASCII passwords.
+//! The server keeps StoredKey and ServerKey of each user ([`Credential`]), never the password.
+//! They come from two places:
+//! - the password file's `$7$` entries (SHA-512 only): Mosquitto's `$7$` hash is
+//!   PBKDF2-HMAC-SHA512 of the password over the entry's salt and iteration count, 64 bytes,
+//!   which is exactly SCRAM's SaltedPassword = Hi(password, salt, i), so the file needs no
+//!   second secret ([`Credential::from_salted`]);
+//! - the SCRAM file, lines in PostgreSQL's verifier format ([`super::scram_file`]), the only
+//!   source of SCRAM-SHA-256 (a `$7$` entry cannot give a PBKDF2-HMAC-SHA256 output).
+//!
+//! Passwords are used as the client hashed them, without SASLprep: the same for ASCII passwords.
 //!
 //! An unknown user gets a made-up salt derived from its name, so the exchange runs to the proof
 //! check and fails there like a wrong password: the first message does not tell which users
@@ -15,27 +20,121 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha512};
+use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-/// The Authentication Method name.
-pub const METHOD: &str = "SCRAM-SHA-512";
+/// The hash of a SCRAM mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    /// SCRAM-SHA-256 (RFC 7677): 32-byte keys.
+    Sha256,
+    /// SCRAM-SHA-512: 64-byte keys.
+    Sha512,
+}
+
+impl Hash {
+    /// Both, in the order a listing names them.
+    pub const ALL: [Hash; 2] = [Hash::Sha256, Hash::Sha512];
+
+    /// The mechanism's name: the MQTT Authentication Method, and the verifier's prefix.
+    pub fn method(self) -> &'static str {
+        match self {
+            Hash::Sha256 => "SCRAM-SHA-256",
+            Hash::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// The hash whose mechanism is called `name`.
+    pub fn from_method(name: &str) -> Option<Hash> {
+        Hash::ALL.into_iter().find(|h| h.method() == name)
+    }
+
+    /// Output length in bytes: of keys, proofs and signatures.
+    pub fn output_len(self) -> usize {
+        match self {
+            Hash::Sha256 => 32,
+            Hash::Sha512 => 64,
+        }
+    }
+
+    /// HMAC(key, data).
+    pub fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        fn mac<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+            // HMAC takes a key of any length: this cannot fail.
+            let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC key of any size");
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Hash::Sha256 => mac::<Hmac<Sha256>>(key, data),
+            Hash::Sha512 => mac::<Hmac<Sha512>>(key, data),
+        }
+    }
+
+    /// H(data).
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Hash::Sha256 => Sha256::digest(data).to_vec(),
+            Hash::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+
+    /// Hi(password, salt, i): PBKDF2-HMAC of the password, `output_len()` bytes.
+    pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+        let mut out = vec![0u8; self.output_len()];
+        match self {
+            Hash::Sha256 => pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out),
+            Hash::Sha512 => pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out),
+        }
+        out
+    }
+}
 
 /// What SCRAM needs of a stored user.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
+    /// The mechanism these keys are for.
+    pub hash: Hash,
     /// The PBKDF2 salt.
     pub salt: Vec<u8>,
     /// The PBKDF2 iteration count.
     pub iterations: u32,
-    /// PBKDF2-HMAC-SHA512(password, salt, iterations), 64 bytes.
-    pub salted_password: [u8; 64],
+    /// H(HMAC(SaltedPassword, "Client Key")), `hash.output_len()` bytes.
+    pub stored_key: Vec<u8>,
+    /// HMAC(SaltedPassword, "Server Key"), `hash.output_len()` bytes.
+    pub server_key: Vec<u8>,
+}
+
+impl Credential {
+    /// The keys of SaltedPassword = Hi(password, salt, iterations).
+    pub fn from_salted(hash: Hash, salt: Vec<u8>, iterations: u32, salted: &[u8]) -> Credential {
+        Credential {
+            hash,
+            salt,
+            iterations,
+            stored_key: hash.digest(&hash.hmac(salted, b"Client Key")),
+            server_key: hash.hmac(salted, b"Server Key"),
+        }
+    }
+
+    /// The keys of `password`, as PostgreSQL (and `warren passwd --scram-sha-256`) derive them.
+    pub fn from_password(
+        hash: Hash,
+        password: &[u8],
+        salt: Vec<u8>,
+        iterations: u32,
+    ) -> Credential {
+        let salted = hash.salted_password(password, &salt, iterations);
+        Credential::from_salted(hash, salt, iterations, &salted)
+    }
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credential")
+            .field("hash", &self.hash)
             .field("iterations", &self.iterations)
             .finish_non_exhaustive()
     }
@@ -63,15 +162,6 @@ pub struct Exchange {
     nonce: String,
 }
 
-type HmacSha512 = Hmac<Sha512>;
-
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 64] {
-    // HMAC takes a key of any length: this cannot fail.
-    let mut mac = HmacSha512::new_from_slice(key).expect("HMAC key of any size");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
-}
-
 /// The SCRAM `saslname` decoding of a username (`=2C` is ',', `=3D` is '=').
 fn sasl_name(name: &str) -> Result<String, ScramError> {
     if name.is_empty() {
@@ -93,23 +183,26 @@ fn sasl_name(name: &str) -> Result<String, ScramError> {
 }
 
 /// A made-up credential for an unknown user: stable per name, so asking twice shows nothing.
-fn decoy(username: &str, secret: &[u8]) -> Credential {
+fn decoy(hash: Hash, username: &str, secret: &[u8]) -> Credential {
     let digest = Sha512::new()
         .chain_update(secret)
+        .chain_update(hash.method().as_bytes())
         .chain_update(username.as_bytes())
         .finalize();
-    Credential {
-        salt: digest[..12].to_vec(),
-        iterations: super::passwd::PBKDF2_ITERATIONS,
-        salted_password: digest.into(),
-    }
+    Credential::from_salted(
+        hash,
+        digest[..12].to_vec(),
+        super::passwd::PBKDF2_ITERATIONS,
+        &digest[..hash.output_len()],
+    )
 }
 
 impl Exchange {
-    /// Reads client-first-message and answers server-first-message. `lookup` gives the
-    /// credential of a username (None: unknown); `secret` seeds decoys for unknown users;
+    /// Reads client-first-message and answers server-first-message for mechanism `hash`.
+    /// `lookup` gives the `hash` credential of a username (None: unknown); `secret` seeds decoys for unknown users;
     /// `server_nonce` is fresh random text (printable, no ',').
     pub fn start(
+        hash: Hash,
         client_first: &[u8],
         lookup: impl FnOnce(&str) -> Option<Credential>,
         secret: &[u8],
@@ -131,9 +224,9 @@ impl Exchange {
             .filter(|n| !n.is_empty())
             .ok_or(ScramError::Malformed("no client nonce"))?;
         let username = sasl_name(username)?;
-        let (credential, known) = match lookup(&username) {
+        let (credential, known) = match lookup(&username).filter(|c| c.hash == hash) {
             Some(credential) => (credential, true),
-            None => (decoy(&username, secret), false),
+            None => (decoy(hash, &username, secret), false),
         };
         let nonce = format!("{client_nonce}{server_nonce}");
         let server_first = format!(
@@ -175,24 +268,20 @@ impl Exchange {
         let proof = B64
             .decode(proof)
             .map_err(|_| ScramError::Malformed("proof is not base64"))?;
-        if proof.len() != 64 {
-            return Err(ScramError::Malformed("proof is not 64 bytes"));
+        let hash = self.credential.hash;
+        if proof.len() != hash.output_len() {
+            return Err(ScramError::Malformed("proof is not as long as the hash"));
         }
         let auth_message = format!("{},{without_proof}", self.auth_prefix);
-        let salted = &self.credential.salted_password;
-        let stored_key: [u8; 64] = Sha512::digest(hmac(salted, b"Client Key")).into();
-        let signature = hmac(&stored_key, auth_message.as_bytes());
-        let mut client_key = [0u8; 64];
-        for (k, (p, s)) in client_key.iter_mut().zip(proof.iter().zip(signature)) {
-            *k = p ^ s;
-        }
-        let candidate: [u8; 64] = Sha512::digest(client_key).into();
-        let matches: bool = candidate.ct_eq(&stored_key).into();
+        let stored_key = &self.credential.stored_key;
+        let signature = hash.hmac(stored_key, auth_message.as_bytes());
+        let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
+        let candidate = hash.digest(&client_key);
+        let matches: bool = candidate.ct_eq(stored_key).into();
         if !(matches && self.known) {
             return Err(ScramError::BadProof);
         }
-        let server_key = hmac(salted, b"Server Key");
-        let server_signature = hmac(&server_key, auth_message.as_bytes());
+        let server_signature = hash.hmac(&self.credential.server_key, auth_message.as_bytes());
         Ok(format!("v={}", B64.encode(server_signature)))
     }
 }
@@ -226,61 +315,87 @@ mod tests {
     use super::*;
 
     /// RFC 5802's client side, for the round trip.
-    fn client_final(server_first: &str, bare: &str, password: &[u8]) -> String {
+    fn client_final(hash: Hash, server_first: &str, bare: &str, password: &[u8]) -> String {
         let mut fields = server_first.split(',');
         let nonce = fields.next().unwrap().strip_prefix("r=").unwrap();
         let salt = B64
             .decode(fields.next().unwrap().strip_prefix("s=").unwrap())
             .unwrap();
         let i: u32 = fields.next().unwrap()[2..].parse().unwrap();
-        let mut salted = [0u8; 64];
-        pbkdf2::pbkdf2_hmac::<Sha512>(password, &salt, i, &mut salted);
-        let client_key = hmac(&salted, b"Client Key");
-        let stored: [u8; 64] = Sha512::digest(client_key).into();
+        let salted = hash.salted_password(password, &salt, i);
+        let client_key = hash.hmac(&salted, b"Client Key");
+        let stored = hash.digest(&client_key);
         let without = format!("c=biws,r={nonce}");
         let auth = format!("{bare},{server_first},{without}");
-        let sig = hmac(&stored, auth.as_bytes());
+        let sig = hash.hmac(&stored, auth.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(sig).map(|(a, b)| a ^ b).collect();
         format!("{without},p={}", B64.encode(proof))
     }
 
-    fn credential(password: &[u8]) -> Credential {
-        let salt = b"saltsaltsalt".to_vec();
-        let mut salted_password = [0u8; 64];
-        pbkdf2::pbkdf2_hmac::<Sha512>(password, &salt, 101, &mut salted_password);
-        Credential {
-            salt,
-            iterations: 101,
-            salted_password,
-        }
-    }
-
     #[test]
     fn round_trip_and_refusals() {
-        let bare = "n=al=2Cice,r=cnonce";
-        let first = format!("n,,{bare}");
-        let lookup = |u: &str| (u == "al,ice").then(|| credential(b"pw"));
-        let (ex, server_first) = Exchange::start(first.as_bytes(), lookup, b"k", "snonce").unwrap();
-        assert_eq!(ex.username(), "al,ice");
-        assert!(server_first.starts_with("r=cnoncesnonce,s="));
-        let good = client_final(&server_first, bare, b"pw");
-        assert!(ex.finish(good.as_bytes()).unwrap().starts_with("v="));
-        let bad = client_final(&server_first, bare, b"wrong");
-        assert_eq!(ex.finish(bad.as_bytes()), Err(ScramError::BadProof));
+        for hash in Hash::ALL {
+            let bare = "n=al=2Cice,r=cnonce";
+            let first = format!("n,,{bare}");
+            let lookup = |u: &str| {
+                (u == "al,ice")
+                    .then(|| Credential::from_password(hash, b"pw", b"saltsaltsalt".to_vec(), 101))
+            };
+            let (ex, server_first) =
+                Exchange::start(hash, first.as_bytes(), lookup, b"k", "snonce").unwrap();
+            assert_eq!(ex.username(), "al,ice");
+            assert!(server_first.starts_with("r=cnoncesnonce,s="));
+            let good = client_final(hash, &server_first, bare, b"pw");
+            assert!(ex.finish(good.as_bytes()).unwrap().starts_with("v="));
+            let bad = client_final(hash, &server_first, bare, b"wrong");
+            assert_eq!(ex.finish(bad.as_bytes()), Err(ScramError::BadProof));
 
-        // Unknown user: a decoy salt, and the proof fails.
-        let (ex, server_first) = Exchange::start(b"n,,n=bob,r=x", |_| None, b"k", "y").unwrap();
-        let attempt = client_final(&server_first, "n=bob,r=x", b"pw");
-        assert_eq!(ex.finish(attempt.as_bytes()), Err(ScramError::BadProof));
+            // Unknown user: a decoy salt, and the proof fails.
+            let (ex, server_first) =
+                Exchange::start(hash, b"n,,n=bob,r=x", |_| None, b"k", "y").unwrap();
+            let attempt = client_final(hash, &server_first, "n=bob,r=x", b"pw");
+            assert_eq!(ex.finish(attempt.as_bytes()), Err(ScramError::BadProof));
 
-        for bad_first in [
-            &b"y,,n=a,r=b"[..],
-            b"n,,r=b",
-            b"n,,n=a",
-            b"n,,n=a=zz,r=b",
-            b"\xff",
-        ] {
-            assert!(Exchange::start(bad_first, |_| None, b"k", "s").is_err());
+            for bad_first in [
+                &b"y,,n=a,r=b"[..],
+                b"n,,r=b",
+                b"n,,n=a",
+                b"n,,n=a=zz,r=b",
+                b"\xff",
+            ] {
+                assert!(Exchange::start(hash, bad_first, |_| None, b"k", "s").is_err());
+            }
         }
+        // A credential of the other hash is as good as none.
+        let other = Credential::from_password(Hash::Sha512, b"pw", b"s".to_vec(), 101);
+        let (ex, server_first) =
+            Exchange::start(Hash::Sha256, b"n,,n=a,r=x", |_| Some(other), b"k", "y").unwrap();
+        let attempt = client_final(Hash::Sha256, &server_first, "n=a,r=x", b"pw");
+        assert_eq!(ex.finish(attempt.as_bytes()), Err(ScramError::BadProof));
+    }
+
+    /// RFC 7677's example exchange (SCRAM-SHA-256, user "user", password "pencil").
+    #[test]
+    fn rfc_7677_example() {
+        let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let credential = Credential::from_password(Hash::Sha256, b"pencil", salt, 4096);
+        let (ex, server_first) = Exchange::start(
+            Hash::Sha256,
+            b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+            |u| (u == "user").then_some(credential),
+            b"k",
+            "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+        )
+        .unwrap();
+        assert_eq!(
+            server_first,
+            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+        );
+        let client_final = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+                            p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+        assert_eq!(
+            ex.finish(client_final.as_bytes()).unwrap(),
+            "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
     }
 }

@@ -143,7 +143,7 @@ impl Core {
     /// PUBREL, the PUBCOMP of a released incoming id) must wait until the store holds that
     /// state: a journalled session on a store whose answers wait for the disk.
     pub fn holds_output(&self, session: &SessionState) -> bool {
-        self.journal.is_some() && Self::sid(session).is_some() && self.store.gates()
+        self.journal.is_some() && self.store.gates() && Self::sid(session).is_some()
     }
 
     /// Completes `ticket` once everything journalled so far is on disk.

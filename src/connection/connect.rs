@@ -136,7 +136,9 @@ pub(super) async fn accept(
         let unix_now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        core.clock().now_ms() + at.saturating_sub(unix_now)
+        core.clock()
+            .now_ms()
+            .saturating_add(at.saturating_sub(unix_now))
     });
     conn.session.mailbox.set_credentials_expiry(expiry);
     if conn.access.is_some() && !conn.session.subscriptions.is_empty() {

@@ -38,6 +38,7 @@ pub mod session;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod wall;
 
 pub use config::Config;
 pub use metrics::stats;

@@ -123,13 +123,6 @@ pub fn unauthorized() -> Response<Full<Bytes>> {
     response
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn openapi() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
     response.headers_mut().insert(

@@ -174,7 +174,7 @@ async fn sample_every(admin: Arc<Admin>, every: Duration, stop: CancellationToke
         }
         let snap = admin.core.stats().snapshot();
         let sample = Sample {
-            at_ms: api::unix_ms(),
+            at_ms: crate::wall::unix_ms(),
             received: snap.messages_received.iter().sum(),
             delivered: snap.messages_delivered.iter().sum(),
             bytes_in: snap.bytes_in,

@@ -476,7 +476,7 @@ impl Auth {
                 cert_identity: cert_identity.as_deref(),
                 protocol: req.protocol,
             };
-            let now_ms = unix_ms();
+            let now_ms = crate::wall::unix_ms();
             return match http.check(&request, now_ms).await {
                 Ok(http::Answer::Allow { superuser, rules }) => {
                     let user = req.username.map(str::to_owned);
@@ -564,11 +564,4 @@ impl Auth {
             )
         })
     }
-}
-
-/// Milliseconds since the Unix epoch (cache expiry of HTTP answers).
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -53,9 +53,7 @@ impl ClientInfo {
         session_expiry: u32,
         clean_start: bool,
     ) -> ClientInfo {
-        let connected_at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let connected_at_ms = crate::wall::unix_ms();
         ClientInfo {
             username: username.map(Into::into),
             listener,

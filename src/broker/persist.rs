@@ -12,8 +12,9 @@ use super::core::Core;
 use crate::protocol::{QoS, Will};
 use crate::session::mailbox::{Delivery, Subscriber};
 use crate::session::{FlowChange, OutState, Outgoing, SessionState, SubEntry};
-use crate::store::record::{unix_ms, FlowState};
+use crate::store::record::FlowState;
 use crate::store::{Change, Recovered, StoreError};
+use crate::wall::unix_ms;
 
 /// What a restore rebuilt.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -133,9 +133,7 @@ pub(super) async fn accept(
     };
     // A JWT's expiry, moved onto the broker clock that the sweeper reads.
     let expiry = grant.expires_at_ms.map(|at| {
-        let unix_now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let unix_now = crate::wall::unix_ms();
         core.clock()
             .now_ms()
             .saturating_add(at.saturating_sub(unix_now))

@@ -6,7 +6,7 @@
 //! Times that must survive a restart (a message's expiry, when a session went offline, when a
 //! delayed will is due) are stored as milliseconds of the wall clock (Unix time).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -24,12 +24,7 @@ const VERSION: u8 = 1;
 #[error("corrupt store row: {0}")]
 pub struct Corrupt(pub &'static str);
 
-/// Milliseconds of the wall clock now.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use crate::wall::unix_ms;
 
 /// The wall-clock time of `at` (an `Instant`), in Unix milliseconds.
 pub fn instant_to_unix_ms(at: Instant) -> u64 {

@@ -31,7 +31,7 @@ type MatchBuf = Vec<(Subscriber, SubEntry)>;
 type SharedGroup = Arc<Group<Subscriber, SubEntry>>;
 
 /// Shared-subscription groups matching one publish.
-type GroupBuf = Vec<(Arc<str>, SharedGroup)>;
+type GroupBuf = Vec<SharedGroup>;
 
 thread_local! {
     /// Each worker thread's buffer for the matches of the publish it routes: reused, so a
@@ -187,7 +187,7 @@ impl Router {
         }
         // One copy per matching shared subscription, to one of its members; a member's own
         // ordinary subscriptions got theirs above.
-        for (_, group) in groups.drain(..) {
+        for group in groups.drain(..) {
             let publisher = message.publisher.as_deref();
             let Some((member, entry)) =
                 group.pick(self.strategy, message.topic(), publisher, |m| {

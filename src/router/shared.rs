@@ -166,9 +166,6 @@ fn random_index() -> usize {
     })
 }
 
-/// A group matching a topic, with its share name.
-pub type GroupMatch<M, V> = (Arc<str>, Arc<Group<M, V>>);
-
 /// Every shared subscription of the broker: a trie of topic filters whose subscribers are the
 /// groups (keyed by share name).
 pub struct SharedSubscriptions<M, V> {
@@ -258,8 +255,8 @@ impl<M: Eq + Clone + Hash, V: Clone> SharedSubscriptions<M, V> {
 
     /// Appends every group whose filter matches `topic` to `out` (without clearing it).
     /// Allocates only by growing `out`.
-    pub fn matches(&self, topic: &str, out: &mut Vec<GroupMatch<M, V>>) {
-        self.trie.matches(topic, out);
+    pub fn matches(&self, topic: &str, out: &mut Vec<Arc<Group<M, V>>>) {
+        self.trie.match_values(topic, out);
     }
 }
 
@@ -299,7 +296,7 @@ mod tests {
     fn picks(shared: &SharedSubscriptions<u8, ()>, strategy: ShareStrategy, up: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         shared.matches("t/x", &mut out);
-        let group = &out[0].1;
+        let group = &out[0];
         (0..6)
             .filter_map(|i| {
                 let topic = format!("t/{i}");

@@ -99,6 +99,14 @@ impl<S: Clone + Eq + Hash, V: Clone> Subscribers<S, V> {
             Self::Many(map) => out.extend(map.iter().map(|(s, v)| (s.clone(), v.clone()))),
         }
     }
+
+    /// Appends the values only (no subscriber is cloned).
+    pub(crate) fn append_values_to(&self, out: &mut Vec<V>) {
+        match self {
+            Self::Few(list) => out.extend(list.iter().map(|(_, v)| v.clone())),
+            Self::Many(map) => out.extend(map.values().cloned()),
+        }
+    }
 }
 
 /// Releases the spare capacity of a map that has shrunk below a quarter of it (amortised O(1)

@@ -231,7 +231,14 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
     /// topic name `topic`. A subscriber with several matching filters appears once per filter.
     /// Allocates only by growing `out`.
     pub fn matches(&self, topic: &str, out: &mut Vec<(S, V)>) {
-        self.root.collect(topic, out);
+        self.root
+            .collect(topic, |subscribers| subscribers.append_to(out));
+    }
+
+    /// As [`SubscriptionTrie::matches`], the values only (no subscriber is cloned).
+    pub fn match_values(&self, topic: &str, out: &mut Vec<V>) {
+        self.root
+            .collect(topic, |subscribers| subscribers.append_values_to(out));
     }
 
     /// Calls `f` with every (filter, subscriber, value), walking the tree with an explicit
@@ -358,20 +365,20 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
             && self.children.len() + usize::from(self.plus.is_some()) == 1
     }
 
-    /// Appends the subscribers matching `topic` below this node (the root).
+    /// Hands `take` each set of subscribers matching `topic` below this node (the root).
     ///
     /// Follows one matching branch in a loop; where both a literal and a `+` child match, it
     /// goes on with `+` and leaves the literal child on an explicit stack for later (at most one
     /// entry a level, inline for the first few), so the thread's stack never grows with depth.
-    fn collect<'a>(&'a self, topic: &'a str, out: &mut Vec<(S, V)>) {
+    fn collect<'a>(&'a self, topic: &'a str, mut take: impl FnMut(&'a Subscribers<S, V>)) {
         let mut later: Stack<(&'a Self, std::str::Split<'a, char>)> = Stack::new();
         let mut node = self;
         let mut levels = topic.split('/');
         let mut at_root = true;
         loop {
             let Some(level) = levels.next() else {
-                node.exact.append_to(out);
-                node.hash.append_to(out);
+                take(&node.exact);
+                take(&node.hash);
                 match later.pop() {
                     Some(next) => (node, levels) = next,
                     None => return,
@@ -380,7 +387,7 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
             };
             let wildcards = !(at_root && is_dollar(level));
             if wildcards {
-                node.hash.append_to(out);
+                take(&node.hash);
             }
             let literal = node.children.get(level);
             let plus = node.plus.as_deref().filter(|_| wildcards);

@@ -2,9 +2,10 @@
 //! share name, the groups of members that subscribe to one (group, filter) pair, and the
 //! choice of the one member that receives each message.
 //!
-//! A [`Group`] is immutable once built: a member joining or leaving replaces it (copy on write,
-//! under the broker's write lock), so that a publish reads it under the read lock and picks a
-//! member with one atomic operation at most, allocating nothing. The group's cursor (round
+//! A [`Group`] is shared (`Arc`) with the publishes that matched it: a member joining or leaving
+//! changes it in place under the broker's write lock, or changes a copy if a publish still holds
+//! the old one (copy on write), so that a publish picks a member with one atomic operation at
+//! most, allocating nothing, and never sees a group change under it. The group's cursor (round
 //! robin position, sticky member) is shared by its versions. The trie of groups is the plain
 //! [`SubscriptionTrie`] keyed by group name; which members are available (connected) is the
 //! caller's predicate: this module knows nothing of sessions.
@@ -48,10 +49,10 @@ pub struct ShareKey {
 }
 
 /// The members of one shared subscription, each with its subscription's value.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Group<M, V> {
     key: Arc<ShareKey>,
-    members: Box<[(M, V)]>,
+    members: Vec<(M, V)>,
     /// Round robin: the next turn; sticky: the current member's index.
     cursor: Arc<AtomicUsize>,
 }
@@ -72,37 +73,25 @@ impl<M: Eq + Clone, V: Clone> Group<M, V> {
         self.members.is_empty()
     }
 
-    /// A copy with `member` added (or its value replaced); the cursor is shared.
-    fn with(&self, member: M, value: V) -> (Group<M, V>, bool) {
-        let mut members = self.members.to_vec();
-        let existed = match members.iter_mut().find(|(m, _)| *m == member) {
+    /// Adds `member` (or replaces its value); true if it was one already.
+    fn add(&mut self, member: M, value: V) -> bool {
+        match self.members.iter_mut().find(|(m, _)| *m == member) {
             Some(slot) => {
                 slot.1 = value;
                 true
             }
             None => {
-                members.push((member, value));
+                self.members.push((member, value));
                 false
             }
-        };
-        let group = Group {
-            key: self.key.clone(),
-            members: members.into_boxed_slice(),
-            cursor: self.cursor.clone(),
-        };
-        (group, existed)
+        }
     }
 
-    /// A copy without `member`, if it was one.
-    fn without(&self, member: &M) -> Option<Group<M, V>> {
-        let index = self.members.iter().position(|(m, _)| m == member)?;
-        let mut members = self.members.to_vec();
-        members.remove(index);
-        Some(Group {
-            key: self.key.clone(),
-            members: members.into_boxed_slice(),
-            cursor: self.cursor.clone(),
-        })
+    /// Removes `member`, if it is one.
+    fn remove(&mut self, member: &M) {
+        if let Some(index) = self.members.iter().position(|(m, _)| m == member) {
+            self.members.remove(index);
+        }
     }
 
     /// The member that receives a message under `strategy`: among the members for which
@@ -195,23 +184,24 @@ impl<M: Eq + Clone + Hash, V: Clone> SharedSubscriptions<M, V> {
     }
 
     /// Adds `member` to the group `group` of `filter` (or replaces its value); true if new.
+    /// The group is changed in place (copied only while a reader still holds it).
     pub fn subscribe(&mut self, group: &str, filter: &str, member: M, value: V) -> bool {
         let name: Arc<str> = group.into();
-        let (next, existed) = match self.trie.get(filter, &name) {
-            Some(current) => current.with(member, value),
-            None => (
-                Group {
+        let existed = match self.trie.get_mut(filter, &name) {
+            Some(current) => Arc::make_mut(current).add(member, value),
+            None => {
+                let group = Group {
                     key: Arc::new(ShareKey {
                         group: group.into(),
                         filter: filter.into(),
                     }),
-                    members: vec![(member, value)].into_boxed_slice(),
+                    members: vec![(member, value)],
                     cursor: Arc::new(AtomicUsize::new(0)),
-                },
-                false,
-            ),
+                };
+                self.trie.subscribe(filter, name, Arc::new(group));
+                false
+            }
         };
-        self.trie.subscribe(filter, name, Arc::new(next));
         if !existed {
             self.members += 1;
         }
@@ -222,18 +212,19 @@ impl<M: Eq + Clone + Hash, V: Clone> SharedSubscriptions<M, V> {
     /// group leaves the trie.
     pub fn unsubscribe(&mut self, group: &str, filter: &str, member: &M) -> bool {
         let name: Arc<str> = group.into();
-        let Some(next) = self
-            .trie
-            .get(filter, &name)
-            .and_then(|current| current.without(member))
-        else {
+        let Some(current) = self.trie.get_mut(filter, &name) else {
             return false;
         };
+        // A look first: a non-member must not cost a copy of a group a reader holds.
+        if !current.members.iter().any(|(m, _)| m == member) {
+            return false;
+        }
+        let current = Arc::make_mut(current);
+        current.remove(member);
+        let emptied = current.is_empty();
         self.members -= 1;
-        if next.is_empty() {
+        if emptied {
             self.trie.unsubscribe(filter, &name);
-        } else {
-            self.trie.subscribe(filter, name, Arc::new(next));
         }
         true
     }
@@ -305,6 +296,31 @@ mod tests {
                     .map(|(m, _)| *m)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_group_held_by_a_publish_does_not_change_under_it() {
+        let mut shared = SharedSubscriptions::default();
+        assert!(shared.subscribe("g", "t/#", 1u8, ()));
+        let mut held = Vec::new();
+        shared.matches("t/x", &mut held);
+        assert!(shared.subscribe("g", "t/#", 2u8, ()));
+        assert!(!shared.subscribe("g", "t/#", 2u8, ()), "a member already");
+        assert!(shared.unsubscribe("g", "t/#", &1u8));
+        assert!(!shared.unsubscribe("g", "t/#", &1u8), "no longer a member");
+        assert_eq!(held[0].len(), 1, "the held version keeps its members");
+        let mut now = Vec::new();
+        shared.matches("t/x", &mut now);
+        assert_eq!(now[0].len(), 1);
+        assert_eq!(shared.len(), 1);
+        drop(held);
+        drop(now);
+        // Nobody holds it now: changed in place; the last member leaving removes the group.
+        assert!(shared.unsubscribe("g", "t/#", &2u8));
+        assert!(shared.is_empty());
+        let mut none = Vec::new();
+        shared.matches("t/x", &mut none);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -43,6 +43,17 @@ impl<S: Clone + Eq + Hash, V: Clone> Subscribers<S, V> {
         }
     }
 
+    /// The value stored for `subscriber`, to change in place.
+    pub(crate) fn get_mut(&mut self, subscriber: &S) -> Option<&mut V> {
+        match self {
+            Self::Few(list) => list
+                .iter_mut()
+                .find(|(s, _)| s == subscriber)
+                .map(|(_, v)| v),
+            Self::Many(map) => map.get_mut(subscriber),
+        }
+    }
+
     /// Inserts or replaces the value for `subscriber`; returns the previous value.
     pub(crate) fn insert(&mut self, subscriber: S, value: V) -> Option<V> {
         match self {

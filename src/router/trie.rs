@@ -227,6 +227,16 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
         self.root.descend(levels(path))?.slot(&slot).get(subscriber)
     }
 
+    /// The value `subscriber` has for exactly `filter`, to change in place.
+    pub fn get_mut(&mut self, filter: &str, subscriber: &S) -> Option<&mut V> {
+        let (path, slot) = filter_path(filter);
+        let mut node = &mut self.root;
+        for level in levels(path) {
+            node = node.child_mut(level)?;
+        }
+        node.slot_mut(&slot).get_mut(subscriber)
+    }
+
     /// Appends to `out` (without clearing it) every (subscriber, value) whose filter matches the
     /// topic name `topic`. A subscriber with several matching filters appears once per filter.
     /// Allocates only by growing `out`.

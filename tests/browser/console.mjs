@@ -39,8 +39,15 @@ try {
   await page.screenshot({ path: join(shots, "console-overview.png") });
   // Find the client.
   await page.click('nav a[data-view="clients"]');
-  await page.fill("#search", victim.slice(0, 4));
+  const prefix = victim.slice(0, 4);
+  await page.fill("#search", prefix);
   await page.click("#client-search button");
+  // The unfiltered list may be on screen already: wait for the searched one (every row
+  // matching the prefix) before counting.
+  await page.waitForFunction((p) => {
+    const rows = [...document.querySelectorAll("#clients tbody tr")];
+    return rows.length > 0 && rows.every((tr) => tr.textContent.includes(p));
+  }, prefix, { timeout: 10000 });
   const row = page.locator("#clients tbody a", { hasText: victim });
   await row.waitFor({ timeout: 10000 });
   result.listed = await page.locator("#clients tbody tr").count();

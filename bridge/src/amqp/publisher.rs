@@ -3,7 +3,10 @@
 //! [`Publisher::settled`] turns them into one [`Confirm`] per publication, in the order of
 //! RabbitMQ's confirms. A return precedes the ack of the same publication on the channel: it
 //! is matched to that ack by the message's `message-id`, so an unroutable message is never
-//! taken as confirmed.
+//! taken as confirmed. The owner gives every publication a message id of its own; two
+//! publications of one id in flight at once (a message republished while its earlier copy
+//! still awaits its confirm) cannot be told apart by a return, and the return goes to the
+//! first of them to be confirmed.
 
 use std::collections::VecDeque;
 

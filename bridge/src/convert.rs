@@ -19,9 +19,8 @@
 //! `x-mqtt-payload-format` and `x-mqtt-correlation-data` restored as such.
 
 use bytes::Bytes;
-use lapin::types::{AMQPValue, ByteArray, FieldArray, FieldTable, LongString, ShortString};
-use lapin::BasicProperties;
 
+use crate::amqp::{BasicProperties, ByteArray, FieldArray, FieldTable, FieldValue};
 use crate::mapping::{Mapping, MappingError};
 use crate::side::{BridgeMessage, MqttProperties};
 
@@ -34,12 +33,22 @@ const H_CORRELATION: &str = "x-mqtt-correlation-data";
 const H_RESPONSE: &str = "x-mqtt-response-topic";
 const BRIDGE_PREFIX: &str = "x-mqtt-";
 
-fn short(s: &str) -> Option<ShortString> {
-    ShortString::try_new(s).ok()
+/// Whether `s` fits an AMQP short string.
+fn short(s: &str) -> Option<&str> {
+    (s.len() <= crate::amqp::MAX_SHORT).then_some(s)
 }
 
-fn long(s: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+/// Adds a header (a name the table does not hold yet: amqprs miscounts a replaced one).
+fn put(h: &mut FieldTable, k: &str, v: FieldValue) {
+    if let Ok(name) = k.try_into() {
+        if h.get(&name).is_none() {
+            h.insert(name, v);
+        }
+    }
+}
+
+fn long(s: &str) -> FieldValue {
+    FieldValue::from(s)
 }
 
 /// The AMQP properties for `msg`. `reply` maps the response topic to `reply-to`.
@@ -51,53 +60,52 @@ pub(crate) fn properties(
     timestamp: u64,
 ) -> BasicProperties {
     let p = &msg.properties;
-    let mut h = FieldTable::default();
-    h.insert(H_TOPIC.into(), long(&msg.topic));
+    let mut h = FieldTable::new();
+    put(&mut h, H_TOPIC, long(&msg.topic));
     if let Some(c) = client_id {
-        h.insert(H_CLIENT.into(), long(c));
+        put(&mut h, H_CLIENT, long(c));
     }
-    h.insert(H_QOS.into(), AMQPValue::LongInt(i32::from(msg.qos)));
-    h.insert(H_RETAIN.into(), AMQPValue::Boolean(msg.retain));
+    put(&mut h, H_QOS, FieldValue::I(i32::from(msg.qos)));
+    put(&mut h, H_RETAIN, FieldValue::t(msg.retain));
     if let Some(f) = p.payload_format_indicator {
-        h.insert(H_FORMAT.into(), AMQPValue::LongInt(i32::from(f)));
+        put(&mut h, H_FORMAT, FieldValue::I(i32::from(f)));
     }
-    let mut props = BasicProperties::default()
+    let mut props = BasicProperties::default();
+    props
         .with_delivery_mode(if msg.qos >= 1 { 2 } else { 1 })
         .with_timestamp(timestamp)
-        .with_app_id("warren".into());
+        .with_app_id("warren");
     if let Some(id) = short(message_id) {
-        props = props.with_message_id(id);
+        props.with_message_id(id);
     }
     if let Some(ct) = p.content_type.as_deref().and_then(short) {
-        props = props.with_content_type(ct);
+        props.with_content_type(ct);
     }
     if let Some(secs) = p.message_expiry_interval {
-        if let Some(e) = short(&(u64::from(secs) * 1000).to_string()) {
-            props = props.with_expiration(e);
-        }
+        props.with_expiration(&(u64::from(secs) * 1000).to_string());
     }
     if let Some(rt) = &p.response_topic {
-        h.insert(H_RESPONSE.into(), long(rt));
-        if let Some(key) = reply.topic_to_key(rt).ok().as_deref().and_then(short) {
-            props = props.with_reply_to(key);
+        put(&mut h, H_RESPONSE, long(rt));
+        if let Some(key) = reply.topic_to_key(rt).ok().filter(|k| short(k).is_some()) {
+            props.with_reply_to(&key);
         }
     }
     if let Some(cd) = &p.correlation_data {
         match std::str::from_utf8(cd).ok().and_then(short) {
-            Some(id) => props = props.with_correlation_id(id),
+            Some(id) => {
+                props.with_correlation_id(id);
+            }
             None => {
-                h.insert(
-                    H_CORRELATION.into(),
-                    AMQPValue::ByteArray(ByteArray::from(cd.to_vec())),
-                );
+                if let Ok(b) = ByteArray::try_from(cd.to_vec()) {
+                    put(&mut h, H_CORRELATION, FieldValue::x(b));
+                }
             }
         }
     }
     for (i, (k, v)) in p.user_properties.iter().enumerate() {
-        if k.starts_with(BRIDGE_PREFIX) || h.contains_key(k.as_str()) {
+        if k.starts_with(BRIDGE_PREFIX) || short(k).is_none() {
             continue;
         }
-        let Some(key) = short(k) else { continue };
         let same: Vec<&str> = p.user_properties[i..]
             .iter()
             .filter(|(k2, _)| k2 == k)
@@ -106,13 +114,16 @@ pub(crate) fn properties(
         let value = if same.len() == 1 {
             long(v)
         } else {
-            AMQPValue::FieldArray(FieldArray::from(
-                same.into_iter().map(long).collect::<Vec<_>>(),
-            ))
+            match FieldArray::try_from(same.into_iter().map(long).collect::<Vec<_>>()) {
+                Ok(a) => FieldValue::A(a),
+                Err(_) => continue,
+            }
         };
-        h.insert(key, value);
+        // The first occurrence of a name wins (later ones are in its array).
+        put(&mut h, k, value);
     }
-    props.with_headers(h)
+    props.with_headers(h);
+    props
 }
 
 /// How an inbound rule turns deliveries into MQTT messages.
@@ -132,36 +143,33 @@ pub(crate) fn message(
 ) -> Result<BridgeMessage, MappingError> {
     let topic = shape.topic.key_to_topic(routing_key)?;
     let mut p = MqttProperties {
-        content_type: props.content_type().as_ref().map(|c| c.to_string()),
+        content_type: props.content_type().cloned(),
         message_expiry_interval: props
             .expiration()
-            .as_ref()
-            .and_then(|e| e.as_str().parse::<u64>().ok())
+            .and_then(|e| e.parse::<u64>().ok())
             .map(|ms| u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)),
         response_topic: props
             .reply_to()
-            .as_ref()
-            .and_then(|r| shape.reply.key_to_topic(r.as_str()).ok()),
+            .and_then(|r| shape.reply.key_to_topic(r).ok()),
         correlation_data: props
             .correlation_id()
-            .as_ref()
-            .map(|c| Bytes::copy_from_slice(c.as_str().as_bytes())),
+            .map(|c| Bytes::copy_from_slice(c.as_bytes())),
         ..MqttProperties::default()
     };
     if let Some(h) = props.headers() {
-        for (k, v) in h {
-            match k.as_str() {
+        for (k, v) in h.as_ref() {
+            match k.as_ref().as_str() {
                 H_FORMAT => p.payload_format_indicator = as_u8(v),
                 H_CORRELATION => {
-                    if let AMQPValue::ByteArray(b) = v {
-                        p.correlation_data = Some(Bytes::copy_from_slice(b.as_slice()));
+                    if let FieldValue::x(b) = v {
+                        p.correlation_data = Some(Bytes::from(Vec::<u8>::from(b.clone())));
                     }
                 }
                 k if k.starts_with(BRIDGE_PREFIX) => {}
                 k => match v {
-                    AMQPValue::FieldArray(a) => {
-                        for e in a.as_slice() {
-                            if let Some(s) = text(e) {
+                    FieldValue::A(a) => {
+                        for e in Vec::<FieldValue>::from(a.clone()) {
+                            if let Some(s) = text(&e) {
                                 p.user_properties.push((k.to_string(), s));
                             }
                         }
@@ -184,27 +192,26 @@ pub(crate) fn message(
     })
 }
 
-fn as_u8(v: &AMQPValue) -> Option<u8> {
+fn as_u8(v: &FieldValue) -> Option<u8> {
     text(v).and_then(|s| s.parse().ok())
 }
 
 /// The text of a scalar header value.
-fn text(v: &AMQPValue) -> Option<String> {
+fn text(v: &FieldValue) -> Option<String> {
     Some(match v {
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        AMQPValue::ShortString(s) => s.to_string(),
-        AMQPValue::ByteArray(b) => String::from_utf8_lossy(b.as_slice()).into_owned(),
-        AMQPValue::Boolean(b) => b.to_string(),
-        AMQPValue::ShortShortInt(n) => n.to_string(),
-        AMQPValue::ShortShortUInt(n) => n.to_string(),
-        AMQPValue::ShortInt(n) => n.to_string(),
-        AMQPValue::ShortUInt(n) => n.to_string(),
-        AMQPValue::LongInt(n) => n.to_string(),
-        AMQPValue::LongUInt(n) => n.to_string(),
-        AMQPValue::LongLongInt(n) => n.to_string(),
-        AMQPValue::Float(n) => n.to_string(),
-        AMQPValue::Double(n) => n.to_string(),
-        AMQPValue::Timestamp(n) => n.to_string(),
+        FieldValue::S(s) => s.as_ref().clone(),
+        FieldValue::x(b) => String::from_utf8_lossy(&Vec::<u8>::from(b.clone())).into_owned(),
+        FieldValue::t(b) => b.to_string(),
+        FieldValue::b(n) => n.to_string(),
+        FieldValue::B(n) => n.to_string(),
+        FieldValue::s(n) => n.to_string(),
+        FieldValue::u(n) => n.to_string(),
+        FieldValue::I(n) => n.to_string(),
+        FieldValue::i(n) => n.to_string(),
+        FieldValue::l(n) => n.to_string(),
+        FieldValue::f(n) => n.to_string(),
+        FieldValue::d(n) => n.to_string(),
+        FieldValue::T(n) => n.to_string(),
         _ => return None,
     })
 }

@@ -13,13 +13,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{Acker, Channel, Consumer};
 
+use crate::amqp::{self, Acker, AmqpError, ConsumeSpec, Consumer};
 use crate::config::NoSubscribers;
 use crate::convert::{self, InboundShape};
 use crate::link::{next_conn, Conn};
@@ -70,7 +65,7 @@ pub(crate) async fn run<S: MqttSide>(spec: Spec, side: Arc<S>, env: Arc<Env>) {
             c = next_conn(&mut conns, 0) => match c { Some(c) => c, None => return },
         };
         match consume(&spec, &conn).await {
-            Ok((channel, consumer)) => {
+            Ok(consumer) => {
                 backoff.reset();
                 let consuming = &env.reg.inbound[spec.index].2.consuming;
                 set(consuming, 1);
@@ -81,7 +76,7 @@ pub(crate) async fn run<S: MqttSide>(spec: Spec, side: Arc<S>, env: Arc<Env>) {
                     env: &env,
                     log: &mut log,
                 };
-                let end = session.serve(channel, consumer, conn).await;
+                let end = session.serve(consumer, conn).await;
                 set(consuming, 0);
                 if let End::Shutdown = end {
                     return;
@@ -101,49 +96,16 @@ pub(crate) async fn run<S: MqttSide>(spec: Spec, side: Arc<S>, env: Arc<Env>) {
     }
 }
 
-async fn consume(spec: &Spec, conn: &Conn) -> lapin::Result<(Channel, Consumer)> {
-    let queue = || spec.queue.as_str().into();
-    let mut ch = conn.connection.create_channel().await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    if ch
-        .queue_declare(queue(), passive, FieldTable::default())
-        .await
-        .is_err()
-    {
-        // Missing (the failed passive declare closed that channel): declare it durable.
-        ch = conn.connection.create_channel().await?;
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        ch.queue_declare(queue(), durable, FieldTable::default())
-            .await?;
-    }
-    for b in &spec.bindings {
-        ch.queue_bind(
-            queue(),
-            spec.exchange.as_str().into(),
-            b.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    }
-    ch.basic_qos(spec.prefetch, BasicQosOptions::default())
-        .await?;
+async fn consume(spec: &Spec, conn: &Conn) -> Result<Consumer, AmqpError> {
     let tag = format!("warren-bridge-{}", spec.name);
-    let consumer = ch
-        .basic_consume(
-            queue(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok((ch, consumer))
+    let s = ConsumeSpec {
+        queue: &spec.queue,
+        exchange: &spec.exchange,
+        bindings: &spec.bindings,
+        prefetch: spec.prefetch,
+        consumer_tag: &tag,
+    };
+    amqp::consume(&conn.connection, &s).await
 }
 
 struct Session<'a, S> {
@@ -158,7 +120,7 @@ impl<'a, S: MqttSide> Session<'a, S> {
         &self.env.reg.inbound[self.spec.index].1
     }
 
-    async fn serve(mut self, channel: Channel, mut consumer: Consumer, conn: Conn) -> End {
+    async fn serve(mut self, mut consumer: Consumer, conn: Conn) -> End {
         let mut conns = self.env.conns.clone();
         let mut pending: FuturesUnordered<Pending<'a>> = FuturesUnordered::new();
         let shape = InboundShape {
@@ -171,9 +133,9 @@ impl<'a, S: MqttSide> Session<'a, S> {
             tokio::select! {
                 _ = self.env.cancel.cancelled() => break End::Shutdown,
                 d = consumer.next() => match d {
-                    Some(Ok(d)) => {
+                    Some(d) => {
                         bump(&self.stats().deliveries);
-                        match convert::message(d.routing_key.as_str(), &d.properties, d.data, &shape) {
+                        match convert::message(&d.routing_key, &d.properties, d.body, &shape) {
                             Ok(m) => pending.push(self.publish(d.acker, m)),
                             Err(e) => {
                                 bump(&self.stats().unmappable);
@@ -181,12 +143,12 @@ impl<'a, S: MqttSide> Session<'a, S> {
                                     tracing::warn!(rule = %self.spec.name, routing_key = %d.routing_key, error = %e,
                                         "bridge: routing key maps to no MQTT topic; rejected");
                                 }
-                                let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+                                let _ = d.acker.reject(false).await;
                                 bump(&self.stats().rejects);
                             }
                         }
                     }
-                    Some(Err(_)) | None => break End::Lost,
+                    None => break End::Lost,
                 },
                 Some((acker, outcome)) = pending.next(), if !pending.is_empty() => {
                     self.settle(acker, outcome).await;
@@ -200,10 +162,7 @@ impl<'a, S: MqttSide> Session<'a, S> {
             }
         };
         if let End::Shutdown = end {
-            let tag = consumer.tag();
-            let _ = channel
-                .basic_cancel(tag, BasicCancelOptions::default())
-                .await;
+            consumer.cancel().await;
             let grace = tokio::time::sleep(self.env.grace);
             tokio::pin!(grace);
             while !pending.is_empty() {
@@ -213,9 +172,7 @@ impl<'a, S: MqttSide> Session<'a, S> {
                 }
             }
             drop(pending);
-            let _ = channel
-                .close(200, "warren bridge shutting down".into())
-                .await;
+            consumer.close().await;
         }
         end
     }
@@ -242,18 +199,18 @@ impl<'a, S: MqttSide> Session<'a, S> {
         let s = self.stats();
         match outcome {
             Outcome::Published(Published::Accepted) => {
-                let _ = acker.ack(BasicAckOptions::default()).await;
+                let _ = acker.ack().await;
                 bump(&s.acks);
             }
             Outcome::Published(Published::NoMatchingSubscribers) => {
                 bump(&s.no_subscribers);
                 match self.spec.no_subscribers {
                     NoSubscribers::Ack => {
-                        let _ = acker.ack(BasicAckOptions::default()).await;
+                        let _ = acker.ack().await;
                         bump(&s.acks);
                     }
                     NoSubscribers::Reject => {
-                        let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
+                        let _ = acker.reject(false).await;
                         bump(&s.rejects);
                     }
                 }
@@ -263,11 +220,7 @@ impl<'a, S: MqttSide> Session<'a, S> {
                     tracing::warn!(rule = %self.spec.name, error = %e,
                         "bridge: the MQTT side did not take a message; requeued");
                 }
-                let nack = BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                };
-                let _ = acker.nack(nack).await;
+                let _ = acker.nack(true).await;
                 bump(&s.requeued);
             }
         }

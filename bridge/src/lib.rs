@@ -9,13 +9,17 @@
 //! - [`side`]: the seam to the MQTT side; [`standalone`]: a rumqttc client as that side.
 //! - [`config`]: the `[bridge]` table and its checks.
 //! - [`topic`]: MQTT topic and filter rules; [`mapping`]: topic ↔ routing key.
+//! - `amqp`: the AMQP client seam (amqprs): URLs, connections, confirm-mode publishers,
+//!   consumers; nothing else touches the client library.
 //! - `link`: the AMQP connection and its reconnection.
 //! - `outbound`: MQTT → AMQP rules (window, confirms, returns, ack modes); `inbound`: AMQP →
 //!   MQTT rules; `convert`: message metadata ↔ AMQP properties and headers.
 //! - `spool`: the disk spool of `spooled` rules.
 //! - [`mod@metrics`]: counters, `warren_bridge_*` metrics, [`BridgeSnapshot`].
-//! - `bridge`: assembly and shutdown; `pace`: backoff and log pacing.
+//! - `bridge`: assembly and shutdown; `pace`: backoff and log pacing; `tls`: rustls client
+//!   configurations.
 
+mod amqp;
 mod bridge;
 pub mod config;
 mod convert;
@@ -28,6 +32,7 @@ mod pace;
 pub mod side;
 mod spool;
 pub mod standalone;
+mod tls;
 pub mod topic;
 
 pub use bridge::{Bridge, BridgeHandle, StartError};

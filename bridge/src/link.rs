@@ -1,6 +1,6 @@
 //! The AMQP connection: one per bridge, owned by a supervisor task that connects (each attempt
-//! bounded by `connect_timeout_secs`; lapin's own retries and auto-recovery stay off), watches
-//! for its loss, and reconnects with capped backoff. An unreachable RabbitMQ is never an error
+//! bounded by `connect_timeout_secs`), watches for its loss, and reconnects with capped
+//! backoff. An unreachable RabbitMQ is never an error
 //! to the caller: it is logged (once per interval), counted and retried.
 //!
 //! Rule tasks watch the current [`Conn`] (a generation number and the connection) and open
@@ -10,29 +10,23 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
-use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder, Event};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BridgeConfig, TlsFiles};
+use crate::amqp::{self, ConnectOptions, Connection};
+use crate::config::BridgeConfig;
 use crate::metrics::{bump, ConnectionState, Registry};
 use crate::pace::{Backoff, LogGate};
 
 /// Why the connection settings cannot be used (found at start).
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// A TLS file could not be read.
-    #[error("{key}: cannot read {path}: {source}")]
-    TlsFile {
-        /// Dotted config key.
-        key: &'static str,
-        /// The path.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// A `[bridge.tls]` file or setting cannot be used.
+    #[error("bridge.tls: {0}")]
+    Tls(String),
+    /// The URL is not an AMQP URL.
+    #[error("bridge.url: {0}")]
+    Url(#[from] amqp::url::UrlError),
 }
 
 /// A live connection and its generation (1 for the first, one more per reconnection).
@@ -49,7 +43,7 @@ pub(crate) type ConnWatch = watch::Receiver<Option<Conn>>;
 pub(crate) async fn next_conn(w: &mut ConnWatch, after: u64) -> Option<Conn> {
     loop {
         if let Some(c) = w.borrow_and_update().as_ref() {
-            if c.generation > after && c.connection.status().connected() {
+            if c.generation > after && c.connection.is_open() {
                 return Some(c.clone());
             }
         }
@@ -60,8 +54,7 @@ pub(crate) async fn next_conn(w: &mut ConnWatch, after: u64) -> Option<Conn> {
 /// Settings read once at start.
 pub(crate) struct LinkSettings {
     url: String,
-    name: String,
-    tls: OwnedTLSConfig,
+    options: ConnectOptions,
     timeout: Duration,
     backoff: Backoff,
     log_interval: Duration,
@@ -69,12 +62,20 @@ pub(crate) struct LinkSettings {
 
 impl LinkSettings {
     pub(crate) fn new(c: &BridgeConfig) -> Result<LinkSettings, LinkError> {
+        let url: amqp::url::AmqpUrl = c.url.parse()?;
+        let tls = if url.tls {
+            let files = c.tls.clone().unwrap_or_default();
+            let config = crate::tls::client_config(&files).map_err(LinkError::Tls)?;
+            Some(Arc::new(config))
+        } else {
+            None
+        };
         Ok(LinkSettings {
             url: c.url.clone(),
-            name: c.connection_name.clone(),
-            tls: match &c.tls {
-                Some(t) => tls_config(t)?,
-                None => OwnedTLSConfig::default(),
+            options: ConnectOptions {
+                url,
+                name: c.connection_name.clone(),
+                tls,
             },
             timeout: Duration::from_secs(c.connect_timeout_secs),
             backoff: Backoff::new(
@@ -84,32 +85,6 @@ impl LinkSettings {
             log_interval: Duration::from_secs(c.log_interval_secs),
         })
     }
-}
-
-fn read(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, LinkError> {
-    std::fs::read(path).map_err(|source| LinkError::TlsFile {
-        key,
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-fn tls_config(t: &TlsFiles) -> Result<OwnedTLSConfig, LinkError> {
-    let cert_chain = match &t.ca_file {
-        Some(p) => Some(String::from_utf8_lossy(&read("bridge.tls.ca_file", p)?).into_owned()),
-        None => None,
-    };
-    let identity = match (&t.cert_file, &t.key_file) {
-        (Some(c), Some(k)) => Some(OwnedIdentity::PKCS8 {
-            pem: read("bridge.tls.cert_file", c)?,
-            key: read("bridge.tls.key_file", k)?,
-        }),
-        _ => None,
-    };
-    Ok(OwnedTLSConfig {
-        identity,
-        cert_chain,
-    })
 }
 
 /// Runs the supervisor until `cancel`; publishes the current connection on `tx`.
@@ -125,40 +100,34 @@ pub(crate) async fn supervise(
         reg.link.set_state(ConnectionState::Connecting);
         let attempt = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = tokio::time::timeout(s.timeout, connect(&s)) => r,
+            r = tokio::time::timeout(s.timeout, amqp::open(&s.options)) => r,
         };
         match attempt {
             Ok(Ok(conn)) => {
                 generation += 1;
                 s.backoff.reset();
                 let conn = Arc::new(conn);
-                let mut events = conn.events_listener();
                 tracing::info!(url = %redact(&s.url), generation, "bridge: connected to RabbitMQ");
                 reg.link.set_state(ConnectionState::Connected);
                 tx.send_replace(Some(Conn {
                     generation,
                     connection: conn.clone(),
                 }));
+                let closed = conn.closed();
+                tokio::pin!(closed);
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
                 let why = loop {
                     tokio::select! {
                         _ = cancel.cancelled() => {
                             tx.send_replace(None);
-                            let close = conn.close(200, "warren bridge shutting down".into());
+                            let close = Connection::clone(&conn).close();
                             let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
                             reg.link.set_state(ConnectionState::Stopped);
                             return;
                         }
-                        ev = events.next() => match ev {
-                            Some(Event::Error(e)) => break e.to_string(),
-                            Some(Event::ConnectionBlocked(r)) => {
-                                tracing::warn!(reason = %r, "bridge: RabbitMQ blocked the connection");
-                            }
-                            Some(_) => {}
-                            None => break "connection gone".into(),
-                        },
-                        _ = tick.tick() => if !conn.status().connected() {
-                            break "connection closed".into();
+                        why = &mut closed => break why,
+                        _ = tick.tick() => if !conn.is_open() {
+                            break "connection closed".to_string();
                         },
                     }
                 };
@@ -192,16 +161,6 @@ fn failed(reg: &Registry, gate: &mut LogGate, url: &str, why: String) {
         tracing::warn!(url = %redact(url), attempts = n, error = %why,
             "bridge: cannot connect to RabbitMQ; retrying with backoff");
     }
-}
-
-async fn connect(s: &LinkSettings) -> lapin::Result<Connection> {
-    let props = ConnectionProperties::default().with_connection_name(s.name.clone().into());
-    DefaultConnectionBuilder::new()?
-        .with_uri_str(s.url.clone())
-        .with_properties(props)
-        .with_tls_config(s.tls.clone())
-        .connect()
-        .await
 }
 
 /// The URL without its password, for logs.

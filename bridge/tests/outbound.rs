@@ -67,8 +67,24 @@ async fn a_device_publish_reaches_a_bound_queue_with_key_properties_and_headers(
         .unwrap();
     let d = take(&ch, &q, 1).await.remove(0);
     assert_eq!(*d.properties.delivery_mode(), Some(1), "QoS 0 is transient");
+
+    // A topic whose routing key would pass AMQP's 255 bytes is dropped and counted (the AMQP
+    // client would panic on it), and the rule goes on.
+    let long = format!("{t}/{}", "x".repeat(300));
+    dev.client
+        .publish(long, QoS::AtLeastOnce, false, "too long")
+        .await
+        .unwrap();
+    dev.client
+        .publish(format!("{t}/dev1/after"), QoS::AtLeastOnce, false, "after")
+        .await
+        .unwrap();
+    let d = take(&ch, &q, 1).await.remove(0);
+    assert_eq!(d.data, b"after");
     wait_until("acks counted", || {
-        b.snapshot().outbound[0].counts.confirmed == 2
+        let s = b.snapshot();
+        let c = &s.outbound[0].counts;
+        c.confirmed == 3 && c.dropped_unmappable == 1
     })
     .await;
     b.stop().await;

@@ -29,11 +29,11 @@ impl BridgeConfig {
     /// Checks what serde cannot: URL, filters, templates, dead-letter targets, rule names,
     /// spool settings. Returns the first problem found.
     pub fn check(&self) -> Result<(), ConfigCheckError> {
-        let uri: lapin::uri::AMQPUri = match self.url.parse() {
+        let uri: crate::amqp::url::AmqpUrl = match self.url.parse() {
             Ok(u) => u,
             Err(e) => return bad("bridge.url", format!("not an AMQP URI: {e}")),
         };
-        if self.tls.is_some() && uri.scheme != lapin::uri::AMQPScheme::AMQPS {
+        if self.tls.is_some() && !uri.tls {
             return bad("bridge.tls", "only for amqps:// URLs");
         }
         if let Some(tls) = &self.tls {

@@ -10,8 +10,6 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use lapin::types::ShortString;
-
 use super::{Item, Rule};
 use crate::config::AckMode;
 use crate::metrics::{add, bump, set};
@@ -135,9 +133,9 @@ impl<S: MqttSide> Rule<S> {
     }
 
     /// The routing key for `topic` (None: none, by template or the 255-byte limit).
-    fn key(&self, topic: &str) -> Option<ShortString> {
+    fn key(&self, topic: &str) -> Option<String> {
         let key = self.spec.mapping.topic_to_key(topic).ok()?;
-        ShortString::try_new(key).ok()
+        (key.len() <= crate::amqp::MAX_SHORT).then_some(key)
     }
 
     /// The window item for a message.
@@ -145,7 +143,7 @@ impl<S: MqttSide> Rule<S> {
         &self,
         message: BridgeMessage,
         client_id: Option<String>,
-        routing_key: ShortString,
+        routing_key: String,
         seq: u64,
         message_id: Option<String>,
         timestamp: u64,

@@ -14,14 +14,12 @@ mod settle;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
-use lapin::types::ShortString;
-use lapin::{BasicProperties, Channel};
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::amqp::{BasicProperties, Confirm, Publisher};
 use crate::config::{AckMode, ExchangeType, Unroutable};
 use crate::link::{next_conn, ConnWatch};
 use crate::mapping::Mapping;
@@ -66,7 +64,8 @@ pub(crate) struct Env {
 /// A message in the rule's window. Its AMQP properties are built when it is published (no
 /// copy kept), from the message and what was fixed at admission.
 pub(crate) struct Item {
-    pub(crate) routing_key: ShortString,
+    /// At most 255 bytes (checked at admission).
+    pub(crate) routing_key: String,
     pub(crate) message: BridgeMessage,
     pub(crate) client_id: Option<String>,
     pub(crate) message_id: String,
@@ -77,7 +76,8 @@ pub(crate) struct Item {
     pub(crate) spool_bytes: u64,
 }
 
-type ConfirmFuture = BoxFuture<'static, (u64, u32, Target, lapin::Result<lapin::Confirmation>)>;
+/// A publication: sequence number, attempt, where it went.
+pub(crate) type Token = (u64, u32, Target);
 type DeadLetterFuture = BoxFuture<'static, (u64, bool)>;
 
 /// The task's state.
@@ -92,13 +92,15 @@ pub(crate) struct Rule<S: MqttSide> {
     loaded_through: u64,
     spool_messages: u64,
     spool_bytes: u64,
-    channel: Option<(u64, Channel)>,
+    /// The channel and the connection generation it is on.
+    channel: Option<(u64, Publisher<Token>)>,
     channel_retry_at: Option<Instant>,
     channel_backoff: Backoff,
     /// No publishing before this (after a nack or a `retry` return).
     hold_until: Option<Instant>,
     retry_backoff: Backoff,
-    confirms: FuturesUnordered<ConfirmFuture>,
+    /// Confirms taken from the channel, handled after the wait (kept for its allocation).
+    settled: Vec<(Token, Confirm)>,
     dead_letters: FuturesUnordered<DeadLetterFuture>,
     /// A QoS 1/2 delivery waiting for room.
     held: Option<Delivery>,
@@ -126,7 +128,7 @@ impl<S: MqttSide> Rule<S> {
             channel_backoff: Backoff::new(min, max),
             hold_until: None,
             retry_backoff: Backoff::new(min, max),
-            confirms: FuturesUnordered::new(),
+            settled: Vec::new(),
             dead_letters: FuturesUnordered::new(),
             held: None,
             pending_dead_letters: Vec::new(),
@@ -183,11 +185,20 @@ impl<S: MqttSide> Rule<S> {
                         closing = Some(tokio::time::Instant::now() + self.env.grace);
                     }
                 },
-                Some((seq, attempt, target, r)) = self.confirms.next(), if !self.confirms.is_empty() => {
-                    self.on_confirm(seq, attempt, target, r);
-                    // Confirms come in bursts: take the ready ones before stepping.
-                    while let Some(Some((seq, attempt, target, r))) = self.confirms.next().now_or_never() {
-                        self.on_confirm(seq, attempt, target, r);
+                _ = confirms(&mut self.channel), if has_channel => {
+                    // Confirms come in bursts: take every ready one.
+                    let mut settled = std::mem::take(&mut self.settled);
+                    let outbox = &self.outbox;
+                    let r = match &mut self.channel {
+                        Some((_, p)) => p.settled(&mut settled, |t| outbox.get(t.0).map(|i| i.message_id.as_str())),
+                        None => Ok(()),
+                    };
+                    for ((seq, attempt, target), c) in settled.drain(..) {
+                        self.on_confirm(seq, attempt, target, c);
+                    }
+                    self.settled = settled;
+                    if let Err(why) = r {
+                        self.lose_channel(&why);
                     }
                 }
                 Some((seq, ok)) = self.dead_letters.next(), if !self.dead_letters.is_empty() => {
@@ -275,6 +286,14 @@ impl<S: MqttSide> Rule<S> {
     }
 }
 
+/// Waits for the channel's next confirms (forever without a channel).
+async fn confirms(channel: &mut Option<(u64, Publisher<Token>)>) {
+    match channel {
+        Some((_, p)) => p.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
 enum ConnEvent {
     New(crate::link::Conn),
     /// The current generation changed (None: no connection).
@@ -295,9 +314,9 @@ async fn conn_event(conns: &mut ConnWatch, has_channel: bool) -> ConnEvent {
     }
 }
 
-/// The payload of a publication, shared.
-pub(crate) fn payload(item: &Item) -> Bytes {
-    item.message.payload.clone()
+/// The payload of a publication (the client takes its own copy).
+pub(crate) fn payload(item: &Item) -> Vec<u8> {
+    item.message.payload.to_vec()
 }
 
 /// The AMQP properties of a publication.

@@ -1,14 +1,14 @@
-//! What a confirm means for the message: done on a plain ack; on a return (an ack with the
-//! message attached: no queue took it), the rule's `unroutable` policy; on a nack, republish
-//! with backoff; on an error, the channel is gone. A return is never taken as a confirm.
+//! What a confirm means for the message: done on a plain ack; on a return (an ack that came
+//! after RabbitMQ returned the message: no queue took it), the rule's `unroutable` policy; on
+//! a nack, republish with backoff. A return is never taken as a confirm.
 
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use lapin::Confirmation;
 
 use super::outbox::Target;
 use super::Rule;
+use crate::amqp::Confirm;
 use crate::config::Unroutable;
 use crate::metrics::{add, bump};
 use crate::side::{BridgeMessage, MqttSide, Published};
@@ -19,41 +19,36 @@ impl<S: MqttSide> Rule<S> {
         seq: u64,
         attempt: u32,
         target: Target,
-        r: lapin::Result<Confirmation>,
+        confirmation: Confirm,
     ) {
-        let confirmation = match r {
-            Ok(c) => c,
-            // The channel or connection closed under the publication.
-            Err(e) => return self.lose_channel(&e.to_string()),
-        };
         if !self.outbox.settle(seq, attempt, target) {
             return; // stale: an earlier attempt
         }
         match (confirmation, target) {
-            (Confirmation::Ack(None) | Confirmation::NotRequested, Target::Primary) => {
+            (Confirm::Ack, Target::Primary) => {
                 bump(&self.stats().confirmed);
                 self.retry_backoff.reset();
                 self.outbox.done(seq);
             }
-            (Confirmation::Ack(None) | Confirmation::NotRequested, Target::DeadLetter) => {
+            (Confirm::Ack, Target::DeadLetter) => {
                 bump(&self.stats().dead_lettered);
                 self.outbox.done(seq);
             }
-            (Confirmation::Ack(Some(ret)), Target::Primary) => {
+            (Confirm::Returned(ret), Target::Primary) => {
                 bump(&self.stats().returned);
                 if let Some(n) = self.returns_log.hit(Instant::now()) {
                     tracing::warn!(rule = %self.spec.name, exchange = %self.spec.exchange,
-                        routing_key = %ret.delivery.routing_key, code = ret.reply_code,
+                        routing_key = %ret.routing_key, code = ret.reply_code,
                         reason = %ret.reply_text, returned = n, policy = ?self.spec.unroutable,
                         "bridge: RabbitMQ returned unroutable messages (no queue bound)");
                 }
                 self.unroutable(seq);
             }
-            (Confirmation::Nack(_), Target::Primary) => {
+            (Confirm::Nack, Target::Primary) => {
                 bump(&self.stats().nacked);
                 self.retry(seq);
             }
-            (Confirmation::Ack(Some(_)) | Confirmation::Nack(_), Target::DeadLetter) => {
+            (Confirm::Returned(_) | Confirm::Nack, Target::DeadLetter) => {
                 bump(&self.stats().dropped_dead_letter_failed);
                 if let Some(n) = self.drops_log.hit(Instant::now()) {
                     tracing::warn!(rule = %self.spec.name, dropped = n,

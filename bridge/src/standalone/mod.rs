@@ -21,12 +21,10 @@ use std::time::Duration;
 
 use rumqttc::v5::{AsyncClient, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use client::{RemoteError, RemoteSide};
 
-use crate::config::{BridgeConfig, StandaloneMqtt, TlsFiles};
+use crate::config::{BridgeConfig, StandaloneMqtt};
 use crate::{Bridge, StartError};
 
 /// Why a standalone bridge could not start.
@@ -70,45 +68,10 @@ pub fn connect(m: &StandaloneMqtt) -> Result<Arc<RemoteSide>, StandaloneError> {
     }
     if let Some(tls) = &m.tls {
         o.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::new(
-            rustls_config(tls)?,
+            crate::tls::client_config(tls).map_err(StandaloneError::Tls)?,
         ))));
     }
     // A rendezvous channel: rumqttc takes one request at a time (see `client`).
     let (client, eventloop) = AsyncClient::new(o, 0);
     Ok(RemoteSide::start(client, eventloop))
-}
-
-fn rustls_config(t: &TlsFiles) -> Result<rustls::ClientConfig, StandaloneError> {
-    let bad = |e: &dyn std::fmt::Display| StandaloneError::Tls(e.to_string());
-    let mut roots = rustls::RootCertStore::empty();
-    match &t.ca_file {
-        Some(ca) => {
-            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(&e))? {
-                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(&e))?
-        .with_root_certificates(roots);
-    match (&t.cert_file, &t.key_file) {
-        (Some(c), Some(k)) => {
-            let certs = CertificateDer::pem_file_iter(c)
-                .map_err(|e| bad(&e))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad(&e))?;
-            let key = PrivateKeyDer::from_pem_file(k).map_err(|e| bad(&e))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| bad(&e))
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
 }

@@ -3,8 +3,6 @@
 //!
 //! - `lapin`: one publisher, confirms on, persistent, up to 256 publications awaiting confirm
 //!   (the bridge's default `max_in_flight`), to `amq.topic` with a key bound to the queue.
-//! - `amqprs`: the same with amqprs (the bridge's own client), acks counted by a channel
-//!   callback: what the client alone reaches.
 //! - `lapin-headers`: the same, with the properties and headers the bridge adds (message id,
 //!   timestamp, app id, `x-mqtt-*`): what RabbitMQ pays for the metadata, apart from the bridge.
 //! - `bridged`: one MQTT 5 device publishes QoS 1 to Mosquitto, the standalone bridge
@@ -148,18 +146,6 @@ async fn main() {
     let mut spooled_rates = Vec::new();
     let mut replay_rates = Vec::new();
 
-    let amqprs_url: amqprs::connection::OpenConnectionArguments = {
-        let u = url.split_once('@').map(|(_, r)| r).unwrap_or(&url);
-        let hostport = u.split('/').next().unwrap_or(u);
-        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5672"));
-        amqprs::connection::OpenConnectionArguments::new(
-            host,
-            port.parse().unwrap_or(5672),
-            "guest",
-            "guest",
-        )
-    };
-    let mut amqprs_rates = Vec::new();
     let mut lapin_rates = Vec::new();
     let mut bridged_rates = Vec::new();
     let mut memory_rates = Vec::new();
@@ -172,14 +158,6 @@ async fn main() {
         let rate = plain_lapin(&conn, n, &payload, false).await;
         println!(r#"{{"scenario":"lapin","round":{round},"messages":{n},"msgs_per_s":{rate:.0}}}"#);
         lapin_rates.push(rate);
-        ch.queue_purge(queue.into(), Default::default())
-            .await
-            .expect("purge");
-        let rate = plain_amqprs(&amqprs_url, n, &payload).await;
-        println!(
-            r#"{{"scenario":"amqprs","round":{round},"messages":{n},"msgs_per_s":{rate:.0}}}"#
-        );
-        amqprs_rates.push(rate);
         ch.queue_purge(queue.into(), Default::default())
             .await
             .expect("purge");
@@ -270,12 +248,6 @@ async fn main() {
     let ratio = best(&bridged_rates) / best(&lapin_rates);
     let memory_ratio = best(&memory_rates) / best(&lapin_rates);
     let headers_ratio = best(&memory_rates) / best(&headers_rates);
-    println!(
-        r#"{{"amqprs_best":{:.0},"ratio_amqprs_over_lapin":{:.3},"ratio_bridged_over_amqprs":{:.3}}}"#,
-        best(&amqprs_rates),
-        best(&amqprs_rates) / best(&lapin_rates),
-        best(&bridged_rates) / best(&amqprs_rates)
-    );
     println!(
         r#"{{"spooled_best":{:.0},"spool_replay_best":{:.0}}}"#,
         best(&spooled_rates),
@@ -400,86 +372,3 @@ async fn plain_lapin(conn: &Connection, n: usize, payload: &[u8], headers: bool)
     rate
 }
 
-/// Counts publisher confirms (acks and nacks) for [`plain_amqprs`].
-struct Confirms(tokio::sync::mpsc::UnboundedSender<(u64, bool)>);
-
-#[async_trait::async_trait]
-impl amqprs::callbacks::ChannelCallback for Confirms {
-    async fn close(
-        &mut self,
-        _: &amqprs::channel::Channel,
-        _: amqprs::CloseChannel,
-    ) -> Result<(), amqprs::error::Error> {
-        Ok(())
-    }
-    async fn cancel(
-        &mut self,
-        _: &amqprs::channel::Channel,
-        _: amqprs::Cancel,
-    ) -> Result<(), amqprs::error::Error> {
-        Ok(())
-    }
-    async fn flow(
-        &mut self,
-        _: &amqprs::channel::Channel,
-        active: bool,
-    ) -> Result<bool, amqprs::error::Error> {
-        Ok(active)
-    }
-    async fn publish_ack(&mut self, _: &amqprs::channel::Channel, ack: amqprs::Ack) {
-        let _ = self.0.send((ack.delivery_tag(), ack.mutiple()));
-    }
-    async fn publish_nack(&mut self, _: &amqprs::channel::Channel, nack: amqprs::Nack) {
-        let _ = self.0.send((nack.delivery_tag(), nack.multiple()));
-    }
-    async fn publish_return(
-        &mut self,
-        _: &amqprs::channel::Channel,
-        _: amqprs::Return,
-        _: amqprs::BasicProperties,
-        _: Vec<u8>,
-    ) {
-    }
-}
-
-/// One amqprs publisher with confirms, `mandatory`, persistent, up to 256 awaiting confirm;
-/// returns messages per second.
-async fn plain_amqprs(
-    args: &amqprs::connection::OpenConnectionArguments,
-    n: usize,
-    payload: &[u8],
-) -> f64 {
-    use amqprs::channel::{BasicPublishArguments, ConfirmSelectArguments};
-    let conn = amqprs::connection::Connection::open(args)
-        .await
-        .expect("amqprs connect");
-    let ch = conn.open_channel(None).await.expect("channel");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    ch.register_callback(Confirms(tx)).await.expect("callback");
-    ch.confirm_select(ConfirmSelectArguments::default())
-        .await
-        .expect("confirms");
-    let start = Instant::now();
-    let mut confirmed = 0u64;
-    let mut props = amqprs::BasicProperties::default();
-    props.with_delivery_mode(2);
-    let mut publish = BasicPublishArguments::new("amq.topic", "bench.d1.data");
-    publish.mandatory(true);
-    for i in 0..n as u64 {
-        while i - confirmed >= 256 {
-            let (tag, _) = rx.recv().await.expect("confirm");
-            confirmed = confirmed.max(tag);
-        }
-        ch.basic_publish(props.clone(), payload.to_vec(), publish.clone())
-            .await
-            .expect("publish");
-    }
-    while confirmed < n as u64 {
-        let (tag, _) = rx.recv().await.expect("confirm");
-        confirmed = confirmed.max(tag);
-    }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    let _ = ch.close().await;
-    let _ = conn.close().await;
-    rate
-}

@@ -20,7 +20,7 @@
 
 use bytes::Bytes;
 
-use crate::amqp::{BasicProperties, ByteArray, FieldArray, FieldTable, FieldValue};
+use crate::amqp::{BasicProperties, FieldTable, FieldValue};
 use crate::mapping::{Mapping, MappingError};
 use crate::side::{BridgeMessage, MqttProperties};
 
@@ -38,13 +38,9 @@ fn short(s: &str) -> Option<&str> {
     (s.len() <= crate::amqp::MAX_SHORT).then_some(s)
 }
 
-/// Adds a header (a name the table does not hold yet: amqprs miscounts a replaced one).
-fn put(h: &mut FieldTable, k: &str, v: FieldValue) {
-    if let Ok(name) = k.try_into() {
-        if h.get(&name).is_none() {
-            h.insert(name, v);
-        }
-    }
+/// A short string's bytes.
+fn sb(s: &str) -> Option<Bytes> {
+    Some(Bytes::copy_from_slice(s.as_bytes()))
 }
 
 fn long(s: &str) -> FieldValue {
@@ -61,68 +57,56 @@ pub(crate) fn properties(
 ) -> BasicProperties {
     let p = &msg.properties;
     let mut h = FieldTable::new();
-    put(&mut h, H_TOPIC, long(&msg.topic));
+    h.insert(H_TOPIC, long(&msg.topic));
     if let Some(c) = client_id {
-        put(&mut h, H_CLIENT, long(c));
+        h.insert(H_CLIENT, long(c));
     }
-    put(&mut h, H_QOS, FieldValue::I(i32::from(msg.qos)));
-    put(&mut h, H_RETAIN, FieldValue::t(msg.retain));
+    h.insert(H_QOS, FieldValue::I32(i32::from(msg.qos)));
+    h.insert(H_RETAIN, FieldValue::Bool(msg.retain));
     if let Some(f) = p.payload_format_indicator {
-        put(&mut h, H_FORMAT, FieldValue::I(i32::from(f)));
+        h.insert(H_FORMAT, FieldValue::I32(i32::from(f)));
     }
-    let mut props = BasicProperties::default();
-    props
-        .with_delivery_mode(if msg.qos >= 1 { 2 } else { 1 })
-        .with_timestamp(timestamp)
-        .with_app_id("warren");
-    if let Some(id) = short(message_id) {
-        props.with_message_id(id);
-    }
-    if let Some(ct) = p.content_type.as_deref().and_then(short) {
-        props.with_content_type(ct);
-    }
-    if let Some(secs) = p.message_expiry_interval {
-        props.with_expiration(&(u64::from(secs) * 1000).to_string());
-    }
+    let mut props = BasicProperties {
+        delivery_mode: Some(if msg.qos >= 1 { 2 } else { 1 }),
+        timestamp: Some(timestamp),
+        app_id: Some(Bytes::from_static(b"warren")),
+        message_id: short(message_id).and_then(sb),
+        content_type: p.content_type.as_deref().and_then(short).and_then(sb),
+        expiration: p
+            .message_expiry_interval
+            .map(|secs| Bytes::from((u64::from(secs) * 1000).to_string())),
+        ..BasicProperties::default()
+    };
     if let Some(rt) = &p.response_topic {
-        put(&mut h, H_RESPONSE, long(rt));
+        h.insert(H_RESPONSE, long(rt));
         if let Some(key) = reply.topic_to_key(rt).ok().filter(|k| short(k).is_some()) {
-            props.with_reply_to(&key);
+            props.reply_to = Some(Bytes::from(key));
         }
     }
     if let Some(cd) = &p.correlation_data {
+        // Text goes in correlation-id (backends read it as a string); bytes in a header.
         match std::str::from_utf8(cd).ok().and_then(short) {
-            Some(id) => {
-                props.with_correlation_id(id);
-            }
-            None => {
-                if let Ok(b) = ByteArray::try_from(cd.to_vec()) {
-                    put(&mut h, H_CORRELATION, FieldValue::x(b));
-                }
-            }
+            Some(id) => props.correlation_id = sb(id),
+            None => h.insert(H_CORRELATION, FieldValue::Bytes(cd.clone())),
         }
     }
     for (i, (k, v)) in p.user_properties.iter().enumerate() {
-        if k.starts_with(BRIDGE_PREFIX) || short(k).is_none() {
+        if k.starts_with(BRIDGE_PREFIX) || short(k).is_none() || h.get(k.as_bytes()).is_some() {
+            // The first occurrence of a name wins (later ones are in its array).
             continue;
         }
-        let same: Vec<&str> = p.user_properties[i..]
-            .iter()
-            .filter(|(k2, _)| k2 == k)
-            .map(|(_, v)| v.as_str())
-            .collect();
-        let value = if same.len() == 1 {
-            long(v)
-        } else {
-            match FieldArray::try_from(same.into_iter().map(long).collect::<Vec<_>>()) {
-                Ok(a) => FieldValue::A(a),
-                Err(_) => continue,
+        let mut same = p.user_properties[i + 1..].iter().filter(|(k2, _)| k2 == k);
+        let value = match same.next() {
+            None => long(v),
+            Some((_, v2)) => {
+                let mut all = vec![long(v), long(v2)];
+                all.extend(same.map(|(_, v)| long(v)));
+                FieldValue::Array(all)
             }
         };
-        // The first occurrence of a name wins (later ones are in its array).
-        put(&mut h, k, value);
+        h.insert(k, value);
     }
-    props.with_headers(h);
+    props.headers = Some(h);
     props
 }
 
@@ -136,46 +120,51 @@ pub(crate) struct InboundShape<'a> {
 
 /// The MQTT message for an AMQP delivery.
 pub(crate) fn message(
-    routing_key: &str,
+    routing_key: &[u8],
     props: &BasicProperties,
-    payload: Vec<u8>,
+    payload: Bytes,
     shape: &InboundShape<'_>,
 ) -> Result<BridgeMessage, MappingError> {
-    let topic = shape.topic.key_to_topic(routing_key)?;
+    let key = std::str::from_utf8(routing_key).map_err(|_| MappingError::NotUtf8)?;
+    let topic = shape.topic.key_to_topic(key)?;
+    let text = |b: &Option<Bytes>| b.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
     let mut p = MqttProperties {
-        content_type: props.content_type().cloned(),
-        message_expiry_interval: props
-            .expiration()
+        content_type: text(&props.content_type),
+        message_expiry_interval: text(&props.expiration)
             .and_then(|e| e.parse::<u64>().ok())
             .map(|ms| u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)),
         response_topic: props
-            .reply_to()
+            .reply_to
+            .as_deref()
+            .and_then(|r| std::str::from_utf8(r).ok())
             .and_then(|r| shape.reply.key_to_topic(r).ok()),
-        correlation_data: props
-            .correlation_id()
-            .map(|c| Bytes::copy_from_slice(c.as_bytes())),
+        correlation_data: props.correlation_id.clone(),
         ..MqttProperties::default()
     };
-    if let Some(h) = props.headers() {
-        for (k, v) in h.as_ref() {
-            match k.as_ref().as_str() {
+    if let Some(h) = &props.headers {
+        for (k, v) in h.iter() {
+            // MQTT user property names are UTF-8: another name is left out.
+            let Ok(k) = std::str::from_utf8(k) else {
+                continue;
+            };
+            match k {
                 H_FORMAT => p.payload_format_indicator = as_u8(v),
                 H_CORRELATION => {
-                    if let FieldValue::x(b) = v {
-                        p.correlation_data = Some(Bytes::from(Vec::<u8>::from(b.clone())));
+                    if let FieldValue::Bytes(b) = v {
+                        p.correlation_data = Some(b.clone());
                     }
                 }
                 k if k.starts_with(BRIDGE_PREFIX) => {}
                 k => match v {
-                    FieldValue::A(a) => {
-                        for e in Vec::<FieldValue>::from(a.clone()) {
-                            if let Some(s) = text(&e) {
+                    FieldValue::Array(a) => {
+                        for e in a {
+                            if let Some(s) = text_of(e) {
                                 p.user_properties.push((k.to_string(), s));
                             }
                         }
                     }
                     v => {
-                        if let Some(s) = text(v) {
+                        if let Some(s) = text_of(v) {
                             p.user_properties.push((k.to_string(), s));
                         }
                     }
@@ -185,7 +174,7 @@ pub(crate) fn message(
     }
     Ok(BridgeMessage {
         topic,
-        payload: Bytes::from(payload),
+        payload,
         qos: shape.qos,
         retain: shape.retain,
         properties: p,
@@ -193,25 +182,24 @@ pub(crate) fn message(
 }
 
 fn as_u8(v: &FieldValue) -> Option<u8> {
-    text(v).and_then(|s| s.parse().ok())
+    text_of(v).and_then(|s| s.parse().ok())
 }
 
-/// The text of a scalar header value.
-fn text(v: &FieldValue) -> Option<String> {
+/// The text of a scalar header value (bytes that are not UTF-8 lossily).
+fn text_of(v: &FieldValue) -> Option<String> {
     Some(match v {
-        FieldValue::S(s) => s.as_ref().clone(),
-        FieldValue::x(b) => String::from_utf8_lossy(&Vec::<u8>::from(b.clone())).into_owned(),
-        FieldValue::t(b) => b.to_string(),
-        FieldValue::b(n) => n.to_string(),
-        FieldValue::B(n) => n.to_string(),
-        FieldValue::s(n) => n.to_string(),
-        FieldValue::u(n) => n.to_string(),
-        FieldValue::I(n) => n.to_string(),
-        FieldValue::i(n) => n.to_string(),
-        FieldValue::l(n) => n.to_string(),
-        FieldValue::f(n) => n.to_string(),
-        FieldValue::d(n) => n.to_string(),
-        FieldValue::T(n) => n.to_string(),
+        FieldValue::LongString(s) | FieldValue::Bytes(s) => String::from_utf8_lossy(s).into_owned(),
+        FieldValue::Bool(b) => b.to_string(),
+        FieldValue::I8(n) => n.to_string(),
+        FieldValue::U8(n) => n.to_string(),
+        FieldValue::I16(n) => n.to_string(),
+        FieldValue::U16(n) => n.to_string(),
+        FieldValue::I32(n) => n.to_string(),
+        FieldValue::U32(n) => n.to_string(),
+        FieldValue::I64(n) => n.to_string(),
+        FieldValue::F32(n) => n.to_string(),
+        FieldValue::F64(n) => n.to_string(),
+        FieldValue::Timestamp(n) => n.to_string(),
         _ => return None,
     })
 }

@@ -135,15 +135,21 @@ impl<'a, S: MqttSide> Session<'a, S> {
                 d = consumer.next() => match d {
                     Some(d) => {
                         bump(&self.stats().deliveries);
-                        match convert::message(&d.routing_key, &d.properties, d.body, &shape) {
+                        let m = match &d.properties {
+                            Ok(p) => convert::message(&d.routing_key, p, d.body, &shape)
+                                .map_err(|e| e.to_string()),
+                            Err(e) => Err(format!("its properties cannot be read: {e}")),
+                        };
+                        match m {
                             Ok(m) => pending.push(self.publish(d.acker, m)),
                             Err(e) => {
                                 bump(&self.stats().unmappable);
                                 if self.log.hit(Instant::now()).is_some() {
-                                    tracing::warn!(rule = %self.spec.name, routing_key = %d.routing_key, error = %e,
-                                        "bridge: routing key maps to no MQTT topic; rejected");
+                                    tracing::warn!(rule = %self.spec.name,
+                                        routing_key = %String::from_utf8_lossy(&d.routing_key), error = %e,
+                                        "bridge: delivery maps to no MQTT message; rejected");
                                 }
-                                let _ = d.acker.reject(false).await;
+                                let _ = d.acker.reject(false);
                                 bump(&self.stats().rejects);
                             }
                         }
@@ -151,7 +157,7 @@ impl<'a, S: MqttSide> Session<'a, S> {
                     None => break End::Lost,
                 },
                 Some((acker, outcome)) = pending.next(), if !pending.is_empty() => {
-                    self.settle(acker, outcome).await;
+                    self.settle(acker, outcome);
                 }
                 r = conns.changed() => {
                     let current = conns.borrow().as_ref().map(|c| c.generation);
@@ -168,7 +174,7 @@ impl<'a, S: MqttSide> Session<'a, S> {
             while !pending.is_empty() {
                 tokio::select! {
                     _ = &mut grace => break,
-                    Some((acker, outcome)) = pending.next() => self.settle(acker, outcome).await,
+                    Some((acker, outcome)) = pending.next() => self.settle(acker, outcome),
                 }
             }
             drop(pending);
@@ -195,22 +201,22 @@ impl<'a, S: MqttSide> Session<'a, S> {
         })
     }
 
-    async fn settle(&mut self, acker: Acker, outcome: Outcome) {
+    fn settle(&mut self, acker: Acker, outcome: Outcome) {
         let s = self.stats();
         match outcome {
             Outcome::Published(Published::Accepted) => {
-                let _ = acker.ack().await;
+                let _ = acker.ack();
                 bump(&s.acks);
             }
             Outcome::Published(Published::NoMatchingSubscribers) => {
                 bump(&s.no_subscribers);
                 match self.spec.no_subscribers {
                     NoSubscribers::Ack => {
-                        let _ = acker.ack().await;
+                        let _ = acker.ack();
                         bump(&s.acks);
                     }
                     NoSubscribers::Reject => {
-                        let _ = acker.reject(false).await;
+                        let _ = acker.reject(false);
                         bump(&s.rejects);
                     }
                 }
@@ -220,7 +226,7 @@ impl<'a, S: MqttSide> Session<'a, S> {
                     tracing::warn!(rule = %self.spec.name, error = %e,
                         "bridge: the MQTT side did not take a message; requeued");
                 }
-                let _ = acker.nack(true).await;
+                let _ = acker.nack(true);
                 bump(&s.requeued);
             }
         }

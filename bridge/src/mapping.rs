@@ -39,6 +39,9 @@ pub const MAX_KEY_LEN: usize = 255;
 /// Why a topic, key, filter or pattern could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
+    /// The routing key is not UTF-8 (MQTT topics are).
+    #[error("the routing key is not UTF-8")]
+    NotUtf8,
     /// The routing key would be longer than 255 bytes.
     #[error("the routing key would be {0} bytes long (at most 255)")]
     KeyTooLong(usize),

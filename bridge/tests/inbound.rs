@@ -206,3 +206,72 @@ async fn request_and_response_cross_the_bridge_both_ways() {
     );
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_or_too_deep_metadata_from_a_backend_does_not_stop_the_queue() {
+    let url = amqp_or_skip!();
+    let m = Mosquitto::start().await;
+    let (t, q) = (unique("bin"), unique("q"));
+    let rules = format!(
+        "[[bridge.inbound]]\nqueue = \"{q}\"\nexchange = \"amq.topic\"\nbindings = [\"{t}.#\"]\nqos = 1\n"
+    );
+    let b = start_bridge(&config(&url, m.port, &rules)).await;
+    let mut dev = Device::connect(m.port, &unique("dev")).await;
+    dev.subscribe(&format!("{t}/#"), QoS::AtLeastOnce).await;
+    let (_c, ch) = amqp(&url).await;
+
+    // Bytes that are not UTF-8 in a header value, and a binary byte array.
+    let mut h = FieldTable::default();
+    h.insert(
+        "raw".into(),
+        AMQPValue::LongString(vec![0xff, b'o', b'k'].into()),
+    );
+    h.insert(
+        "x-mqtt-correlation-data".into(),
+        AMQPValue::ByteArray(vec![0u8, 0xfe].into()),
+    );
+    publish(
+        &ch,
+        &format!("{t}.one"),
+        b"1",
+        BasicProperties::default().with_headers(h),
+    )
+    .await;
+    // Headers nested 40 deep: more than the bridge reads; rejected, the rest flows.
+    let mut deep = FieldTable::default();
+    for _ in 0..40 {
+        let mut outer = FieldTable::default();
+        outer.insert("n".into(), AMQPValue::FieldTable(deep));
+        deep = outer;
+    }
+    publish(
+        &ch,
+        &format!("{t}.two"),
+        b"2",
+        BasicProperties::default().with_headers(deep),
+    )
+    .await;
+    publish(&ch, &format!("{t}.three"), b"3", BasicProperties::default()).await;
+
+    let p = dev.next().await;
+    assert_eq!(p.payload, Bytes::from_static(b"1"));
+    let pp = p.properties.expect("v5 properties");
+    assert_eq!(pp.correlation_data.as_deref(), Some(&[0u8, 0xfe][..]));
+    assert_eq!(
+        pp.user_properties,
+        vec![("raw".to_string(), "\u{fffd}ok".to_string())]
+    );
+    let p = dev.next().await;
+    assert_eq!(p.payload, Bytes::from_static(b"3"), "the deep one is skipped");
+    wait_until("the reject", || b.snapshot().inbound[0].counts.rejects == 1).await;
+    let s = b.snapshot();
+    assert_eq!(
+        (s.inbound[0].counts.unmappable, s.inbound[0].counts.acks),
+        (1, 2)
+    );
+    assert_eq!(s.reconnects, 0, "the connection stayed up");
+    b.stop().await;
+    ch.queue_delete(q.as_str().into(), Default::default())
+        .await
+        .unwrap();
+}

@@ -1,16 +1,28 @@
-//! Opening a connection (plain or TLS with the process's rustls and the ring provider, like the
-//! broker's listeners: no second TLS stack), and noticing its end: RabbitMQ's `connection.close`,
-//! a network failure or a missed heartbeat.
+//! One AMQP connection: the handshake (PLAIN, tuning, virtual host), then two tasks that own
+//! the socket. The reader takes whole frames off one buffer, assembles message content and
+//! hands each channel its events in frame order; the writer sends whatever the channels have
+//! queued in the shared output buffer, one `write` per batch (publishers queue a batch of
+//! publications with one lock, see `publisher`), and heartbeats when idle. Either side's end
+//! ends the connection: every channel then sees it closed and [`Connection::closed`] says why.
+//!
+//! What is queued for writing is bounded by its producers: publishers by their rule's
+//! `max_in_flight`, acknowledgements by the prefetch.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use amqprs::callbacks::ConnectionCallback;
-use amqprs::connection::{Connection as Inner, OpenConnectionArguments};
-use amqprs::tls::TlsAdaptor;
-use amqprs::Close;
-use tokio::sync::watch;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
 
 use super::url::AmqpUrl;
+use super::wire::method::{self, Method};
+use super::wire::props::BasicProperties;
+use super::wire::table::{FieldTable, FieldValue};
+use super::wire::{self, Cursor, Frame, WireError};
 use super::AmqpError;
 
 /// What [`open`] needs, read once at start.
@@ -23,97 +35,718 @@ pub(crate) struct ConnectOptions {
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// A live connection. Dropping every clone closes it.
+/// The most channels the bridge asks for.
+const CHANNEL_MAX: u16 = 2047;
+/// The largest frame the bridge asks for (RabbitMQ's default).
+const FRAME_MAX: u32 = 131_072;
+/// The largest message body accepted from RabbitMQ (MQTT's largest packet).
+const MAX_BODY: u64 = 268_435_455;
+/// How long a closing connection waits for RabbitMQ's `close-ok`.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What a channel hears from the reader, in frame order.
+#[derive(Debug)]
+pub(super) enum Event {
+    /// A method without content (replies, confirms, flow, a consumer cancelled).
+    Method(Method),
+    /// A publication RabbitMQ returned.
+    Return {
+        code: u16,
+        text: Bytes,
+        routing_key: Bytes,
+        props: Option<BasicProperties>,
+    },
+    /// A delivery to a consumer; properties that cannot be decoded are an error, not the end
+    /// of the connection.
+    Deliver {
+        tag: u64,
+        routing_key: Bytes,
+        props: Result<BasicProperties, WireError>,
+        body: Bytes,
+    },
+    /// The channel (or its connection) ended, and why.
+    Closed(String),
+}
+
+/// What the output buffer holds and who may still write to it.
+pub(super) struct Out {
+    pub(super) buf: BytesMut,
+    /// Per channel id, the serial of the channel that owns it now (0: none): a settlement or a
+    /// close from an earlier channel that had the same id is not written.
+    pub(super) live: Vec<u32>,
+    /// The connection is gone: nothing more is written.
+    dead: bool,
+}
+
+/// Channel ids free to use.
+struct Ids {
+    next: u16,
+    free: Vec<u16>,
+    serial: u32,
+}
+
+/// What the tasks and the channels share.
+pub(super) struct Shared {
+    out: Mutex<Out>,
+    wake: Notify,
+    pub(super) frame_max: usize,
+    channel_max: u16,
+    ids: Mutex<Ids>,
+    reg: mpsc::UnboundedSender<(u16, mpsc::UnboundedSender<Event>)>,
+    closed: watch::Sender<Option<String>>,
+    stop: CancellationToken,
+    /// `connection.close` was sent.
+    closing: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Runs `f` on the output buffer and wakes the writer; `Err` when the connection is gone.
+    pub(super) fn write<R>(&self, f: impl FnOnce(&mut Out) -> R) -> Result<R, AmqpError> {
+        let mut o = lock(&self.out);
+        if o.dead {
+            return Err(AmqpError::Gone(self.why()));
+        }
+        let r = f(&mut o);
+        drop(o);
+        self.wake.notify_one();
+        Ok(r)
+    }
+
+    fn why(&self) -> String {
+        self.closed
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "connection closed".into())
+    }
+
+    /// A channel id and serial, registered with the reader for `tx`.
+    pub(super) fn new_channel(
+        &self,
+        tx: mpsc::UnboundedSender<Event>,
+    ) -> Result<(u16, u32), AmqpError> {
+        let (id, serial) = {
+            let mut ids = lock(&self.ids);
+            let id = match ids.free.pop() {
+                Some(id) => id,
+                None if ids.next <= self.channel_max => {
+                    ids.next += 1;
+                    ids.next - 1
+                }
+                None => return Err(AmqpError::Gone("no channel id left".into())),
+            };
+            ids.serial = ids.serial.wrapping_add(1).max(1);
+            (id, ids.serial)
+        };
+        if self.reg.send((id, tx)).is_err() {
+            return Err(AmqpError::Gone(self.why()));
+        }
+        Ok((id, serial))
+    }
+
+    fn free_channel(&self, id: u16) {
+        lock(&self.ids).free.push(id);
+    }
+
+    /// Queues `connection.close`; the reader ends on RabbitMQ's `close-ok` (or the grace).
+    fn begin_close(self: &Arc<Shared>) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.write(|o| method::close_frame(&mut o.buf, 0, 200, "bye"));
+        let shared = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(CLOSE_GRACE).await;
+                    shared.stop.cancel();
+                });
+            }
+            Err(_) => self.stop.cancel(),
+        }
+    }
+
+    /// Ends the connection (first reason wins).
+    fn end(&self, why: String) {
+        lock(&self.out).dead = true;
+        self.closed.send_if_modified(|c| {
+            if c.is_none() {
+                *c = Some(why);
+                true
+            } else {
+                false
+            }
+        });
+        self.stop.cancel();
+    }
+}
+
+/// A live connection; clones share it. When the last clone is dropped it is closed.
 #[derive(Clone)]
 pub(crate) struct Connection {
-    pub(super) inner: Inner,
-    /// Why RabbitMQ closed it (set by its `connection.close`).
-    closed: watch::Receiver<Option<String>>,
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.begin_close();
+    }
+}
+
+impl Connection {
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Whether the connection is still up.
+    pub(crate) fn is_open(&self) -> bool {
+        self.handle.shared.closed.borrow().is_none()
+    }
+
+    /// Waits until the connection ends; why.
+    pub(crate) async fn closed(&self) -> String {
+        let mut w = self.handle.shared.closed.subscribe();
+        let why = match w.wait_for(|c| c.is_some()).await {
+            Ok(c) => c.clone().unwrap_or_default(),
+            Err(_) => "connection gone".into(),
+        };
+        why
+    }
+
+    /// Closes the connection and waits for RabbitMQ's answer (bounded by the caller; the
+    /// sockets are let go after a grace period in any case).
+    pub(crate) async fn close(self) {
+        let shared = self.handle.shared.clone();
+        drop(self);
+        let mut w = shared.closed.subscribe();
+        shared.begin_close();
+        let _ = w.wait_for(|c| c.is_some()).await;
+    }
 }
 
 /// Opens a connection (no timeout here: the caller bounds the attempt).
 pub(crate) async fn open(o: &ConnectOptions) -> Result<Connection, AmqpError> {
     let u = &o.url;
-    // An IPv6 address goes in brackets in the socket address; TLS wants it bare.
-    let addr_host = if u.host.contains(':') {
-        format!("[{}]", u.host)
-    } else {
-        u.host.clone()
-    };
-    let mut args = OpenConnectionArguments::new(&addr_host, u.port, &u.user, &u.password);
-    args.virtual_host(&u.vhost).connection_name(&o.name);
-    if let Some(h) = u.heartbeat {
-        args.heartbeat(h);
-    }
+    let tcp = TcpStream::connect((u.host.as_str(), u.port)).await?;
+    tcp.set_nodelay(true)?;
     match (&o.tls, u.tls) {
+        (None, false) => {
+            let mut tcp = tcp;
+            let t = handshake(&mut tcp, o).await?;
+            let (r, w) = tcp.into_split();
+            Ok(start(r, w, t))
+        }
         (Some(config), true) => {
+            let name = rustls::pki_types::ServerName::try_from(u.host.clone())
+                .map_err(|e| AmqpError::Url(format!("host {}: {e}", u.host)))?;
             let connector = tokio_rustls::TlsConnector::from(config.clone());
-            args.tls_adaptor(TlsAdaptor::new(connector, u.host.clone()));
+            let mut tls = connector.connect(name, tcp).await?;
+            let t = handshake(&mut tls, o).await?;
+            let (r, w) = tokio::io::split(tls);
+            Ok(start(r, w, t))
         }
-        (None, false) => {}
-        _ => {
-            return Err(AmqpError::Url(
-                "TLS settings and URL scheme disagree".into(),
-            ))
-        }
+        _ => Err(AmqpError::Url("TLS settings and URL scheme disagree".into())),
     }
-    let inner = Inner::open(&args).await?;
-    let (tx, closed) = watch::channel(None);
-    inner.register_callback(Watch { tx }).await?;
-    Ok(Connection { inner, closed })
 }
 
-impl Connection {
-    /// Whether the connection is still up.
-    pub(crate) fn is_open(&self) -> bool {
-        self.inner.is_open() && self.closed.borrow().is_none()
+/// What the handshake settled.
+struct Tuned {
+    channel_max: u16,
+    frame_max: u32,
+    heartbeat: u16,
+    /// Bytes read past the handshake.
+    rest: BytesMut,
+}
+
+fn client_properties(name: &str) -> FieldTable {
+    let mut caps = FieldTable::new();
+    for c in [
+        "publisher_confirms",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "authentication_failure_close",
+    ] {
+        caps.insert(c, FieldValue::Bool(true));
+    }
+    let mut p = FieldTable::new();
+    p.insert("product", FieldValue::from("Warren bridge"));
+    p.insert("version", FieldValue::from(env!("CARGO_PKG_VERSION")));
+    p.insert("platform", FieldValue::from("Rust"));
+    p.insert("capabilities", FieldValue::Table(caps));
+    p.insert("connection_name", FieldValue::from(name));
+    p
+}
+
+/// The next method on channel 0 during the handshake (heartbeats skipped).
+async fn handshake_method<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Method, AmqpError> {
+    loop {
+        if let Some(f) = wire::take_frame(buf, FRAME_MAX as usize)? {
+            match (f.kind, f.channel) {
+                (wire::FRAME_HEARTBEAT, _) => continue,
+                (wire::FRAME_METHOD, 0) => {
+                    return match Method::decode(f.payload)? {
+                        Method::ConnectionClose(c) => Err(AmqpError::Refused(c.to_string())),
+                        m => Ok(m),
+                    }
+                }
+                _ => return Err(WireError::Bad("unexpected frame in the handshake").into()),
+            }
+        }
+        if s.read_buf(buf).await? == 0 {
+            return Err(AmqpError::Gone(
+                "RabbitMQ closed the socket during the handshake (wrong port, TLS, or refused)"
+                    .into(),
+            ));
+        }
+    }
+}
+
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    o: &ConnectOptions,
+) -> Result<Tuned, AmqpError> {
+    let u = &o.url;
+    s.write_all(wire::PROTOCOL_HEADER).await?;
+    let mut buf = BytesMut::with_capacity(8192);
+    let Method::ConnectionStart { mechanisms } = handshake_method(s, &mut buf).await? else {
+        return Err(WireError::Bad("expected connection.start").into());
+    };
+    if !mechanisms.split(|b| *b == b' ').any(|m| m == b"PLAIN") {
+        return Err(AmqpError::Refused(format!(
+            "RabbitMQ offers no PLAIN authentication ({})",
+            String::from_utf8_lossy(&mechanisms)
+        )));
+    }
+    let mut response = Vec::with_capacity(u.user.len() + u.password.len() + 2);
+    response.push(0);
+    response.extend_from_slice(u.user.as_bytes());
+    response.push(0);
+    response.extend_from_slice(u.password.as_bytes());
+    let mut out = BytesMut::new();
+    method::start_ok(&mut out, &client_properties(&o.name), "PLAIN", &response)?;
+    s.write_all(&out).await?;
+    out.clear();
+    let (channel_max, frame_max, heartbeat) = match handshake_method(s, &mut buf).await? {
+        Method::ConnectionTune {
+            channel_max,
+            frame_max,
+            heartbeat,
+        } => (channel_max, frame_max, heartbeat),
+        Method::ConnectionSecure => {
+            return Err(AmqpError::Refused("RabbitMQ asked for a SASL challenge".into()))
+        }
+        _ => return Err(WireError::Bad("expected connection.tune").into()),
+    };
+    let channel_max = match channel_max {
+        0 => CHANNEL_MAX,
+        n => n.min(CHANNEL_MAX),
+    };
+    let frame_max = match frame_max {
+        0 => FRAME_MAX,
+        n => n.clamp(wire::FRAME_MIN, FRAME_MAX),
+    };
+    let heartbeat = u.heartbeat.unwrap_or(heartbeat);
+    method::tune_ok(&mut out, channel_max, frame_max, heartbeat);
+    method::connection_open(&mut out, &u.vhost)?;
+    s.write_all(&out).await?;
+    s.flush().await?;
+    match handshake_method(s, &mut buf).await? {
+        Method::ConnectionOpenOk => {}
+        _ => return Err(WireError::Bad("expected connection.open-ok").into()),
+    }
+    Ok(Tuned {
+        channel_max,
+        frame_max,
+        heartbeat,
+        rest: buf,
+    })
+}
+
+fn start<R, W>(r: R, w: W, t: Tuned) -> Connection
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (reg, regs) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        out: Mutex::new(Out {
+            buf: BytesMut::with_capacity(16 * 1024),
+            live: vec![0; usize::from(t.channel_max) + 1],
+            dead: false,
+        }),
+        wake: Notify::new(),
+        frame_max: t.frame_max as usize,
+        channel_max: t.channel_max,
+        ids: Mutex::new(Ids {
+            next: 1,
+            free: Vec::new(),
+            serial: 0,
+        }),
+        reg,
+        closed: watch::channel(None).0,
+        stop: CancellationToken::new(),
+        closing: AtomicBool::new(false),
+    });
+    let heartbeat = (t.heartbeat > 0).then(|| Duration::from_secs(u64::from(t.heartbeat)));
+    let reader = Reader {
+        shared: shared.clone(),
+        slots: (0..=t.channel_max).map(|_| None).collect(),
+        regs,
+    };
+    tokio::spawn(reader.run(r, t.rest, heartbeat));
+    tokio::spawn(write_loop(w, shared.clone(), heartbeat));
+    Connection {
+        handle: Arc::new(Handle { shared }),
+    }
+}
+
+/// Sends what the channels queued; a heartbeat when nothing was sent for half the interval.
+async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, shared: Arc<Shared>, hb: Option<Duration>) {
+    let mut spare = BytesMut::with_capacity(16 * 1024);
+    let mut tick = hb.map(|h| tokio::time::interval(h / 2));
+    let mut wrote = true;
+    let result: std::io::Result<()> = async {
+        loop {
+            let heartbeat = async {
+                match &mut tick {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mut stopping = false;
+            let mut beat = false;
+            tokio::select! {
+                _ = shared.stop.cancelled() => stopping = true,
+                _ = shared.wake.notified() => {}
+                _ = heartbeat => {
+                    if !wrote {
+                        wire::put_heartbeat(&mut lock(&shared.out).buf);
+                    }
+                    wrote = false;
+                    beat = true;
+                }
+            }
+            std::mem::swap(&mut lock(&shared.out).buf, &mut spare);
+            if !spare.is_empty() {
+                let send = async {
+                    w.write_all(&spare).await?;
+                    w.flush().await
+                };
+                if stopping {
+                    // Last words (a close-ok), bounded.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, send).await;
+                } else {
+                    send.await?;
+                }
+                spare.clear();
+                wrote = !beat;
+            }
+            if stopping {
+                let _ = tokio::time::timeout(CLOSE_GRACE, w.shutdown()).await;
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        shared.end(format!("write to RabbitMQ failed: {e}"));
+    }
+}
+
+/// Content being assembled on a channel.
+struct Content {
+    method: Method,
+    props: Option<Result<BasicProperties, WireError>>,
+    size: u64,
+    body: BytesMut,
+    /// The body when it came in one frame (no copy).
+    whole: Option<Bytes>,
+}
+
+struct Slot {
+    tx: mpsc::UnboundedSender<Event>,
+    content: Option<Content>,
+}
+
+struct Reader {
+    shared: Arc<Shared>,
+    slots: Vec<Option<Slot>>,
+    regs: mpsc::UnboundedReceiver<(u16, mpsc::UnboundedSender<Event>)>,
+}
+
+/// Why the reader stops.
+enum Stop {
+    /// RabbitMQ or the network ended it.
+    Ended(String),
+    /// RabbitMQ broke the protocol: closed with this code.
+    Protocol(u16, String),
+}
+
+impl From<WireError> for Stop {
+    fn from(e: WireError) -> Stop {
+        let code = match e {
+            WireError::FrameTooLarge { .. } | WireError::FrameEnd(_) => 501,
+            WireError::Method { .. } => 540,
+            _ => 502,
+        };
+        Stop::Protocol(code, e.to_string())
+    }
+}
+
+impl Reader {
+    async fn run<R: AsyncRead + Unpin>(
+        mut self,
+        mut r: R,
+        mut buf: BytesMut,
+        hb: Option<Duration>,
+    ) {
+        let mut tick = hb.map(|h| tokio::time::interval(h));
+        let mut heard = true;
+        let mut missed = 0;
+        let max = self.shared.frame_max;
+        let stop = loop {
+            match self.frames(&mut buf, max) {
+                Ok(()) => {}
+                Err(s) => break s,
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(64 * 1024);
+            }
+            let beat = async {
+                match &mut tick {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.shared.stop.cancelled() => break Stop::Ended("connection closed".into()),
+                n = r.read_buf(&mut buf) => match n {
+                    Ok(0) => break Stop::Ended("RabbitMQ closed the socket".into()),
+                    Ok(_) => heard = true,
+                    Err(e) => break Stop::Ended(format!("read from RabbitMQ failed: {e}")),
+                },
+                _ = beat => {
+                    missed = if heard { 0 } else { missed + 1 };
+                    heard = false;
+                    if missed >= 2 {
+                        break Stop::Ended("RabbitMQ missed two heartbeats".into());
+                    }
+                }
+            }
+        };
+        let why = match stop {
+            Stop::Ended(why) => why,
+            Stop::Protocol(code, why) => {
+                let _ = self
+                    .shared
+                    .write(|o| method::close_frame(&mut o.buf, 0, code, &why));
+                format!("protocol error from RabbitMQ: {why}")
+            }
+        };
+        for slot in self.slots.iter_mut().filter_map(Option::take) {
+            let _ = slot.tx.send(Event::Closed(why.clone()));
+        }
+        self.shared.end(why);
     }
 
-    /// Waits until the connection ends; why. A network failure is noticed by the caller's
-    /// polling of [`Connection::is_open`] too (amqprs signals it only to listeners that were
-    /// already waiting).
-    pub(crate) async fn closed(&self) -> String {
-        let mut w = self.closed.clone();
-        tokio::select! {
-            r = w.wait_for(|c| c.is_some()) => match r {
-                Ok(c) => c.clone().unwrap_or_default(),
-                Err(_) => "connection gone".into(),
+    /// Handles every whole frame in `buf`.
+    fn frames(&mut self, buf: &mut BytesMut, max: usize) -> Result<(), Stop> {
+        while let Some(f) = wire::take_frame(buf, max)? {
+            while let Ok((id, tx)) = self.regs.try_recv() {
+                if let Some(s) = self.slots.get_mut(usize::from(id)) {
+                    *s = Some(Slot { tx, content: None });
+                }
+            }
+            self.frame(f)?;
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, f: Frame) -> Result<(), Stop> {
+        match (f.kind, f.channel) {
+            (wire::FRAME_HEARTBEAT, _) => Ok(()),
+            (wire::FRAME_METHOD, 0) => match Method::decode(f.payload)? {
+                Method::ConnectionClose(c) => {
+                    let _ = self.shared.write(|o| method::close_ok(&mut o.buf, 0));
+                    Err(Stop::Ended(format!("RabbitMQ closed the connection: {c}")))
+                }
+                Method::ConnectionCloseOk => Err(Stop::Ended("connection closed".into())),
+                Method::ConnectionBlocked { reason } => {
+                    tracing::warn!(reason = %String::from_utf8_lossy(&reason), "bridge: RabbitMQ blocked the connection");
+                    Ok(())
+                }
+                Method::ConnectionUnblocked => {
+                    tracing::info!("bridge: RabbitMQ unblocked the connection");
+                    Ok(())
+                }
+                Method::ConnectionUpdateSecretOk => Ok(()),
+                m => Err(Stop::Protocol(
+                    505,
+                    format!("unexpected method on channel 0: {m:?}"),
+                )),
             },
-            failure = self.inner.listen_network_io_failure() => {
-                if failure { "network failure".into() } else { "connection closed".into() }
+            (_, 0) => Err(Stop::Protocol(504, "content frame on channel 0".into())),
+            (kind, ch) => {
+                let id = usize::from(ch);
+                if id >= self.slots.len() {
+                    return Err(Stop::Protocol(504, format!("frame on channel {ch}")));
+                }
+                match kind {
+                    wire::FRAME_METHOD => self.method(ch, Method::decode(f.payload)?),
+                    wire::FRAME_HEADER => self.header(ch, f.payload),
+                    wire::FRAME_BODY => self.body(ch, f.payload),
+                    k => Err(Stop::Protocol(501, format!("frame type {k}"))),
+                }
             }
         }
     }
 
-    /// Closes the connection (bounded by the caller).
-    pub(crate) async fn close(self) {
-        let _ = self.inner.close().await;
-    }
-}
-
-/// Records RabbitMQ's `connection.close` and logs blocking.
-struct Watch {
-    tx: watch::Sender<Option<String>>,
-}
-
-#[async_trait::async_trait]
-impl ConnectionCallback for Watch {
-    async fn close(&mut self, _c: &Inner, close: Close) -> Result<(), amqprs::error::Error> {
-        self.tx.send_replace(Some(format!(
-            "RabbitMQ closed the connection: {} {}",
-            close.reply_code(),
-            close.reply_text()
-        )));
+    fn method(&mut self, ch: u16, m: Method) -> Result<(), Stop> {
+        let id = usize::from(ch);
+        match m {
+            Method::ChannelClose(c) => {
+                let _ = self.shared.write(|o| {
+                    o.live[id] = 0;
+                    method::close_ok(&mut o.buf, ch);
+                });
+                self.release(ch, format!("RabbitMQ closed the channel: {c}"));
+            }
+            Method::ChannelCloseOk => {
+                let _ = self.shared.write(|o| o.live[id] = 0);
+                self.release(ch, "channel closed".into());
+            }
+            Method::ChannelFlow { active } => {
+                let _ = self
+                    .shared
+                    .write(|o| method::channel_flow_ok(&mut o.buf, ch, active));
+            }
+            m if m.has_content() => {
+                if let Some(slot) = &mut self.slots[id] {
+                    if slot.content.is_some() {
+                        return Err(Stop::Protocol(505, "method inside content".into()));
+                    }
+                    slot.content = Some(Content {
+                        method: m,
+                        props: None,
+                        size: 0,
+                        body: BytesMut::new(),
+                        whole: None,
+                    });
+                }
+            }
+            m => {
+                if let Some(slot) = &self.slots[id] {
+                    let _ = slot.tx.send(Event::Method(m));
+                }
+            }
+        }
         Ok(())
     }
 
-    async fn blocked(&mut self, _c: &Inner, reason: String) {
-        tracing::warn!(reason = %reason, "bridge: RabbitMQ blocked the connection");
+    /// The channel ended: its owner hears why, its id is free again.
+    fn release(&mut self, ch: u16, why: String) {
+        if let Some(slot) = self.slots[usize::from(ch)].take() {
+            let _ = slot.tx.send(Event::Closed(why));
+        }
+        self.shared.free_channel(ch);
     }
 
-    async fn unblocked(&mut self, _c: &Inner) {
-        tracing::info!("bridge: RabbitMQ unblocked the connection");
+    fn header(&mut self, ch: u16, payload: Bytes) -> Result<(), Stop> {
+        let Some(slot) = &mut self.slots[usize::from(ch)] else {
+            return Ok(());
+        };
+        let Some(c) = slot.content.as_mut().filter(|c| c.props.is_none()) else {
+            return Err(Stop::Protocol(505, "content header without its method".into()));
+        };
+        // The body size comes first; a header whose properties cannot be read still has one.
+        let mut head = Cursor::new(payload.clone());
+        let _class = head.u16()?;
+        let _weight = head.u16()?;
+        let size = head.u64()?;
+        if size > MAX_BODY {
+            return Err(Stop::Protocol(
+                501,
+                format!("message body of {size} bytes"),
+            ));
+        }
+        c.size = size;
+        c.props = Some(BasicProperties::decode(Cursor::new(payload)).map(|(_, p)| p));
+        if size == 0 {
+            self.complete(ch);
+        }
+        Ok(())
     }
 
-    async fn secret_updated(&mut self, _c: &Inner) {}
+    fn body(&mut self, ch: u16, payload: Bytes) -> Result<(), Stop> {
+        let Some(slot) = &mut self.slots[usize::from(ch)] else {
+            return Ok(());
+        };
+        let Some(c) = slot.content.as_mut().filter(|c| c.props.is_some()) else {
+            return Err(Stop::Protocol(505, "body frame without its header".into()));
+        };
+        let have = (c.body.len() + c.whole.as_ref().map_or(0, Bytes::len)) as u64;
+        let now = have + payload.len() as u64;
+        if now > c.size {
+            return Err(Stop::Protocol(505, "body longer than its header said".into()));
+        }
+        if have == 0 && payload.len() as u64 == c.size {
+            c.whole = Some(payload);
+        } else {
+            if let Some(w) = c.whole.take() {
+                c.body.extend_from_slice(&w);
+            }
+            c.body.extend_from_slice(&payload);
+        }
+        if now == c.size {
+            self.complete(ch);
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, ch: u16) {
+        let Some(slot) = &mut self.slots[usize::from(ch)] else {
+            return;
+        };
+        let Some(c) = slot.content.take() else {
+            return;
+        };
+        let body = c.whole.unwrap_or_else(|| c.body.freeze());
+        let props = c.props.unwrap_or(Err(WireError::Bad("no content header")));
+        let event = match c.method {
+            Method::BasicDeliver {
+                delivery_tag,
+                routing_key,
+                ..
+            } => Event::Deliver {
+                tag: delivery_tag,
+                routing_key,
+                props,
+                body,
+            },
+            Method::BasicReturn {
+                code,
+                text,
+                routing_key,
+                ..
+            } => Event::Return {
+                code,
+                text,
+                routing_key,
+                props: props.ok(),
+            },
+            _ => return,
+        };
+        let _ = slot.tx.send(event);
+    }
 }

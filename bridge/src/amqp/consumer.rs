@@ -2,49 +2,58 @@
 //! set, deliveries with manual acknowledgement. The channel ends, and [`Consumer::next`]
 //! returns `None`, when RabbitMQ closes it, cancels the consumer or the connection goes.
 
-use amqprs::channel::{
-    BasicAckArguments, BasicCancelArguments, BasicConsumeArguments, BasicNackArguments,
-    BasicQosArguments, BasicRejectArguments, Channel, ConsumerMessage, QueueBindArguments,
-    QueueDeclareArguments,
-};
-use amqprs::BasicProperties;
-use tokio::sync::mpsc;
+use std::sync::Arc;
 
-use super::conn::Connection;
-use super::publisher::{Event, Forward};
-use super::{check_short, AmqpError};
+use bytes::Bytes;
+
+use super::channel::{send_on, Channel};
+use super::conn::{Connection, Event, Shared};
+use super::wire::method::{self, Method};
+use super::wire::props::BasicProperties;
+use super::wire::WireError;
+use super::AmqpError;
 
 /// One delivery.
 pub(crate) struct Delivery {
-    pub(crate) routing_key: String,
-    pub(crate) properties: BasicProperties,
-    pub(crate) body: Vec<u8>,
+    /// Bytes: a routing key need not be UTF-8.
+    pub(crate) routing_key: Bytes,
+    /// `Err`: the content header could not be read (a value nested too deep, a bad length).
+    pub(crate) properties: Result<BasicProperties, WireError>,
+    pub(crate) body: Bytes,
     pub(crate) acker: Acker,
 }
 
-/// Settles one delivery on its channel.
+/// Settles one delivery on its channel (a no-op once that channel has ended: RabbitMQ has
+/// requeued the delivery already).
 pub(crate) struct Acker {
-    channel: Channel,
+    shared: Arc<Shared>,
+    channel: u16,
+    serial: u32,
     tag: u64,
 }
 
 impl Acker {
+    fn send(self, f: impl FnOnce(&mut bytes::BytesMut, u16, u64)) -> Result<(), AmqpError> {
+        let tag = self.tag;
+        send_on(&self.shared, self.channel, self.serial, |o, id| {
+            f(o, id, tag);
+            Ok(())
+        })
+    }
+
     /// Acknowledges the delivery.
-    pub(crate) async fn ack(self) -> Result<(), AmqpError> {
-        let args = BasicAckArguments::new(self.tag, false);
-        Ok(self.channel.basic_ack(args).await?)
+    pub(crate) fn ack(self) -> Result<(), AmqpError> {
+        self.send(method::basic_ack)
     }
 
     /// Gives it back: to the queue (`requeue`) or to its dead-letter exchange.
-    pub(crate) async fn nack(self, requeue: bool) -> Result<(), AmqpError> {
-        let args = BasicNackArguments::new(self.tag, false, requeue);
-        Ok(self.channel.basic_nack(args).await?)
+    pub(crate) fn nack(self, requeue: bool) -> Result<(), AmqpError> {
+        self.send(|o, id, tag| method::basic_nack(o, id, tag, requeue))
     }
 
     /// Rejects it (to the dead-letter exchange when not `requeue`).
-    pub(crate) async fn reject(self, requeue: bool) -> Result<(), AmqpError> {
-        let args = BasicRejectArguments::new(self.tag, requeue);
-        Ok(self.channel.basic_reject(args).await?)
+    pub(crate) fn reject(self, requeue: bool) -> Result<(), AmqpError> {
+        self.send(|o, id, tag| method::basic_reject(o, id, tag, requeue))
     }
 }
 
@@ -61,50 +70,47 @@ pub(crate) struct ConsumeSpec<'a> {
 pub(crate) struct Consumer {
     channel: Channel,
     tag: String,
-    deliveries: mpsc::UnboundedReceiver<ConsumerMessage>,
-    events: mpsc::UnboundedReceiver<Event>,
-}
-
-async fn channel(
-    conn: &Connection,
-) -> Result<(Channel, mpsc::UnboundedReceiver<Event>), AmqpError> {
-    let ch = conn.inner.open_channel(None).await?;
-    let (tx, events) = mpsc::unbounded_channel();
-    ch.register_callback(Forward { tx }).await?;
-    Ok((ch, events))
 }
 
 /// Declares (when missing) and binds the queue, sets the prefetch and starts consuming.
 pub(crate) async fn consume(conn: &Connection, s: &ConsumeSpec<'_>) -> Result<Consumer, AmqpError> {
-    check_short("queue name", s.queue)?;
-    check_short("exchange name", s.exchange)?;
-    check_short("consumer tag", s.consumer_tag)?;
-    for b in s.bindings {
-        check_short("binding key", b)?;
-    }
-    let (mut ch, mut events) = channel(conn).await?;
-    let mut passive = QueueDeclareArguments::new(s.queue);
-    passive.passive(true);
-    if ch.queue_declare(passive).await.is_err() {
+    let mut ch = Channel::open(conn).await?;
+    let declare_ok = |m: &Method| matches!(m, Method::QueueDeclareOk);
+    let passive = ch
+        .call(|o, id| method::queue_declare(o, id, s.queue, true, false), declare_ok)
+        .await;
+    if let Err(e) = passive {
+        if matches!(e, AmqpError::TooLong(_)) {
+            return Err(e);
+        }
         // Missing (the failed passive declare closed that channel): declare it durable.
-        (ch, events) = channel(conn).await?;
-        ch.queue_declare(QueueDeclareArguments::durable_client_named(s.queue))
+        ch = Channel::open(conn).await?;
+        ch.call(|o, id| method::queue_declare(o, id, s.queue, false, true), declare_ok)
             .await?;
     }
     for b in s.bindings {
-        ch.queue_bind(QueueBindArguments::new(s.queue, s.exchange, b))
-            .await?;
-    }
-    ch.basic_qos(BasicQosArguments::new(0, s.prefetch, false))
+        ch.call(
+            |o, id| method::queue_bind(o, id, s.queue, s.exchange, b),
+            |m| matches!(m, Method::QueueBindOk),
+        )
         .await?;
-    let mut args = BasicConsumeArguments::new(s.queue, s.consumer_tag);
-    args.manual_ack(true);
-    let (tag, deliveries) = ch.basic_consume_rx(args).await?;
+    }
+    ch.call(
+        |o, id| {
+            method::basic_qos(o, id, s.prefetch);
+            Ok(())
+        },
+        |m| matches!(m, Method::BasicQosOk),
+    )
+    .await?;
+    ch.call(
+        |o, id| method::basic_consume(o, id, s.queue, s.consumer_tag),
+        |m| matches!(m, Method::BasicConsumeOk),
+    )
+    .await?;
     Ok(Consumer {
         channel: ch,
-        tag,
-        deliveries,
-        events,
+        tag: s.consumer_tag.to_string(),
     })
 }
 
@@ -112,41 +118,53 @@ impl Consumer {
     /// The next delivery; `None` when the channel or the consumer ended.
     pub(crate) async fn next(&mut self) -> Option<Delivery> {
         loop {
-            tokio::select! {
-                m = self.deliveries.recv() => {
-                    let m = m?;
-                    let (Some(d), Some(properties), Some(body)) = (m.deliver, m.basic_properties, m.content) else {
-                        continue;
-                    };
+            match self.channel.recv().await {
+                Event::Deliver {
+                    tag,
+                    routing_key,
+                    props,
+                    body,
+                    ..
+                } => {
                     return Some(Delivery {
-                        routing_key: d.routing_key().clone(),
-                        properties,
+                        routing_key,
+                        properties: props,
                         body,
-                        acker: Acker { channel: self.channel.clone(), tag: d.delivery_tag() },
-                    });
+                        acker: Acker {
+                            shared: self.channel.shared.clone(),
+                            channel: self.channel.id,
+                            serial: self.channel.serial,
+                            tag,
+                        },
+                    })
                 }
-                e = self.events.recv() => match e {
-                    Some(Event::Closed(why)) => {
-                        tracing::debug!(reason = %why, "bridge: consumer channel ended");
-                        return None;
-                    }
-                    Some(_) => {}
-                    None => return None,
+                Event::Closed(why) => {
+                    tracing::debug!(reason = %why, "bridge: consumer channel ended");
+                    return None;
                 }
+                Event::Method(Method::BasicCancel) => {
+                    tracing::debug!("bridge: RabbitMQ cancelled the consumer");
+                    return None;
+                }
+                Event::Method(_) | Event::Return { .. } => {}
             }
         }
     }
 
     /// Stops deliveries (what is unacked stays with RabbitMQ).
-    pub(crate) async fn cancel(&self) {
+    pub(crate) async fn cancel(&mut self) {
+        let tag = &self.tag;
         let _ = self
             .channel
-            .basic_cancel(BasicCancelArguments::new(&self.tag))
+            .call(
+                |o, id| method::basic_cancel(o, id, tag),
+                |m| matches!(m, Method::BasicCancelOk),
+            )
             .await;
     }
 
     /// Closes the channel: unacked deliveries go back to the queue.
     pub(crate) async fn close(self) {
-        let _ = self.channel.close().await;
+        self.channel.close().await;
     }
 }

@@ -1,30 +1,32 @@
-//! A confirm-mode publisher channel. Every publication is `mandatory`; the channel's
-//! callbacks (acks, nacks, returns, its closing) come to the owner in frame order, and
-//! [`Publisher::settled`] turns them into one [`Confirm`] per publication, in the order of
-//! RabbitMQ's confirms. A return precedes the ack of the same publication on the channel: it
-//! is matched to that ack by the message's `message-id`, so an unroutable message is never
-//! taken as confirmed. The owner gives every publication a message id of its own; two
-//! publications of one id in flight at once (a message republished while its earlier copy
-//! still awaits its confirm) cannot be told apart by a return, and the return goes to the
-//! first of them to be confirmed.
+//! A confirm-mode publisher channel. Every publication is `mandatory`. Publications are
+//! encoded into the publisher's own batch and handed to the connection's writer with one lock
+//! per batch ([`Publisher::flush`], also done by [`Publisher::ready`]). The channel's events
+//! (acks, nacks, returns, its end) come in frame order, and [`Publisher::settled`] turns them
+//! into one [`Confirm`] per publication, in the order of RabbitMQ's confirms. A return precedes
+//! the ack of the same publication on the channel: it is matched to that ack by the message's
+//! `message-id`, so an unroutable message is never taken as confirmed. The owner gives every
+//! publication a message id of its own; two publications of one id in flight at once (a
+//! message republished while its earlier copy still awaits its confirm) cannot be told apart
+//! by a return, and the return goes to the first of them to be confirmed.
 
 use std::collections::VecDeque;
 
-use amqprs::callbacks::ChannelCallback;
-use amqprs::channel::{
-    BasicPublishArguments, Channel, ConfirmSelectArguments, ExchangeDeclareArguments,
-};
-use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, Nack, Return};
-use tokio::sync::mpsc;
+use bytes::{Bytes, BytesMut};
 
-use super::conn::Connection;
-use super::{check_short, AmqpError};
+use super::channel::{send_on, Channel};
+use super::conn::{Connection, Event};
+use super::wire::method::{self, Method};
+use super::wire::props::BasicProperties;
+use super::AmqpError;
 use crate::config::ExchangeType;
+
+/// A batch past this size is handed to the writer at once.
+const BATCH: usize = 64 * 1024;
 
 /// A publication that RabbitMQ returned (no queue took it).
 #[derive(Debug)]
 pub(crate) struct Returned {
-    pub(crate) message_id: Option<String>,
+    pub(crate) message_id: Option<Bytes>,
     pub(crate) reply_code: u16,
     pub(crate) reply_text: String,
     pub(crate) routing_key: String,
@@ -41,25 +43,17 @@ pub(crate) enum Confirm {
     Nack,
 }
 
-pub(super) enum Event {
-    Ack { tag: u64, multiple: bool },
-    Nack { tag: u64, multiple: bool },
-    Return(Returned),
-    Closed(String),
-}
-
 /// A confirm-mode channel; `T` identifies a publication to its owner.
 pub(crate) struct Publisher<T> {
     channel: Channel,
-    events: mpsc::UnboundedReceiver<Event>,
+    /// Encoded publications not yet handed to the writer.
+    batch: BytesMut,
     /// The delivery tag of the next publication (the channel counts from 1).
     next_tag: u64,
     /// Publications awaiting their confirm, in tag order.
     pending: VecDeque<(u64, T)>,
     /// Returns whose ack has not come yet.
     returns: Vec<Returned>,
-    /// An event taken by [`Publisher::ready`] (`Some(None)`: the channel ended).
-    next: Option<Option<Event>>,
 }
 
 /// The exchange type's name in AMQP.
@@ -75,62 +69,100 @@ fn kind(t: ExchangeType) -> &'static str {
 impl<T> Publisher<T> {
     /// Opens a channel on `conn` and selects confirms.
     pub(crate) async fn open(conn: &Connection) -> Result<Publisher<T>, AmqpError> {
-        let channel = conn.inner.open_channel(None).await?;
-        let (tx, events) = mpsc::unbounded_channel();
-        channel.register_callback(Forward { tx }).await?;
+        let mut channel = Channel::open(conn).await?;
         channel
-            .confirm_select(ConfirmSelectArguments::default())
+            .call(
+                |o, id| {
+                    method::confirm_select(o, id);
+                    Ok(())
+                },
+                |m| matches!(m, Method::ConfirmSelectOk),
+            )
             .await?;
         Ok(Publisher {
             channel,
-            events,
+            batch: BytesMut::with_capacity(16 * 1024),
             next_tag: 1,
             pending: VecDeque::new(),
             returns: Vec::new(),
-            next: None,
         })
     }
 
     /// Declares an exchange: durable, or `passive` (it must exist already).
     pub(crate) async fn declare_exchange(
-        &self,
+        &mut self,
         name: &str,
         t: ExchangeType,
         passive: bool,
     ) -> Result<(), AmqpError> {
-        check_short("exchange name", name)?;
-        let mut args = ExchangeDeclareArguments::new(name, kind(t));
-        args.durable(!passive).passive(passive);
-        self.channel.exchange_declare(args).await?;
-        Ok(())
+        self.channel
+            .call(
+                |o, id| method::exchange_declare(o, id, name, kind(t), passive, !passive),
+                |m| matches!(m, Method::ExchangeDeclareOk),
+            )
+            .await
     }
 
-    /// Publishes with `mandatory`. A name or key over 255 bytes is refused here (amqprs would
-    /// panic on it); an error otherwise means the channel is gone.
-    pub(crate) async fn publish(
+    /// Publishes with `mandatory` (queued in the batch). A name or key over 255 bytes is
+    /// refused with nothing sent; another error means the channel is gone.
+    pub(crate) fn publish(
         &mut self,
         exchange: &str,
         routing_key: &str,
-        properties: BasicProperties,
-        body: Vec<u8>,
+        properties: &BasicProperties,
+        body: &[u8],
         token: T,
     ) -> Result<(), AmqpError> {
-        check_short("exchange name", exchange)?;
-        check_short("routing key", routing_key)?;
-        let mut args = BasicPublishArguments::new(exchange, routing_key);
-        args.mandatory(true);
-        self.channel.basic_publish(properties, body, args).await?;
+        method::publish(
+            &mut self.batch,
+            self.channel.id,
+            exchange.as_bytes(),
+            routing_key.as_bytes(),
+            properties,
+            body,
+            self.channel.shared.frame_max,
+        )?;
         self.pending.push_back((self.next_tag, token));
         self.next_tag += 1;
+        if self.batch.len() >= BATCH {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    /// Waits until RabbitMQ has said something on the channel (then call
-    /// [`Publisher::settled`]).
-    pub(crate) async fn ready(&mut self) {
-        if self.next.is_none() {
-            self.next = Some(self.events.recv().await);
+    /// Hands the batch to the writer.
+    pub(crate) fn flush(&mut self) -> Result<(), AmqpError> {
+        if self.batch.is_empty() {
+            return Ok(());
         }
+        let batch = &mut self.batch;
+        let r = send_on(
+            &self.channel.shared,
+            self.channel.id,
+            self.channel.serial,
+            |o, _| {
+                if o.is_empty() {
+                    std::mem::swap(o, batch);
+                } else {
+                    o.extend_from_slice(batch);
+                    batch.clear();
+                }
+                Ok(())
+            },
+        );
+        self.batch.clear();
+        r
+    }
+
+    /// Sends the batch, then waits until RabbitMQ has said something on the channel (then
+    /// call [`Publisher::settled`]).
+    pub(crate) async fn ready(&mut self) {
+        if self.flush().is_err() {
+            // The channel is gone: `settled` will say so.
+            return;
+        }
+        let e = self.channel.recv().await;
+        self.channel.unread(e);
     }
 
     /// Appends every publication settled so far to `out`. `message_id` gives a publication's
@@ -141,32 +173,30 @@ impl<T> Publisher<T> {
         out: &mut Vec<(T, Confirm)>,
         message_id: impl Fn(&T) -> Option<&'m str>,
     ) -> Result<(), String> {
-        let mut next = match self.next.take() {
-            Some(e) => e,
-            None => match self.events.try_recv() {
-                Ok(e) => Some(e),
-                Err(mpsc::error::TryRecvError::Empty) => return Ok(()),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-            },
-        };
-        loop {
-            match next {
-                None => return Err("channel closed".into()),
-                Some(Event::Closed(why)) => return Err(why),
-                Some(Event::Return(r)) => self.returns.push(r),
-                Some(Event::Ack { tag, multiple }) => {
+        while let Some(e) = self.channel.try_recv() {
+            match e {
+                Event::Closed(why) => return Err(why),
+                Event::Return {
+                    code,
+                    text,
+                    routing_key,
+                    props,
+                } => self.returns.push(Returned {
+                    message_id: props.and_then(|p| p.message_id),
+                    reply_code: code,
+                    reply_text: String::from_utf8_lossy(&text).into_owned(),
+                    routing_key: String::from_utf8_lossy(&routing_key).into_owned(),
+                }),
+                Event::Method(Method::BasicAck { tag, multiple }) => {
                     self.take(tag, multiple, true, out, &message_id)
                 }
-                Some(Event::Nack { tag, multiple }) => {
+                Event::Method(Method::BasicNack { tag, multiple }) => {
                     self.take(tag, multiple, false, out, &message_id)
                 }
+                Event::Method(_) | Event::Deliver { .. } => {}
             }
-            next = match self.events.try_recv() {
-                Ok(e) => Some(e),
-                Err(mpsc::error::TryRecvError::Empty) => return Ok(()),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-            };
         }
+        Ok(())
     }
 
     fn take<'m>(
@@ -205,7 +235,7 @@ impl<T> Publisher<T> {
         let returned = if self.returns.is_empty() {
             None
         } else {
-            let id = message_id(&token);
+            let id = message_id(&token).map(str::as_bytes);
             self.returns
                 .iter()
                 .position(|r| r.message_id.as_deref() == id)
@@ -220,69 +250,8 @@ impl<T> Publisher<T> {
     }
 
     /// Closes the channel (bounded by the caller).
-    pub(crate) async fn close(self) {
-        let _ = self.channel.close().await;
-    }
-}
-
-/// Sends the channel's callbacks to its owner. Dropped when the channel ends (its sender
-/// with it, which the owner sees).
-pub(super) struct Forward {
-    pub(super) tx: mpsc::UnboundedSender<Event>,
-}
-
-#[async_trait::async_trait]
-impl ChannelCallback for Forward {
-    async fn close(
-        &mut self,
-        _c: &Channel,
-        close: CloseChannel,
-    ) -> Result<(), amqprs::error::Error> {
-        let _ = self.tx.send(Event::Closed(format!(
-            "RabbitMQ closed the channel: {} {}",
-            close.reply_code(),
-            close.reply_text()
-        )));
-        Ok(())
-    }
-
-    async fn cancel(&mut self, _c: &Channel, _cancel: Cancel) -> Result<(), amqprs::error::Error> {
-        let _ = self
-            .tx
-            .send(Event::Closed("RabbitMQ cancelled the consumer".into()));
-        Ok(())
-    }
-
-    async fn flow(&mut self, _c: &Channel, active: bool) -> Result<bool, amqprs::error::Error> {
-        Ok(active)
-    }
-
-    async fn publish_ack(&mut self, _c: &Channel, ack: Ack) {
-        let _ = self.tx.send(Event::Ack {
-            tag: ack.delivery_tag(),
-            multiple: ack.mutiple(),
-        });
-    }
-
-    async fn publish_nack(&mut self, _c: &Channel, nack: Nack) {
-        let _ = self.tx.send(Event::Nack {
-            tag: nack.delivery_tag(),
-            multiple: nack.multiple(),
-        });
-    }
-
-    async fn publish_return(
-        &mut self,
-        _c: &Channel,
-        ret: Return,
-        properties: BasicProperties,
-        _content: Vec<u8>,
-    ) {
-        let _ = self.tx.send(Event::Return(Returned {
-            message_id: properties.message_id().cloned(),
-            reply_code: ret.reply_code(),
-            reply_text: ret.reply_text().clone(),
-            routing_key: ret.routing_key().clone(),
-        }));
+    pub(crate) async fn close(mut self) {
+        let _ = self.flush();
+        self.channel.close().await;
     }
 }

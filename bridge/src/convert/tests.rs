@@ -25,37 +25,34 @@ fn message_with_everything() -> BridgeMessage {
 }
 
 fn header<'a>(p: &'a BasicProperties, k: &str) -> &'a FieldValue {
-    p.headers().unwrap().get(&k.try_into().unwrap()).unwrap()
+    p.headers.as_ref().unwrap().get(k.as_bytes()).unwrap()
 }
 
 #[test]
 fn outbound_properties_carry_topic_client_qos_retain_and_user_properties() {
     let m = message_with_everything();
     let p = properties(&m, Some("dev1"), &Mapping::Default, "w-1", 1_700_000_000);
-    assert_eq!(p.delivery_mode(), Some(2));
-    assert_eq!(p.timestamp(), Some(1_700_000_000));
-    assert_eq!(p.message_id().unwrap(), "w-1");
-    assert_eq!(p.content_type().unwrap(), "text/plain");
-    assert_eq!(p.expiration().unwrap(), "30000");
-    assert_eq!(p.reply_to().unwrap(), "resp.dev1");
-    assert_eq!(p.correlation_id().unwrap(), "req-7");
+    let b = |s: &'static str| Some(Bytes::from_static(s.as_bytes()));
+    assert_eq!(p.delivery_mode, Some(2));
+    assert_eq!(p.timestamp, Some(1_700_000_000));
+    assert_eq!(p.message_id, b("w-1"));
+    assert_eq!(p.content_type, b("text/plain"));
+    assert_eq!(p.expiration, b("30000"));
+    assert_eq!(p.reply_to, b("resp.dev1"));
+    assert_eq!(p.correlation_id, b("req-7"));
     assert_eq!(header(&p, "x-mqtt-topic"), &long("e2e/dev1/temp"));
     assert_eq!(header(&p, "x-mqtt-client-id"), &long("dev1"));
-    assert_eq!(header(&p, "x-mqtt-qos"), &FieldValue::I(1));
-    assert_eq!(header(&p, "x-mqtt-retain"), &FieldValue::t(true));
+    assert_eq!(header(&p, "x-mqtt-qos"), &FieldValue::I32(1));
+    assert_eq!(header(&p, "x-mqtt-retain"), &FieldValue::Bool(true));
     assert_eq!(header(&p, "site"), &long("north"));
     assert_eq!(
         header(&p, "tag"),
-        &FieldValue::A(FieldArray::try_from(vec![long("a"), long("b")]).unwrap())
+        &FieldValue::Array(vec![long("a"), long("b")])
     );
     let q0 = BridgeMessage { qos: 0, ..m };
     let p0 = properties(&q0, None, &Mapping::Default, "w-2", 0);
-    assert_eq!(p0.delivery_mode(), Some(1));
-    assert!(p0
-        .headers()
-        .unwrap()
-        .get(&"x-mqtt-client-id".try_into().unwrap())
-        .is_none());
+    assert_eq!(p0.delivery_mode, Some(1));
+    assert!(p0.headers.unwrap().get(b"x-mqtt-client-id").is_none());
 }
 
 #[test]
@@ -63,14 +60,14 @@ fn binary_correlation_data_rides_in_a_header_and_comes_back() {
     let mut m = message_with_everything();
     m.properties.correlation_data = Some(Bytes::from_static(&[0xff, 0x00, 0x01]));
     let p = properties(&m, None, &Mapping::Default, "w-1", 0);
-    assert!(p.correlation_id().is_none());
+    assert!(p.correlation_id.is_none());
     let shape = InboundShape {
         topic: &Mapping::Default,
         reply: &Mapping::Default,
         qos: 1,
         retain: false,
     };
-    let back = message("e2e.dev1.temp", &p, b"x".to_vec(), &shape).unwrap();
+    let back = message(b"e2e.dev1.temp", &p, Bytes::from_static(b"x"), &shape).unwrap();
     assert_eq!(
         back.properties.correlation_data.as_deref(),
         Some(&[0xff, 0x00, 0x01][..])
@@ -87,7 +84,7 @@ fn inbound_reads_back_what_outbound_wrote() {
         qos: 0,
         retain: false,
     };
-    let back = message("e2e.dev1.temp", &p, b"21.5".to_vec(), &shape).unwrap();
+    let back = message(b"e2e.dev1.temp", &p, Bytes::from_static(b"21.5"), &shape).unwrap();
     assert_eq!(back.topic, "e2e/dev1/temp");
     assert_eq!(back.qos, 0);
     assert!(!back.retain);
@@ -112,20 +109,23 @@ fn inbound_reads_back_what_outbound_wrote() {
 #[test]
 fn inbound_turns_scalar_headers_into_text_and_skips_tables() {
     let mut h = FieldTable::new();
-    h.insert("n".try_into().unwrap(), FieldValue::l(-5));
-    h.insert("ok".try_into().unwrap(), FieldValue::t(false));
-    h.insert("t".try_into().unwrap(), FieldValue::F(FieldTable::new()));
-    let p = BasicProperties::default()
-        .with_headers(h)
-        .with_expiration("1500")
-        .finish();
+    h.insert("n", FieldValue::I64(-5));
+    h.insert("ok", FieldValue::Bool(false));
+    h.insert("t", FieldValue::Table(FieldTable::new()));
+    h.insert(b"\xff".as_slice(), FieldValue::from("not a UTF-8 name"));
+    let p = BasicProperties {
+        headers: Some(h),
+        expiration: Some(Bytes::from_static(b"1500")),
+        correlation_id: Some(Bytes::from_static(&[0xff, 0])),
+        ..BasicProperties::default()
+    };
     let shape = InboundShape {
         topic: &Mapping::Default,
         reply: &Mapping::Default,
         qos: 1,
         retain: true,
     };
-    let m = message("cmd.dev%2E1", &p, vec![], &shape).unwrap();
+    let m = message(b"cmd.dev%2E1", &p, Bytes::new(), &shape).unwrap();
     assert_eq!(m.topic, "cmd/dev.1");
     assert!(m.retain);
     assert_eq!(m.properties.message_expiry_interval, Some(2));
@@ -138,5 +138,14 @@ fn inbound_turns_scalar_headers_into_text_and_skips_tables() {
             ("ok".to_string(), "false".to_string())
         ]
     );
-    assert!(message("cmd.a+b", &p, vec![], &shape).is_err());
+    assert_eq!(
+        m.properties.correlation_data.as_deref(),
+        Some(&[0xff, 0][..]),
+        "a binary correlation-id comes through as bytes"
+    );
+    assert!(message(b"cmd.a+b", &p, Bytes::new(), &shape).is_err());
+    assert!(matches!(
+        message(b"cmd.\xff", &p, Bytes::new(), &shape),
+        Err(MappingError::NotUtf8)
+    ));
 }

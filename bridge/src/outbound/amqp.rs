@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::outbox::Target;
-use super::{payload, properties, Rule, Spec, Token};
+use super::{properties, Rule, Spec, Token};
 use crate::amqp::{AmqpError, Publisher};
 use crate::config::ExchangeType;
 use crate::link::Conn;
@@ -19,7 +19,7 @@ fn declared(name: &str) -> bool {
 }
 
 async fn topology(spec: &Spec, c: &Conn) -> Result<Publisher<Token>, AmqpError> {
-    let p = Publisher::open(&c.connection).await?;
+    let mut p = Publisher::open(&c.connection).await?;
     if declared(&spec.exchange) {
         p.declare_exchange(&spec.exchange, spec.exchange_type, false)
             .await?;
@@ -82,20 +82,19 @@ impl<S: MqttSide> Rule<S> {
             let Some((seq, attempt, item)) = self.outbox.next_to_send() else {
                 return;
             };
-            let r = ch
-                .publish(
-                    &self.spec.exchange,
-                    &item.routing_key,
-                    properties(item, &self.spec.reply),
-                    payload(item),
-                    (seq, attempt, Target::Primary),
-                )
-                .await;
+            let r = ch.publish(
+                &self.spec.exchange,
+                &item.routing_key,
+                &properties(item, &self.spec.reply),
+                &item.message.payload,
+                (seq, attempt, Target::Primary),
+            );
             bump(&self.stats().published);
             if let Err(e) = r {
                 return self.lose_channel(&e.to_string());
             }
         }
+        self.flush();
     }
 
     /// Publishes the returned message `seq` to the dead-letter exchange.
@@ -106,18 +105,26 @@ impl<S: MqttSide> Rule<S> {
         let Some((attempt, item)) = self.outbox.send_dead_letter(seq) else {
             return;
         };
-        let r = ch
-            .publish(
-                dl,
-                &item.routing_key,
-                properties(item, &self.spec.reply),
-                payload(item),
-                (seq, attempt, Target::DeadLetter),
-            )
-            .await;
+        let r = ch.publish(
+            dl,
+            &item.routing_key,
+            &properties(item, &self.spec.reply),
+            &item.message.payload,
+            (seq, attempt, Target::DeadLetter),
+        );
         bump(&self.stats().published);
         if let Err(e) = r {
-            self.lose_channel(&e.to_string());
+            return self.lose_channel(&e.to_string());
+        }
+        self.flush();
+    }
+
+    /// Hands what was published to the connection's writer.
+    fn flush(&mut self) {
+        if let Some((_, ch)) = &mut self.channel {
+            if let Err(e) = ch.flush() {
+                self.lose_channel(&e.to_string());
+            }
         }
     }
 }

@@ -314,11 +314,6 @@ async fn conn_event(conns: &mut ConnWatch, has_channel: bool) -> ConnEvent {
     }
 }
 
-/// The payload of a publication (the client takes its own copy).
-pub(crate) fn payload(item: &Item) -> Vec<u8> {
-    item.message.payload.to_vec()
-}
-
 /// The AMQP properties of a publication.
 pub(crate) fn properties(item: &Item, reply: &Mapping) -> BasicProperties {
     crate::convert::properties(

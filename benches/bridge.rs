@@ -10,10 +10,17 @@
 //! Throughput: the device keeps 256 QoS 1 PUBLISH unacknowledged, as a busy gateway would. Each
 //! scenario ends when every message is acknowledged and the queue holds all of them.
 //!
-//! Latency (`warren` and `rabbitmq_mqtt` only): the device publishes QoS 1 at a fixed rate
-//! (`WARREN_BENCH_RATE`, default 1,000 msgs/s, for `WARREN_BENCH_LATENCY_SECS`, default 5 s),
+//! Latency (`warren` and `rabbitmq_mqtt` only): the device publishes QoS 1 at fixed rates
+//! (`WARREN_BENCH_RATES`, default `1000,5000` msgs/s, each for `WARREN_BENCH_LATENCY_SECS`,
+//! default 5 s),
 //! each payload stamped with its send time; an AMQP consumer on the queue records the time from
 //! the device's write to the consumer's receipt (p50, p99, max).
+//!
+//! Warren runs in this process (the default) or, with `WARREN_BENCH_WARREN_BIN` set to the
+//! `warren` binary, as a process of its own as it is deployed (its own runtime and threads,
+//! like the plugin inside RabbitMQ's VM): the load (device, AMQP consumer) then does not share
+//! a runtime with the broker it measures. Its CPU is then reported apart;
+//! `WARREN_BENCH_WARREN_THREADS` sets its `runtime.worker_threads` (default 0: one per CPU).
 //!
 //! Prints a JSON line per scenario and round, then the ratios (best round of each).
 
@@ -334,22 +341,51 @@ async fn main() {
     .await
     .unwrap();
 
-    let mut config = warren::Config::for_tests();
-    config.mqtt.receive_maximum = WINDOW as u16;
-    config.bridge.enabled = true;
-    config.bridge.url = url.clone();
-    config
-        .bridge
-        .outbound
-        .push(warren_bridge::config::OutboundRule::new("bench/#"));
-    let broker = warren::Broker::start(config).await.expect("broker");
-    let addr = broker.local_addr("tcp").unwrap();
-    while !broker
-        .bridge_snapshot()
-        .is_some_and(|s| s.outbound.iter().all(|r| r.subscribed))
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let bin = std::env::var("WARREN_BENCH_WARREN_BIN").ok();
+    let (addr, broker, external) = match bin.filter(|b| !b.is_empty()) {
+        Some(bin) => {
+            let w = External::start(&bin, &url);
+            (w.addr, None, Some(w))
+        }
+        None => {
+            let mut config = warren::Config::for_tests();
+            config.mqtt.receive_maximum = WINDOW as u16;
+            config.bridge.enabled = true;
+            config.bridge.url = url.clone();
+            config
+                .bridge
+                .outbound
+                .push(warren_bridge::config::OutboundRule::new("bench/#"));
+            let broker = warren::Broker::start(config).await.expect("broker");
+            let addr = broker.local_addr("tcp").unwrap();
+            while !broker
+                .bridge_snapshot()
+                .is_some_and(|s| s.outbound.iter().all(|r| r.subscribed))
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (addr, Some(broker), None)
+        }
+    };
+    if external.is_some() {
+        // Bridged once: the rule is subscribed and the channel open.
+        let mut d = Device::connect(addr).await;
+        for _ in 0..400 {
+            d.publish(Bytes::from_static(b"warm-up"));
+            d.flush().await;
+            while d.pubacks() == 0 {
+                d.read().await;
+            }
+            if depth(&conn).await > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(depth(&conn).await > 0, "Warren bridges nothing");
     }
+    let warren_pid = external
+        .as_ref()
+        .map_or("0".to_string(), |w| w.pid.to_string());
 
     let mut best = std::collections::BTreeMap::<&str, f64>::new();
     for round in 0..rounds {
@@ -359,7 +395,7 @@ async fn main() {
         }
         for scenario in scenarios {
             purge(&conn).await;
-            let cpu_before = (cpu_ms("self"), cpu_ms(&rabbit_pid));
+            let cpu_before = (cpu_ms("self"), cpu_ms(&rabbit_pid), cpu_ms(&warren_pid));
             let rate = match scenario {
                 "lapin" => lapin_publisher(&conn, n, &payload).await,
                 "warren" => device(addr, n, &payload).await,
@@ -369,50 +405,63 @@ async fn main() {
             // CPU per 1,000 messages: this process (the load, and Warren in process) and
             // RabbitMQ's VM. Unlike rates, CPU time does not depend on what else runs.
             let per_k = |before: u64, after: u64| (after - before) as f64 * 1000.0 / n as f64;
-            let (self_ms, rabbit_ms) = (
+            let (self_ms, rabbit_ms, warren_ms) = (
                 per_k(cpu_before.0, cpu_ms("self")),
                 per_k(cpu_before.1, cpu_ms(&rabbit_pid)),
+                per_k(cpu_before.2, cpu_ms(&warren_pid)),
             );
+            let mode = if external.is_some() {
+                "process"
+            } else {
+                "in-process"
+            };
             println!(
-                r#"{{"scenario":"{scenario}","round":{round},"messages":{n},"msgs_per_s":{rate:.0},"cpu_ms_per_1k_self":{self_ms:.1},"cpu_ms_per_1k_rabbitmq":{rabbit_ms:.1}}}"#
+                r#"{{"scenario":"{scenario}","round":{round},"messages":{n},"msgs_per_s":{rate:.0},"cpu_ms_per_1k_self":{self_ms:.1},"cpu_ms_per_1k_rabbitmq":{rabbit_ms:.1},"cpu_ms_per_1k_warren_process":{warren_ms:.1},"warren":"{mode}"}}"#
             );
             let entry = best.entry(scenario).or_insert(0.0);
             *entry = entry.max(rate);
         }
     }
-    let rate: u32 = env("WARREN_BENCH_RATE", 1_000);
+    let rates: String = env("WARREN_BENCH_RATES", "1000,5000".to_string());
     let secs: u32 = env("WARREN_BENCH_LATENCY_SECS", 5);
-    let paced = (rate * secs) as usize;
-    let mut best_p99 = std::collections::BTreeMap::<&str, u64>::new();
-    for round in 0..rounds {
-        let mut scenarios: Vec<(&str, SocketAddr)> = vec![("warren", addr)];
-        if plugin_port != 0 {
-            scenarios.push((
-                "rabbitmq_mqtt",
-                SocketAddr::from(([127, 0, 0, 1], plugin_port)),
-            ));
+    for rate in rates
+        .split(',')
+        .filter_map(|r| r.trim().parse::<u32>().ok())
+    {
+        let paced = (rate * secs) as usize;
+        let mut best_p99 = std::collections::BTreeMap::<&str, u64>::new();
+        for round in 0..rounds {
+            let mut scenarios: Vec<(&str, SocketAddr)> = vec![("warren", addr)];
+            if plugin_port != 0 {
+                scenarios.push((
+                    "rabbitmq_mqtt",
+                    SocketAddr::from(([127, 0, 0, 1], plugin_port)),
+                ));
+            }
+            for (scenario, target) in scenarios {
+                purge(&conn).await;
+                let t0 = Instant::now();
+                let consumer = {
+                    let conn = conn.clone();
+                    tokio::spawn(async move { consume_latencies(&conn, paced, t0).await })
+                };
+                paced_device(target, paced, rate, payload.len(), t0).await;
+                let (p50, p99, max) = percentiles(consumer.await.unwrap());
+                println!(
+                    r#"{{"scenario":"{scenario}-latency","round":{round},"messages":{paced},"rate":{rate},"p50_us":{p50},"p99_us":{p99},"max_us":{max}}}"#
+                );
+                let entry = best_p99.entry(scenario).or_insert(u64::MAX);
+                *entry = (*entry).min(p99);
+            }
         }
-        for (scenario, target) in scenarios {
-            purge(&conn).await;
-            let t0 = Instant::now();
-            let consumer = {
-                let conn = conn.clone();
-                tokio::spawn(async move { consume_latencies(&conn, paced, t0).await })
-            };
-            paced_device(target, paced, rate, payload.len(), t0).await;
-            let (p50, p99, max) = percentiles(consumer.await.unwrap());
-            println!(
-                r#"{{"scenario":"{scenario}-latency","round":{round},"messages":{paced},"rate":{rate},"p50_us":{p50},"p99_us":{p99},"max_us":{max}}}"#
-            );
-            let entry = best_p99.entry(scenario).or_insert(u64::MAX);
-            *entry = (*entry).min(p99);
-        }
+        let p99_ratio = match (best_p99.get("warren"), best_p99.get("rabbitmq_mqtt")) {
+            (Some(w), Some(r)) if *r > 0 => format!("{:.3}", *w as f64 / *r as f64),
+            _ => "null".into(),
+        };
+        println!(
+            r#"{{"rate":{rate},"p99_ratio_warren_over_rabbitmq_mqtt":{p99_ratio},"best_p99_us":{best_p99:?}}}"#
+        );
     }
-    let p99_ratio = match (best_p99.get("warren"), best_p99.get("rabbitmq_mqtt")) {
-        (Some(w), Some(r)) if *r > 0 => format!("{:.3}", *w as f64 / *r as f64),
-        _ => "null".into(),
-    };
-    println!(r#"{{"p99_ratio_warren_over_rabbitmq_mqtt":{p99_ratio},"best_p99_us":{best_p99:?}}}"#);
 
     let ratio = |a: &str, b: &str| match (best.get(a), best.get(b)) {
         (Some(a), Some(b)) if *b > 0.0 => format!("{:.3}", a / b),
@@ -428,5 +477,63 @@ async fn main() {
         ratio("warren", "rabbitmq_mqtt"),
         best_json.join(",")
     );
-    broker.shutdown().await;
+    if let Some(broker) = broker {
+        broker.shutdown().await;
+    }
+    drop(external);
+}
+
+/// Warren as a process of its own: the binary with a configuration written for the run.
+struct External {
+    child: std::process::Child,
+    pid: u32,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl External {
+    fn start(bin: &str, amqp_url: &str) -> External {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("warren.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[listeners.tcp]\nbind = \"127.0.0.1:{port}\"\n[metrics]\nenabled = false\n\
+                 [admin]\nenabled = false\n[mqtt]\nreceive_maximum = {WINDOW}\n\
+                 [bridge]\nenabled = true\nurl = \"{amqp_url}\"\n\
+                 [[bridge.outbound]]\nfilter = \"bench/#\"\n"
+            ),
+        )
+        .expect("write the configuration");
+        let child = std::process::Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start warren");
+        let w = External {
+            pid: child.id(),
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(w.addr).is_ok() {
+                return w;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("warren does not listen on {}", w.addr);
+    }
+}
+
+impl Drop for External {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

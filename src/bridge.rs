@@ -18,14 +18,14 @@
 //! counted in `warren_acl_denied_total{action="publish"}` and logged.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use warren_bridge::{
-    Ack, AckResult, BridgeMessage, Delivery, Filter, MqttProperties, MqttSide, Published,
-    Subscription,
+    Ack, AckResult, BridgeMessage, Delivery, DeliverySource, Filter, MqttProperties, MqttSide,
+    Published, Subscription,
 };
 
 use crate::auth::Access;
@@ -35,9 +35,6 @@ use crate::gate::{GateWaker, TicketSource, Verdict};
 use crate::metrics::stats::AclAction;
 use crate::protocol::{PublishProperties, QoS, SubscriptionOptions};
 use crate::session::mailbox::{Message, MessageParts};
-
-/// Deliveries handed to the bridge but not yet taken by it, per subscription.
-const CHANNEL: usize = 256;
 
 /// Why the in-process side could not do what the bridge asked.
 #[derive(Debug, thiserror::Error)]
@@ -210,33 +207,37 @@ impl InProcessSide {
                     refusal,
                 })?;
         }
-        let (tx, rx) = mpsc::channel(CHANNEL);
-        self.core.tasks().spawn(forward(client, access, tx));
-        Ok(Subscription::new(rx))
+        Ok(Subscription::from_source(Source { client, access }))
     }
 }
 
-/// Moves the client's deliveries to the bridge until either side goes away; then the client
-/// is dropped, which ends its session (tickets of what was not handed over refuse).
-async fn forward(client: LocalClient, mut access: Option<Access>, tx: mpsc::Sender<Delivery>) {
-    loop {
-        let delivery = tokio::select! {
-            delivery = client.recv() => delivery,
-            _ = tx.closed() => return,
-        };
-        let Some(delivery) = delivery else { return };
-        if let Some(access) = access.as_mut().filter(|a| a.checks_deliveries()) {
-            if !access.may_receive(delivery.message.topic()) {
-                // Not for the bridge: its publisher need not wait for it.
-                if let Some(ticket) = delivery.ticket {
-                    ticket.owned();
+/// The bridge takes its deliveries straight from the client's mailbox, on its own task. When
+/// the bridge drops it, the client is dropped, which ends its session (tickets of what was
+/// not taken refuse).
+struct Source {
+    client: LocalClient,
+    access: Option<Access>,
+}
+
+impl DeliverySource for Source {
+    fn try_recv(&mut self) -> Option<Delivery> {
+        loop {
+            let delivery = self.client.try_recv()?;
+            if let Some(access) = self.access.as_mut().filter(|a| a.checks_deliveries()) {
+                if !access.may_receive(delivery.message.topic()) {
+                    // Not for the bridge: its publisher need not wait for it.
+                    if let Some(ticket) = delivery.ticket {
+                        ticket.owned();
+                    }
+                    continue;
                 }
-                continue;
             }
+            return Some(to_bridge(delivery));
         }
-        if tx.send(to_bridge(delivery)).await.is_err() {
-            return;
-        }
+    }
+
+    fn ready(&mut self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(self.client.ready())
     }
 }
 

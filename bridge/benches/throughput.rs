@@ -371,4 +371,3 @@ async fn plain_lapin(conn: &Connection, n: usize, payload: &[u8], headers: bool)
     ch.close(200, "done".into()).await.ok();
     rate
 }
-

@@ -127,7 +127,10 @@ pub(crate) fn message(
 ) -> Result<BridgeMessage, MappingError> {
     let key = std::str::from_utf8(routing_key).map_err(|_| MappingError::NotUtf8)?;
     let topic = shape.topic.key_to_topic(key)?;
-    let text = |b: &Option<Bytes>| b.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
+    let text = |b: &Option<Bytes>| {
+        b.as_deref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
     let mut p = MqttProperties {
         content_type: text(&props.content_type),
         message_expiry_interval: text(&props.expiration)

@@ -43,7 +43,7 @@ pub use metrics::{
     OutboundSnapshot,
 };
 pub use side::{
-    Ack, AckResult, BridgeMessage, Delivery, Filter, MqttProperties, MqttSide, Published,
-    Subscription,
+    Ack, AckResult, BridgeMessage, Delivery, DeliverySource, Filter, MqttProperties, MqttSide,
+    Published, Subscription,
 };
 pub use spool::SpoolError;

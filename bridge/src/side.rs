@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -119,27 +120,70 @@ pub struct Filter {
     pub qos: u8,
 }
 
+/// Deliveries the bridge takes on its own task, with no task in between (the in-process side:
+/// straight from the subscriber's mailbox). Dropping it unsubscribes.
+pub trait DeliverySource: Send + 'static {
+    /// The next delivery if one is ready now.
+    fn try_recv(&mut self) -> Option<Delivery>;
+
+    /// Waits until a delivery may be ready; false once the MQTT side has gone away. Called
+    /// only when [`DeliverySource::try_recv`] found nothing (a wait, not a per-message cost).
+    fn ready(&mut self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
+}
+
 /// Deliveries for one [`MqttSide::subscribe`] call; dropping it unsubscribes.
-#[derive(Debug)]
 pub struct Subscription {
-    rx: mpsc::Receiver<Delivery>,
+    source: Source,
+}
+
+enum Source {
+    Channel(mpsc::Receiver<Delivery>),
+    Direct(Box<dyn DeliverySource>),
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Subscription")
+    }
 }
 
 impl Subscription {
     /// Wraps the receiving end the MQTT side fills (bounded: a full channel pushes back on the
     /// MQTT side, which then applies its own flow control).
     pub fn new(rx: mpsc::Receiver<Delivery>) -> Subscription {
-        Subscription { rx }
+        Subscription {
+            source: Source::Channel(rx),
+        }
+    }
+
+    /// Takes deliveries from `source` on the bridge's task.
+    pub fn from_source(source: impl DeliverySource) -> Subscription {
+        Subscription {
+            source: Source::Direct(Box::new(source)),
+        }
     }
 
     /// The next delivery; `None` once the MQTT side has gone away.
     pub async fn recv(&mut self) -> Option<Delivery> {
-        self.rx.recv().await
+        match &mut self.source {
+            Source::Channel(rx) => rx.recv().await,
+            Source::Direct(s) => loop {
+                if let Some(d) = s.try_recv() {
+                    return Some(d);
+                }
+                if !s.ready().await {
+                    return s.try_recv();
+                }
+            },
+        }
     }
 
     /// The next delivery if one is ready now (the bridge batches spool writes with it).
     pub fn try_recv(&mut self) -> Option<Delivery> {
-        self.rx.try_recv().ok()
+        match &mut self.source {
+            Source::Channel(rx) => rx.try_recv().ok(),
+            Source::Direct(s) => s.try_recv(),
+        }
     }
 }
 

@@ -262,7 +262,11 @@ async fn binary_or_too_deep_metadata_from_a_backend_does_not_stop_the_queue() {
         vec![("raw".to_string(), "\u{fffd}ok".to_string())]
     );
     let p = dev.next().await;
-    assert_eq!(p.payload, Bytes::from_static(b"3"), "the deep one is skipped");
+    assert_eq!(
+        p.payload,
+        Bytes::from_static(b"3"),
+        "the deep one is skipped"
+    );
     wait_until("the reject", || b.snapshot().inbound[0].counts.rejects == 1).await;
     let s = b.snapshot();
     assert_eq!(

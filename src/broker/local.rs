@@ -128,6 +128,26 @@ impl LocalClient {
         }
     }
 
+    /// Waits until a delivery may be waiting (then [`LocalClient::try_recv`]); false once the
+    /// session has ended or the broker shuts down with nothing left.
+    pub async fn ready(&self) -> bool {
+        loop {
+            if !self.batch.lock().is_empty() || !self.mailbox.is_empty() {
+                return true;
+            }
+            if self.mailbox.is_closed() {
+                return false;
+            }
+            let notified = self.mailbox.notified();
+            tokio::select! {
+                _ = notified => {}
+                _ = self.core.shutdown_token().cancelled() => {
+                    return !self.batch.lock().is_empty() || !self.mailbox.is_empty();
+                }
+            }
+        }
+    }
+
     /// A delivery if one is waiting.
     pub fn try_recv(&self) -> Option<Delivery> {
         let mut batch = self.batch.lock();

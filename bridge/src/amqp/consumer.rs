@@ -77,7 +77,10 @@ pub(crate) async fn consume(conn: &Connection, s: &ConsumeSpec<'_>) -> Result<Co
     let mut ch = Channel::open(conn).await?;
     let declare_ok = |m: &Method| matches!(m, Method::QueueDeclareOk);
     let passive = ch
-        .call(|o, id| method::queue_declare(o, id, s.queue, true, false), declare_ok)
+        .call(
+            |o, id| method::queue_declare(o, id, s.queue, true, false),
+            declare_ok,
+        )
         .await;
     if let Err(e) = passive {
         if matches!(e, AmqpError::TooLong(_)) {
@@ -85,8 +88,11 @@ pub(crate) async fn consume(conn: &Connection, s: &ConsumeSpec<'_>) -> Result<Co
         }
         // Missing (the failed passive declare closed that channel): declare it durable.
         ch = Channel::open(conn).await?;
-        ch.call(|o, id| method::queue_declare(o, id, s.queue, false, true), declare_ok)
-            .await?;
+        ch.call(
+            |o, id| method::queue_declare(o, id, s.queue, false, true),
+            declare_ok,
+        )
+        .await?;
     }
     for b in s.bindings {
         ch.call(

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::channel::{send_on, Channel};
+use super::channel::Channel;
 use super::conn::{Connection, Event};
 use super::wire::method::{self, Method};
 use super::wire::props::BasicProperties;
@@ -130,28 +130,13 @@ impl<T> Publisher<T> {
         Ok(())
     }
 
-    /// Hands the batch to the writer.
+    /// Hands the batch to the connection (written at once when its writer is idle).
     pub(crate) fn flush(&mut self) -> Result<(), AmqpError> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = &mut self.batch;
-        let r = send_on(
-            &self.channel.shared,
-            self.channel.id,
-            self.channel.serial,
-            |o, _| {
-                if o.is_empty() {
-                    std::mem::swap(o, batch);
-                } else {
-                    o.extend_from_slice(batch);
-                    batch.clear();
-                }
-                Ok(())
-            },
-        );
-        self.batch.clear();
-        r
+        let c = &self.channel;
+        c.shared.send_batch(c.id, c.serial, &mut self.batch)
     }
 
     /// Sends the batch, then waits until RabbitMQ has said something on the channel (then

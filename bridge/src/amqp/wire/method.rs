@@ -36,17 +36,27 @@ impl std::fmt::Display for Close {
 /// A method from RabbitMQ.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Method {
-    ConnectionStart { mechanisms: Bytes },
+    ConnectionStart {
+        mechanisms: Bytes,
+    },
     ConnectionSecure,
-    ConnectionTune { channel_max: u16, frame_max: u32, heartbeat: u16 },
+    ConnectionTune {
+        channel_max: u16,
+        frame_max: u32,
+        heartbeat: u16,
+    },
     ConnectionOpenOk,
     ConnectionClose(Close),
     ConnectionCloseOk,
-    ConnectionBlocked { reason: Bytes },
+    ConnectionBlocked {
+        reason: Bytes,
+    },
     ConnectionUnblocked,
     ConnectionUpdateSecretOk,
     ChannelOpenOk,
-    ChannelFlow { active: bool },
+    ChannelFlow {
+        active: bool,
+    },
     ChannelFlowOk,
     ChannelClose(Close),
     ChannelCloseOk,
@@ -58,17 +68,36 @@ pub(crate) enum Method {
     /// RabbitMQ cancelled the consumer (queue deleted, node down).
     BasicCancel,
     BasicCancelOk,
-    BasicReturn { code: u16, text: Bytes, exchange: Bytes, routing_key: Bytes },
-    BasicDeliver { delivery_tag: u64, redelivered: bool, exchange: Bytes, routing_key: Bytes },
-    BasicAck { tag: u64, multiple: bool },
-    BasicNack { tag: u64, multiple: bool },
+    BasicReturn {
+        code: u16,
+        text: Bytes,
+        exchange: Bytes,
+        routing_key: Bytes,
+    },
+    BasicDeliver {
+        delivery_tag: u64,
+        redelivered: bool,
+        exchange: Bytes,
+        routing_key: Bytes,
+    },
+    BasicAck {
+        tag: u64,
+        multiple: bool,
+    },
+    BasicNack {
+        tag: u64,
+        multiple: bool,
+    },
     ConfirmSelectOk,
 }
 
 impl Method {
     /// Whether content (header and body frames) follows.
     pub(crate) fn has_content(&self) -> bool {
-        matches!(self, Method::BasicReturn { .. } | Method::BasicDeliver { .. })
+        matches!(
+            self,
+            Method::BasicReturn { .. } | Method::BasicDeliver { .. }
+        )
     }
 
     /// Decodes a method frame's payload.
@@ -254,7 +283,11 @@ pub(crate) fn close_frame(out: &mut BytesMut, channel: u16, code: u16, text: &st
 
 /// `connection.close-ok` (channel 0) or `channel.close-ok`.
 pub(crate) fn close_ok(out: &mut BytesMut, channel: u16) {
-    let (class, id) = if channel == 0 { (CONNECTION, 51) } else { (CHANNEL, 41) };
+    let (class, id) = if channel == 0 {
+        (CONNECTION, 51)
+    } else {
+        (CHANNEL, 41)
+    };
     simple(out, channel, class, id, |_| {})
 }
 
@@ -448,7 +481,10 @@ mod tests {
         assert!(Method::decode(payload(BASIC, 60, &long)).is_err());
         assert!(matches!(
             Method::decode(payload(BASIC, 71, &[])),
-            Err(WireError::Method { class: 60, method: 71 })
+            Err(WireError::Method {
+                class: 60,
+                method: 71
+            })
         ));
     }
 
@@ -456,8 +492,16 @@ mod tests {
     fn a_publication_is_cut_into_body_frames() {
         let mut out = BytesMut::new();
         let body = vec![7u8; 10_000];
-        publish(&mut out, 3, b"ex", b"a.b", &BasicProperties::default(), &body, FRAME_MIN as usize)
-            .unwrap();
+        publish(
+            &mut out,
+            3,
+            b"ex",
+            b"a.b",
+            &BasicProperties::default(),
+            &body,
+            FRAME_MIN as usize,
+        )
+        .unwrap();
         let mut kinds = Vec::new();
         let mut total = 0;
         while let Some(f) = take_frame(&mut out, FRAME_MIN as usize).unwrap() {
@@ -467,12 +511,30 @@ mod tests {
             }
             kinds.push(f.kind);
         }
-        assert_eq!(kinds, [FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_BODY, FRAME_BODY]);
+        assert_eq!(
+            kinds,
+            [
+                FRAME_METHOD,
+                FRAME_HEADER,
+                FRAME_BODY,
+                FRAME_BODY,
+                FRAME_BODY
+            ]
+        );
         assert_eq!(total, body.len());
         // A key over 255 bytes appends nothing.
         let mut out = BytesMut::from(&b"x"[..]);
         let key = vec![b'k'; 256];
-        assert!(publish(&mut out, 1, b"", &key, &BasicProperties::default(), b"", 4096).is_err());
+        assert!(publish(
+            &mut out,
+            1,
+            b"",
+            &key,
+            &BasicProperties::default(),
+            b"",
+            4096
+        )
+        .is_err());
         assert_eq!(&out[..], b"x");
     }
 }

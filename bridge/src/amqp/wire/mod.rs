@@ -231,7 +231,10 @@ mod tests {
             partial.put_u8(x);
         }
         let f = take_frame(&mut partial, 4096).unwrap().unwrap();
-        assert_eq!((f.kind, f.channel, &f.payload[..]), (FRAME_BODY, 7, &b"hello"[..]));
+        assert_eq!(
+            (f.kind, f.channel, &f.payload[..]),
+            (FRAME_BODY, 7, &b"hello"[..])
+        );
         let f = take_frame(&mut b, 4096).unwrap().unwrap();
         assert_eq!(&f.payload[..], b"hello");
         let f = take_frame(&mut b, 4096).unwrap().unwrap();
@@ -239,9 +242,15 @@ mod tests {
         assert!(b.is_empty());
 
         let mut big = BytesMut::from(&[1u8, 0, 1, 0, 1, 0, 0][..]);
-        assert!(matches!(take_frame(&mut big, 4096), Err(WireError::FrameTooLarge { .. })));
+        assert!(matches!(
+            take_frame(&mut big, 4096),
+            Err(WireError::FrameTooLarge { .. })
+        ));
         let mut bad_end = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, 0xCD][..]);
-        assert_eq!(take_frame(&mut bad_end, 4096).unwrap_err(), WireError::FrameEnd(0xCD));
+        assert_eq!(
+            take_frame(&mut bad_end, 4096).unwrap_err(),
+            WireError::FrameEnd(0xCD)
+        );
     }
 
     #[test]

@@ -71,8 +71,20 @@ impl BasicProperties {
         out.put_u16(0);
         let mut f = 0u16;
         let o = out;
-        put_opt(o, &mut f, F_CONTENT_TYPE, "content-type", &self.content_type)?;
-        put_opt(o, &mut f, F_CONTENT_ENCODING, "content-encoding", &self.content_encoding)?;
+        put_opt(
+            o,
+            &mut f,
+            F_CONTENT_TYPE,
+            "content-type",
+            &self.content_type,
+        )?;
+        put_opt(
+            o,
+            &mut f,
+            F_CONTENT_ENCODING,
+            "content-encoding",
+            &self.content_encoding,
+        )?;
         if let Some(h) = &self.headers {
             f |= F_HEADERS;
             h.encode(o)?;
@@ -85,7 +97,13 @@ impl BasicProperties {
             f |= F_PRIORITY;
             o.put_u8(p);
         }
-        put_opt(o, &mut f, F_CORRELATION_ID, "correlation-id", &self.correlation_id)?;
+        put_opt(
+            o,
+            &mut f,
+            F_CORRELATION_ID,
+            "correlation-id",
+            &self.correlation_id,
+        )?;
         put_opt(o, &mut f, F_REPLY_TO, "reply-to", &self.reply_to)?;
         put_opt(o, &mut f, F_EXPIRATION, "expiration", &self.expiration)?;
         put_opt(o, &mut f, F_MESSAGE_ID, "message-id", &self.message_id)?;

@@ -180,7 +180,9 @@ impl Open {
     fn attach(&mut self, v: FieldValue) -> Result<(), WireError> {
         match &mut self.kind {
             Kind::Table(t, key) => {
-                let k = key.take().ok_or(WireError::Bad("field value without a name"))?;
+                let k = key
+                    .take()
+                    .ok_or(WireError::Bad("field value without a name"))?;
                 t.0.push((k, v));
             }
             Kind::Array(a) => a.push(v),
@@ -308,7 +310,10 @@ mod tests {
     #[test]
     fn every_type_round_trips() {
         let mut inner = FieldTable::new();
-        inner.insert("deep", FieldValue::Array(vec![FieldValue::Void, FieldValue::I8(-1)]));
+        inner.insert(
+            "deep",
+            FieldValue::Array(vec![FieldValue::Void, FieldValue::I8(-1)]),
+        );
         let mut t = FieldTable::new();
         for (k, v) in [
             ("t", FieldValue::Bool(true)),
@@ -322,8 +327,14 @@ mod tests {
             ("f", FieldValue::F32(1.5)),
             ("d", FieldValue::F64(-2.25)),
             ("D", FieldValue::Decimal(2, 12345)),
-            ("S", FieldValue::LongString(Bytes::from_static(b"\xff\xfe not utf-8"))),
-            ("A", FieldValue::Array(vec![FieldValue::from("a"), FieldValue::U8(1)])),
+            (
+                "S",
+                FieldValue::LongString(Bytes::from_static(b"\xff\xfe not utf-8")),
+            ),
+            (
+                "A",
+                FieldValue::Array(vec![FieldValue::from("a"), FieldValue::U8(1)]),
+            ),
             ("T", FieldValue::Timestamp(1_700_000_000)),
             ("F", FieldValue::Table(inner.clone())),
             ("V", FieldValue::Void),
@@ -374,11 +385,11 @@ mod tests {
     #[test]
     fn bad_lengths_are_refused() {
         for bytes in [
-            &[0u8, 0, 0, 9, 1, b'k'][..],                    // table longer than the input
-            &[0, 0, 0, 3, 1, b'k', b'Q'][..],                // unknown type
-            &[0, 0, 0, 7, 1, b'k', b'A', 0, 0, 0, 9][..],    // array overruns its table
+            &[0u8, 0, 0, 9, 1, b'k'][..],     // table longer than the input
+            &[0, 0, 0, 3, 1, b'k', b'Q'][..], // unknown type
+            &[0, 0, 0, 7, 1, b'k', b'A', 0, 0, 0, 9][..], // array overruns its table
             &[0, 0, 0, 4, 1, b'k', b'I', 0, 0, 0, 0, 0][..], // value overruns its table
-            &[0, 0, 0, 2, 5, b'k'][..],                      // key overruns
+            &[0, 0, 0, 2, 5, b'k'][..],       // key overruns
         ] {
             let r = FieldTable::decode(&mut Cursor::new(Bytes::copy_from_slice(bytes)));
             assert!(r.is_err(), "{bytes:?} gave {r:?}");

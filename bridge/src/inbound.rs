@@ -76,10 +76,18 @@ pub(crate) async fn run<S: MqttSide>(spec: Spec, side: Arc<S>, env: Arc<Env>) {
                     env: &env,
                     log: &mut log,
                 };
-                let end = session.serve(consumer, conn).await;
+                let end = session.serve(consumer, conn.clone()).await;
                 set(consuming, 0);
                 if let End::Shutdown = end {
                     return;
+                }
+                if conn.connection.is_open() {
+                    // The consumer ended on a live connection (RabbitMQ cancelled it): pause
+                    // before consuming again, so a queue that keeps cancelling is not a loop.
+                    tokio::select! {
+                        _ = env.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
                 }
             }
             Err(e) => {
@@ -105,7 +113,10 @@ async fn consume(spec: &Spec, conn: &Conn) -> Result<Consumer, AmqpError> {
         prefetch: spec.prefetch,
         consumer_tag: &tag,
     };
-    amqp::consume(&conn.connection, &s).await
+    let timeout = crate::outbound::CALL_TIMEOUT;
+    tokio::time::timeout(timeout, amqp::consume(&conn.connection, &s))
+        .await
+        .unwrap_or_else(|_| Err(AmqpError::Gone(format!("no answer in {timeout:?}"))))
 }
 
 struct Session<'a, S> {

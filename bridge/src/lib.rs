@@ -9,8 +9,8 @@
 //! - [`side`]: the seam to the MQTT side; [`standalone`]: a rumqttc client as that side.
 //! - [`config`]: the `[bridge]` table and its checks.
 //! - [`topic`]: MQTT topic and filter rules; [`mapping`]: topic ↔ routing key.
-//! - `amqp`: the AMQP client seam (amqprs): URLs, connections, confirm-mode publishers,
-//!   consumers; nothing else touches the client library.
+//! - `amqp`: the bridge's own AMQP 0-9-1 client: URLs, connections, confirm-mode publishers,
+//!   consumers; nothing else speaks AMQP.
 //! - `link`: the AMQP connection and its reconnection.
 //! - `outbound`: MQTT → AMQP rules (window, confirms, returns, ack modes); `inbound`: AMQP →
 //!   MQTT rules; `convert`: message metadata ↔ AMQP properties and headers.
@@ -34,6 +34,9 @@ mod spool;
 pub mod standalone;
 mod tls;
 pub mod topic;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use bridge::{Bridge, BridgeHandle, StartError};
 pub use config::{BridgeConfig, ConfigCheckError};

@@ -81,12 +81,31 @@ async fn a_device_publish_reaches_a_bound_queue_with_key_properties_and_headers(
         .unwrap();
     let d = take(&ch, &q, 1).await.remove(0);
     assert_eq!(d.data, b"after");
+    // User properties past one AMQP frame (RabbitMQ would close the whole connection on the
+    // header frame): dropped and counted before anything is sent; the connection stays up.
+    let big = PublishProperties {
+        user_properties: (0..40)
+            .map(|i| (format!("k{i}"), "v".repeat(4000)))
+            .collect(),
+        ..PublishProperties::default()
+    };
+    dev.client
+        .publish_with_properties(format!("{t}/dev1/big"), QoS::AtLeastOnce, false, "big", big)
+        .await
+        .unwrap();
+    dev.client
+        .publish(format!("{t}/dev1/last"), QoS::AtLeastOnce, false, "last")
+        .await
+        .unwrap();
+    let d = take(&ch, &q, 1).await.remove(0);
+    assert_eq!(d.data, b"last");
     wait_until("acks counted", || {
         let s = b.snapshot();
         let c = &s.outbound[0].counts;
-        c.confirmed == 3 && c.dropped_unmappable == 1
+        c.confirmed == 4 && c.dropped_unmappable == 2
     })
     .await;
+    assert_eq!(b.snapshot().reconnects, 0);
     b.stop().await;
 }
 

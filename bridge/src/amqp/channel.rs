@@ -129,16 +129,10 @@ impl Channel {
         if self.ended {
             return;
         }
-        if self
-            .send(|o, id| {
-                method::close_frame(o, id, 200, "bye");
-                Ok(())
-            })
-            .is_err()
-        {
+        self.ended = true;
+        if self.shared.close_channel(self.id, self.serial).is_err() {
             return;
         }
-        self.ended = true;
         while !matches!(self.events.recv().await, Some(Event::Closed(_)) | None) {}
     }
 }
@@ -146,10 +140,7 @@ impl Channel {
 impl Drop for Channel {
     fn drop(&mut self) {
         if !self.ended {
-            let _ = send_on(&self.shared, self.id, self.serial, |o, id| {
-                method::close_frame(o, id, 200, "bye");
-                Ok(())
-            });
+            let _ = self.shared.close_channel(self.id, self.serial);
         }
     }
 }

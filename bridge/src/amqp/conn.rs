@@ -76,6 +76,9 @@ pub(super) struct Out {
     /// Per channel id, the serial of the channel that owns it now (0: none): a settlement or a
     /// close from an earlier channel that had the same id is not written.
     pub(super) live: Vec<u32>,
+    /// Per channel id: we sent `channel.close` and await RabbitMQ's `close-ok` (only then is
+    /// the id free again, even when RabbitMQ's own `channel.close` crossed ours).
+    closing: Vec<bool>,
     /// The connection is gone: nothing more is written.
     dead: bool,
     /// The writer task holds bytes taken from `buf` that are not all written yet: nobody
@@ -159,6 +162,21 @@ impl Shared {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Sends `channel.close` on `id` while `serial` owns it; the reader frees the id on
+    /// RabbitMQ's `close-ok`.
+    pub(super) fn close_channel(&self, id: u16, serial: u32) -> Result<(), AmqpError> {
+        self.write(|o| {
+            let i = usize::from(id);
+            if o.live[i] != serial || o.closing[i] {
+                return Err(AmqpError::Gone("channel closed".into()));
+            }
+            o.closing[i] = true;
+            method::close_frame(&mut o.buf, id, 200, "bye");
+            Ok(())
+        })
+        .and_then(|r| r)
     }
 
     fn why(&self) -> String {
@@ -407,7 +425,12 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let frame_max = match frame_max {
         0 => FRAME_MAX,
-        n => n.clamp(wire::FRAME_MIN, FRAME_MAX),
+        n if n < wire::FRAME_MIN => {
+            return Err(AmqpError::Refused(format!(
+                "RabbitMQ proposes frames of {n} bytes, under AMQP's minimum of 4096"
+            )))
+        }
+        n => n.min(FRAME_MAX),
     };
     let heartbeat = u.heartbeat.unwrap_or(heartbeat);
     method::tune_ok(&mut out, channel_max, frame_max, heartbeat);
@@ -439,6 +462,7 @@ where
         out: Mutex::new(Out {
             buf: BytesMut::with_capacity(16 * 1024),
             live: vec![0; usize::from(t.channel_max) + 1],
+            closing: vec![false; usize::from(t.channel_max) + 1],
             dead: false,
             writing: false,
             direct,
@@ -545,7 +569,11 @@ async fn write_loop(mut w: Sink, shared: Arc<Shared>, hb: Option<Duration>) {
                     // Last words (a close-ok), bounded.
                     let _ = tokio::time::timeout(CLOSE_GRACE, w.send(&spare)).await;
                 } else {
-                    w.send(&spare).await?;
+                    // A peer that stopped reading must not hold the writer past the end.
+                    tokio::select! {
+                        r = w.send(&spare) => r?,
+                        _ = shared.stop.cancelled() => stopping = true,
+                    }
                 }
                 spare.clear();
                 wrote = !beat;
@@ -609,7 +637,11 @@ impl Reader {
         mut buf: BytesMut,
         hb: Option<Duration>,
     ) {
-        let mut tick = hb.map(|h| tokio::time::interval(h));
+        let mut tick = hb.map(|h| {
+            let mut t = tokio::time::interval(h);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
         let mut heard = true;
         let mut missed = 0;
         let max = self.shared.frame_max;
@@ -673,7 +705,8 @@ impl Reader {
 
     fn frame(&mut self, f: Frame) -> Result<(), Stop> {
         match (f.kind, f.channel) {
-            (wire::FRAME_HEARTBEAT, _) => Ok(()),
+            (wire::FRAME_HEARTBEAT, 0) => Ok(()),
+            (wire::FRAME_HEARTBEAT, _) => Err(Stop::Protocol(501, "heartbeat on a channel".into())),
             (wire::FRAME_METHOD, 0) => match Method::decode(f.payload)? {
                 Method::ConnectionClose(c) => {
                     let _ = self.shared.write(|o| method::close_ok(&mut o.buf, 0));
@@ -712,17 +745,38 @@ impl Reader {
 
     fn method(&mut self, ch: u16, m: Method) -> Result<(), Stop> {
         let id = usize::from(ch);
+        if self.slots[id].as_ref().is_some_and(|s| s.content.is_some()) {
+            return Err(Stop::Protocol(505, "method frame inside content".into()));
+        }
         match m {
             Method::ChannelClose(c) => {
-                let _ = self.shared.write(|o| {
-                    o.live[id] = 0;
+                // Free the id now unless our own close crossed this one: then RabbitMQ still
+                // answers ours, and the id is free at that close-ok.
+                let free = self.shared.write(|o| {
                     method::close_ok(&mut o.buf, ch);
+                    let open = o.live[id] != 0;
+                    o.live[id] = 0;
+                    open && !o.closing[id]
                 });
-                self.release(ch, format!("RabbitMQ closed the channel: {c}"));
+                self.release(
+                    ch,
+                    format!("RabbitMQ closed the channel: {c}"),
+                    matches!(free, Ok(true)),
+                );
             }
             Method::ChannelCloseOk => {
-                let _ = self.shared.write(|o| o.live[id] = 0);
-                self.release(ch, "channel closed".into());
+                // Only the answer to a close we sent frees an id (a stray one is ignored).
+                let ours = self.shared.write(|o| {
+                    let ours = o.closing[id];
+                    if ours {
+                        o.closing[id] = false;
+                        o.live[id] = 0;
+                    }
+                    ours
+                });
+                if matches!(ours, Ok(true)) {
+                    self.release(ch, "channel closed".into(), true);
+                }
             }
             Method::ChannelFlow { active } => {
                 let _ = self
@@ -731,9 +785,6 @@ impl Reader {
             }
             m if m.has_content() => {
                 if let Some(slot) = &mut self.slots[id] {
-                    if slot.content.is_some() {
-                        return Err(Stop::Protocol(505, "method inside content".into()));
-                    }
                     slot.content = Some(Content {
                         method: m,
                         props: None,
@@ -752,12 +803,14 @@ impl Reader {
         Ok(())
     }
 
-    /// The channel ended: its owner hears why, its id is free again.
-    fn release(&mut self, ch: u16, why: String) {
+    /// The channel ended: its owner hears why; with `free`, its id may be used again.
+    fn release(&mut self, ch: u16, why: String, free: bool) {
         if let Some(slot) = self.slots[usize::from(ch)].take() {
             let _ = slot.tx.send(Event::Closed(why));
         }
-        self.shared.free_channel(ch);
+        if free {
+            self.shared.free_channel(ch);
+        }
     }
 
     fn header(&mut self, ch: u16, payload: Bytes) -> Result<(), Stop> {

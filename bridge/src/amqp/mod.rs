@@ -40,6 +40,9 @@ pub(crate) enum AmqpError {
     /// A name longer than AMQP's short strings (nothing was sent).
     #[error(transparent)]
     TooLong(#[from] wire::TooLong),
+    /// A message that can never be published (nothing was sent; the channel is fine).
+    #[error(transparent)]
+    Unpublishable(#[from] wire::method::PublishError),
     /// The network.
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -103,8 +103,9 @@ impl<T> Publisher<T> {
             .await
     }
 
-    /// Publishes with `mandatory` (queued in the batch). A name or key over 255 bytes is
-    /// refused with nothing sent; another error means the channel is gone.
+    /// Publishes with `mandatory` (queued in the batch). [`AmqpError::Unpublishable`] (a name
+    /// over 255 bytes, headers over a frame): nothing was sent and the channel is fine;
+    /// another error means the channel is gone.
     pub(crate) fn publish(
         &mut self,
         exchange: &str,
@@ -172,10 +173,13 @@ impl<T> Publisher<T> {
                     reply_text: String::from_utf8_lossy(&text).into_owned(),
                     routing_key: String::from_utf8_lossy(&routing_key).into_owned(),
                 }),
+                // Multiple with tag 0: everything outstanding.
                 Event::Method(Method::BasicAck { tag, multiple }) => {
+                    let tag = if multiple && tag == 0 { u64::MAX } else { tag };
                     self.take(tag, multiple, true, out, &message_id)
                 }
                 Event::Method(Method::BasicNack { tag, multiple }) => {
+                    let tag = if multiple && tag == 0 { u64::MAX } else { tag };
                     self.take(tag, multiple, false, out, &message_id)
                 }
                 Event::Method(_) | Event::Deliver { .. } => {}
@@ -184,6 +188,10 @@ impl<T> Publisher<T> {
         Ok(())
     }
 
+    /// Settles the publications `tag` confirms. A return goes to the newest covered
+    /// publication with its message id: should two copies of a message be confirmed by one ack
+    /// (a republished message whose first copy was still unconfirmed), the error leans to
+    /// publishing again, never to taking a returned message as routed.
     fn take<'m>(
         &mut self,
         tag: u64,
@@ -192,51 +200,58 @@ impl<T> Publisher<T> {
         out: &mut Vec<(T, Confirm)>,
         message_id: &impl Fn(&T) -> Option<&'m str>,
     ) {
-        while let Some(&(t, _)) = self.pending.front() {
-            if t > tag || (!multiple && t < tag) {
-                break;
+        let covered = if multiple {
+            self.pending.iter().take_while(|(t, _)| *t <= tag).count()
+        } else {
+            match self.pending.iter().position(|(t, _)| *t == tag) {
+                // RabbitMQ confirms in order; a single confirm out of order is moved first.
+                Some(i) => {
+                    if let Some(e) = self.pending.remove(i) {
+                        self.pending.push_front(e);
+                    }
+                    1
+                }
+                None => 0,
             }
-            let Some((_, token)) = self.pending.pop_front() else {
-                break;
-            };
-            out.push(self.confirm(token, ack, message_id));
-        }
-        if !multiple {
-            // A single confirm out of order (RabbitMQ sends them in order; be safe).
-            if let Some(i) = self.pending.iter().position(|(t, _)| *t == tag) {
-                if let Some((_, token)) = self.pending.remove(i) {
-                    out.push(self.confirm(token, ack, message_id));
+        };
+        let start = out.len();
+        let mut returned: Vec<Option<Returned>> = Vec::new();
+        if ack && !self.returns.is_empty() {
+            returned.resize_with(covered, || None);
+            for i in (0..covered).rev() {
+                let id = self.pending.get(i).and_then(|(_, t)| message_id(t));
+                let id = id.map(str::as_bytes);
+                if let Some(r) = self
+                    .returns
+                    .iter()
+                    .position(|r| r.message_id.as_deref() == id)
+                {
+                    returned[i] = Some(self.returns.remove(r));
                 }
             }
         }
+        for i in 0..covered {
+            let Some((_, token)) = self.pending.pop_front() else {
+                break;
+            };
+            let c = match (ack, returned.get_mut(i).and_then(Option::take)) {
+                (true, Some(r)) => Confirm::Returned(r),
+                (true, None) => Confirm::Ack,
+                (false, _) => Confirm::Nack,
+            };
+            out.push((token, c));
+        }
+        debug_assert!(out.len() - start <= covered);
+        if self.pending.is_empty() {
+            // A return no publication claimed (one whose properties could not be read).
+            self.returns.clear();
+        }
     }
 
-    fn confirm<'m>(
-        &mut self,
-        token: T,
-        ack: bool,
-        message_id: &impl Fn(&T) -> Option<&'m str>,
-    ) -> (T, Confirm) {
-        let returned = if self.returns.is_empty() {
-            None
-        } else {
-            let id = message_id(&token).map(str::as_bytes);
-            self.returns
-                .iter()
-                .position(|r| r.message_id.as_deref() == id)
-                .map(|i| self.returns.remove(i))
-        };
-        let c = match (ack, returned) {
-            (true, Some(r)) => Confirm::Returned(r),
-            (true, None) => Confirm::Ack,
-            (false, _) => Confirm::Nack,
-        };
-        (token, c)
-    }
-
-    /// Closes the channel (bounded by the caller).
+    /// Closes the channel (bounded by the caller). What was not handed over is dropped: the
+    /// owner publishes it again on its next channel.
     pub(crate) async fn close(mut self) {
-        let _ = self.flush();
+        self.batch.clear();
         self.channel.close().await;
     }
 }

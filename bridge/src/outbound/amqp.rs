@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::outbox::Target;
-use super::{properties, Rule, Spec, Token};
+use super::{properties, Rule, Spec, Token, CALL_TIMEOUT};
 use crate::amqp::{AmqpError, Publisher};
 use crate::config::ExchangeType;
 use crate::link::Conn;
@@ -34,7 +34,11 @@ async fn topology(spec: &Spec, c: &Conn) -> Result<Publisher<Token>, AmqpError> 
 impl<S: MqttSide> Rule<S> {
     /// Opens the channel on `c`; on failure retries after a backoff.
     pub(super) async fn open_channel(&mut self, c: Conn) {
-        match topology(&self.spec, &c).await {
+        // RabbitMQ blocking the connection (an alarm) would leave a declare unanswered.
+        let r = tokio::time::timeout(CALL_TIMEOUT, topology(&self.spec, &c))
+            .await
+            .unwrap_or_else(|_| Err(AmqpError::Gone(format!("no answer in {CALL_TIMEOUT:?}"))));
+        match r {
             Ok(p) => {
                 self.channel_backoff.reset();
                 tracing::debug!(rule = %self.spec.name, generation = c.generation, "bridge: outbound channel open");
@@ -77,10 +81,10 @@ impl<S: MqttSide> Rule<S> {
         self.hold_until = None;
         while self.outbox.in_flight() < self.spec.max_in_flight {
             let Some((_, ch)) = &mut self.channel else {
-                return;
+                break;
             };
             let Some((seq, attempt, item)) = self.outbox.next_to_send() else {
-                return;
+                break;
             };
             let r = ch.publish(
                 &self.spec.exchange,
@@ -89,12 +93,28 @@ impl<S: MqttSide> Rule<S> {
                 &item.message.payload,
                 (seq, attempt, Target::Primary),
             );
-            bump(&self.stats().published);
-            if let Err(e) = r {
-                return self.lose_channel(&e.to_string());
+            match r {
+                Ok(()) => bump(&self.stats().published),
+                Err(AmqpError::Unpublishable(e)) => {
+                    self.unpublishable(seq, attempt, Target::Primary, &e.to_string())
+                }
+                Err(e) => return self.lose_channel(&e.to_string()),
             }
         }
         self.flush();
+    }
+
+    /// A message that can never be published (headers over a frame): dropped and counted,
+    /// its publisher answered, as a topic that maps to no routing key; the channel goes on.
+    fn unpublishable(&mut self, seq: u64, attempt: u32, target: Target, why: &str) {
+        if self.outbox.settle(seq, attempt, target) {
+            self.outbox.done(seq);
+        }
+        bump(&self.stats().dropped_unmappable);
+        if let Some(n) = self.drops_log.hit(Instant::now()) {
+            tracing::warn!(rule = %self.spec.name, error = why, dropped = n,
+                "bridge: a message cannot be published to RabbitMQ; dropped");
+        }
     }
 
     /// Publishes the returned message `seq` to the dead-letter exchange.
@@ -112,9 +132,12 @@ impl<S: MqttSide> Rule<S> {
             &item.message.payload,
             (seq, attempt, Target::DeadLetter),
         );
-        bump(&self.stats().published);
-        if let Err(e) = r {
-            return self.lose_channel(&e.to_string());
+        match r {
+            Ok(()) => bump(&self.stats().published),
+            Err(AmqpError::Unpublishable(e)) => {
+                return self.unpublishable(seq, attempt, Target::DeadLetter, &e.to_string())
+            }
+            Err(e) => return self.lose_channel(&e.to_string()),
         }
         self.flush();
     }

@@ -29,6 +29,10 @@ use crate::side::{Ack, BridgeMessage, Delivery, Filter, MqttSide, Subscription};
 use crate::spool::SpoolStore;
 use outbox::{Outbox, Target};
 
+/// How long opening a channel and declaring may take (RabbitMQ blocking the connection, on an
+/// alarm, would leave a declare unanswered).
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// What an outbound rule does, resolved from its configuration.
 pub(crate) struct Spec {
     pub(crate) name: String,

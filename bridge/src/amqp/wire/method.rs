@@ -405,6 +405,16 @@ pub(crate) fn basic_nack(out: &mut BytesMut, channel: u16, tag: u64, requeue: bo
     })
 }
 
+/// Why a publication cannot be encoded (nothing was appended).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PublishError {
+    #[error(transparent)]
+    TooLong(#[from] TooLong),
+    /// The properties do not fit one frame (AMQP sends them in one content header frame).
+    #[error("the properties and headers take {size} bytes, more than a frame's {max}")]
+    HeaderTooLarge { size: usize, max: usize },
+}
+
 /// A whole `mandatory` publication: method, content header and body frames (bodies cut to
 /// `frame_max`). On error nothing is appended.
 pub(crate) fn publish(
@@ -415,7 +425,7 @@ pub(crate) fn publish(
     props: &BasicProperties,
     body: &[u8],
     frame_max: usize,
-) -> Result<(), TooLong> {
+) -> Result<(), PublishError> {
     let start = out.len();
     out.reserve(body.len() + 256);
     let r = method(out, channel, BASIC, 40, |o| {
@@ -425,9 +435,15 @@ pub(crate) fn publish(
         o.put_u8(1);
         Ok(())
     })
+    .map_err(PublishError::from)
     .and_then(|()| {
         let at = begin_frame(out, FRAME_HEADER, channel);
         props.encode(body.len() as u64, out)?;
+        let size = out.len() - at - 4;
+        let max = frame_max.saturating_sub(FRAME_OVERHEAD);
+        if size > max {
+            return Err(PublishError::HeaderTooLarge { size, max });
+        }
         end_frame(out, at);
         Ok(())
     });

@@ -752,12 +752,13 @@ impl Reader {
         Ok(())
     }
 
-    /// The channel ended: its owner hears why, its id is free again.
+    /// The channel ended: its owner hears why, its id is free again. A close for an id no
+    /// channel holds frees nothing (the id may be unallocated, or already free).
     fn release(&mut self, ch: u16, why: String) {
         if let Some(slot) = self.slots[usize::from(ch)].take() {
             let _ = slot.tx.send(Event::Closed(why));
+            self.shared.free_channel(ch);
         }
-        self.shared.free_channel(ch);
     }
 
     fn header(&mut self, ch: u16, payload: Bytes) -> Result<(), Stop> {

@@ -1,8 +1,9 @@
 //! The client against a scripted fake AMQP server on a real socket: the handshake's tuning,
 //! confirms and returns, hostile frames (each ends only its connection, with a
-//! `connection.close` naming the error), a channel closed under a passive declare,
-//! heartbeats and a server closing the connection. The fake server speaks through the crate's own frame
-//! and property encoders; methods only a server sends are written here by hand.
+//! `connection.close` naming the error), a channel closed under a passive declare, a stray
+//! `channel.close-ok`, heartbeats and a server closing the connection. The fake server speaks
+//! through the crate's own frame and property encoders; methods only a server sends are
+//! written here by hand.
 
 use std::time::{Duration, Instant};
 
@@ -761,4 +762,25 @@ async fn a_server_close_is_answered_and_reported() {
     pb.publish("ex", "k", &BasicProperties::default(), b"y", 1)
         .expect("publish is only queued");
     assert!(pb.flush().is_err());
+}
+
+/// A `channel.close-ok` for a channel the client never opened frees no channel id: later
+/// channels still get ids of their own.
+#[tokio::test]
+async fn a_stray_close_ok_frees_no_channel_id() {
+    let (conn, mut p, _) = connected(PLAIN_TUNE).await;
+    let server = async {
+        let (ch, _) = p.expect(CHANNEL, 10).await;
+        let mut out = BytesMut::new();
+        m::close_ok(&mut out, 2);
+        method(&mut out, ch, CHANNEL, 11, |o| put_long(o, b""));
+        p.send(&out).await;
+    };
+    let (first, ()) = timeout(WAIT, async { tokio::join!(Channel::open(&conn), server) })
+        .await
+        .expect("channel open hangs");
+    let mut channels = vec![first.expect("channel")];
+    channels.extend(open_channels(&conn, &mut p, 2).await);
+    let ids: Vec<u16> = channels.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [1, 2, 3], "channel ids");
 }

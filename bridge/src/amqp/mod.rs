@@ -24,6 +24,9 @@ mod publisher;
 pub mod url;
 pub(crate) mod wire;
 
+#[cfg(test)]
+mod tests;
+
 pub(crate) use conn::{open, ConnectOptions, Connection};
 pub(crate) use consumer::{consume, Acker, ConsumeSpec, Consumer};
 pub(crate) use publisher::{Confirm, Publisher};

@@ -285,6 +285,41 @@ async fn config_is_redacted_reload_answers_and_the_openapi_document_matches_the_
 }
 
 #[tokio::test]
+async fn a_reload_rereads_the_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-tokens");
+    let write = |tokens: &[&str]| {
+        let lines: Vec<String> = tokens
+            .iter()
+            .map(|t| warren::admin::auth::digest_hex(t))
+            .collect();
+        std::fs::write(&file, format!("# ops\n{}\n", lines.join("\n"))).unwrap();
+    };
+    write(&["old-token"]);
+    let (broker, _tcp) = start_with(|c| c.admin.token_file = Some(file.clone())).await;
+    let admin = broker.admin_addr().unwrap();
+    let overview = "/api/v1/overview";
+    api(admin, "GET", overview, Some("old-token"), 200).await;
+    api(admin, "GET", overview, Some("new-token"), 401).await;
+
+    // The reload `warren ctl reload` asks for (SIGHUP calls the same): the removed token stops
+    // working, the added one starts.
+    write(&["new-token"]);
+    api(admin, "POST", "/api/v1/reload", Some("old-token"), 200).await;
+    api(admin, "GET", overview, Some("old-token"), 401).await;
+    api(admin, "GET", overview, Some("new-token"), 200).await;
+
+    // An unusable file: the reload fails, is counted, and the tokens in force stay.
+    std::fs::write(&file, "not-a-digest\n").unwrap();
+    let failed = api(admin, "POST", "/api/v1/reload", Some("new-token"), 422).await;
+    assert!(failed.to_string().contains("admin token file"), "{failed}");
+    assert_eq!(broker.stats().reloads, [1, 1]);
+    api(admin, "GET", overview, Some("new-token"), 200).await;
+    api(admin, "GET", overview, Some("old-token"), 401).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn without_tokens_the_admin_listener_must_be_loopback() {
     let mut config = warren::Config::for_tests();
     config.admin.bind = SocketAddr::from(([0, 0, 0, 0], 0));

@@ -23,7 +23,7 @@ usage: warren ctl [--url URL] [--token TOKEN] [--json] COMMAND
   retained get TOPIC | retained delete TOPIC
   bridge                                   the AMQP bridge's connection and rules
   config                                   the configuration in force (secrets redacted)
-  reload                                   reread password, ACL, JWKS and TLS files
+  reload                                   reread auth, TLS and admin token files
   hash-token TOKEN                         the digest to put in [admin] tokens
 --url defaults to $WARREN_ADMIN_URL, else http://127.0.0.1:9884; --token to $WARREN_ADMIN_TOKEN.
 Exit codes: 0 done, 1 refused or failed, 2 usage, 3 not found, 4 unauthorized, 5 unreachable.";

@@ -346,3 +346,22 @@ impl Core {
         deleted
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SubscriptionCursor;
+
+    #[test]
+    fn a_subscription_cursor_round_trips_a_filter_with_colons() {
+        let cursor = SubscriptionCursor {
+            filter: "$share/g:1/a:b/#".into(),
+            mailbox: 42,
+        };
+        let text = cursor.to_string();
+        assert_eq!(text, "42:$share/g:1/a:b/#");
+        assert_eq!(text.parse(), Ok(cursor));
+        for bad in ["", "a/b", ":a/b", "x:a/b", "-1:a"] {
+            assert!(bad.parse::<SubscriptionCursor>().is_err(), "{bad}");
+        }
+    }
+}

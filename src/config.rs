@@ -401,7 +401,8 @@ pub enum SlowSubscriberPolicy {
 pub struct MetricsConfig {
     /// Serve `/metrics`, `/healthz` and `/readyz`. Default true.
     pub enabled: bool,
-    /// Address of the metrics listener. Default `0.0.0.0:9883`.
+    /// Address of the metrics listener. Default `127.0.0.1:9883` (this machine only, as the
+    /// admin API); bind it to `0.0.0.0` to let a Prometheus elsewhere scrape it.
     pub bind: SocketAddr,
     /// Seconds between `$SYS/broker/...` updates; 0 turns `$SYS` off. Default 10.
     #[serde(deserialize_with = "strict::uint")]
@@ -412,7 +413,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            bind: SocketAddr::from(([0, 0, 0, 0], 9883)),
+            bind: SocketAddr::from(([127, 0, 0, 1], 9883)),
             sys_interval_secs: 10,
         }
     }
@@ -1138,6 +1139,16 @@ mod tests {
         assert_eq!(cfg.mqtt.max_publish_rate, 100);
         assert_eq!(cfg.mqtt.max_publish_bytes_rate, 1_000_000);
         assert!(cfg.listeners["tcp"].proxy_protocol);
+    }
+
+    #[test]
+    fn metrics_and_admin_listen_on_loopback_by_default() {
+        let cfg = Config::load(None, env(&[])).unwrap();
+        assert_eq!(cfg.metrics.bind, "127.0.0.1:9883".parse().unwrap());
+        assert_eq!(cfg.admin.bind, "127.0.0.1:9884".parse().unwrap());
+        assert!(cfg.metrics.bind.ip().is_loopback() && cfg.admin.bind.ip().is_loopback());
+        let cfg = load_file("metrics", "[metrics]\nenabled = true\n", &[]).unwrap();
+        assert!(cfg.metrics.bind.ip().is_loopback());
     }
 
     #[test]

@@ -14,7 +14,7 @@ usage: warren [--config PATH]               start the broker
                                             broker of [bridge.mqtt] (e.g. Mosquitto)
        warren reload [--config PATH | --pid PID]
                                             make a running broker reread its password, SCRAM,
-                                            ACL, JWKS and TLS files (SIGHUP to runtime.pid_file's
+                                            ACL, JWKS, TLS and admin token files (SIGHUP to runtime.pid_file's
                                             process, or to PID)
        warren ctl [--url URL] [--token TOKEN] [--json] COMMAND
                                             the admin API from the command line (clients,
@@ -129,7 +129,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = signals.recv() => break,
             _ = hangup.recv() => {
-                tracing::info!("SIGHUP: reloading the password, SCRAM, ACL, JWKS and TLS files");
+                tracing::info!("SIGHUP: reloading the password, SCRAM, ACL, JWKS, TLS and admin token files");
                 // Logged and counted by reload itself; a failure keeps the old settings.
                 let _ = handle.reload();
             }

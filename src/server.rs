@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use warren_bridge::{Bridge, BridgeHandle};
 
+use crate::admin::auth::TokenStore;
 use crate::auth::{Auth, AuthError};
 use crate::bridge::InProcessSide;
 use crate::broker::core::Core;
@@ -70,6 +71,9 @@ pub enum ReloadError {
     /// An auth file is unusable.
     #[error("{0}")]
     Auth(#[from] AuthError),
+    /// The admin API's token file is unusable.
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
     /// A TLS listener's files are unusable.
     #[error("listener {name:?}: {source}")]
     Tls {
@@ -86,11 +90,13 @@ pub struct Reloader {
     core: Arc<Core>,
     /// TLS listeners' configurations, by listener name (reloaded with the auth files).
     tls: Vec<(String, Arc<ReloadableTls>)>,
+    /// The admin API's tokens (reloaded from its token file), when the API runs.
+    admin_tokens: Option<Arc<TokenStore>>,
 }
 
 impl Reloader {
-    /// Rereads the password, ACL and JWKS files and every TLS listener's certificate and key,
-    /// without dropping a connection. All or nothing: if one file is unusable, everything stays
+    /// Rereads the password, ACL and JWKS files, every TLS listener's certificate and key and
+    /// the admin API's token file, without dropping a connection. All or nothing: if one file is unusable, everything stays
     /// as it was and the error says which file and why. Counted in
     /// `warren_config_reloads_total{result}`. Connected clients are told to check their
     /// credentials and subscriptions again (see [`crate::auth`]).
@@ -114,11 +120,24 @@ impl Reloader {
             })?;
             prepared.push((handle, config));
         }
+        let admin_tokens = match &self.admin_tokens {
+            Some(store) => Some((store, store.prepare()?)),
+            None => None,
+        };
         let (users, rules) = self.core.auth().reload()?;
         for (handle, config) in prepared {
             handle.install(config);
         }
-        tracing::info!(users, acl_rules = rules, "auth files reloaded");
+        let admin_token_count = admin_tokens.as_ref().map(|(_, tokens)| tokens.len());
+        if let Some((store, tokens)) = admin_tokens {
+            store.install(tokens);
+        }
+        tracing::info!(
+            users,
+            acl_rules = rules,
+            admin_tokens = admin_token_count,
+            "auth files reloaded"
+        );
         self.core
             .registry()
             .for_each_online(|mailbox| mailbox.signal(Control::Reauthorize));
@@ -270,6 +289,7 @@ impl Broker {
         let reloader = Arc::new(Reloader {
             core: core.clone(),
             tls,
+            admin_tokens: admin_listener.as_ref().map(|(_, tokens)| tokens.clone()),
         });
         let mut admin_addr = None;
         if let Some((listener, tokens)) = admin_listener {

@@ -285,6 +285,129 @@ async fn config_is_redacted_reload_answers_and_the_openapi_document_matches_the_
 }
 
 #[tokio::test]
+async fn subscriptions_are_paged_in_filter_order() {
+    let (broker, tcp, admin) = start_admin().await;
+    let t = Some(TOKEN);
+    // Two clients on a shared filter and on the same plain filter, one on two more.
+    let mut a = raw_connected(tcp, ProtocolVersion::V5, "a").await;
+    let mut b = raw_connected(tcp, ProtocolVersion::V5, "b").await;
+    for (n, filter) in ["s/2", "$share/g/s/#", "s/1"].into_iter().enumerate() {
+        raw_subscribe(&mut a, n as u16 + 1, filter, QoS::AtMostOnce).await;
+    }
+    raw_subscribe(&mut b, 1, "s/1", QoS::AtMostOnce).await;
+    raw_subscribe(&mut b, 2, "$share/g/s/#", QoS::AtMostOnce).await;
+    let want = [
+        ("$share/g/s/#", "a"),
+        ("$share/g/s/#", "b"),
+        ("s/1", "a"),
+        ("s/1", "b"),
+        ("s/2", "a"),
+    ];
+    let rows = |page: &Value| -> Vec<(String, String)> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| {
+                (
+                    i["filter"].as_str().unwrap().into(),
+                    i["client_id"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let all = api(admin, "GET", "/api/v1/subscriptions", t, 200).await;
+    let expected: Vec<(String, String)> = want
+        .iter()
+        .map(|(f, c)| ((*f).into(), (*c).into()))
+        .collect();
+    assert_eq!(rows(&all), expected);
+    assert!(all["next"].is_null(), "{all}");
+
+    // Two at a time, by cursor: every row once, in order, and no cursor after the last page.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/subscriptions?limit=2".to_owned();
+    for pages in 1.. {
+        assert!(pages <= 3, "more pages than rows: {seen:?}");
+        let page = api(admin, "GET", &path, t, 200).await;
+        let got = rows(&page);
+        assert!(got.len() <= 2, "{page}");
+        seen.extend(got);
+        match page["next"].as_str() {
+            Some(next) => {
+                let cursor: String = next
+                    .bytes()
+                    .map(|b| match b {
+                        b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' => (b as char).to_string(),
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect();
+                path = format!("/api/v1/subscriptions?limit=2&after={cursor}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    // With a prefix and a client.
+    let one = api(
+        admin,
+        "GET",
+        "/api/v1/subscriptions?filter_prefix=s/&client_id=b",
+        t,
+        200,
+    )
+    .await;
+    assert_eq!(rows(&one), [("s/1".to_owned(), "b".to_owned())]);
+    for bad in ["limit=0", "limit=10001", "limit=x", "after=nonsense"] {
+        api(
+            admin,
+            "GET",
+            &format!("/api/v1/subscriptions?{bad}"),
+            t,
+            400,
+        )
+        .await;
+    }
+    api(admin, "GET", "/api/v1/subscriptions?limit=10000", t, 200).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_rereads_the_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-tokens");
+    let write = |tokens: &[&str]| {
+        let lines: Vec<String> = tokens
+            .iter()
+            .map(|t| warren::admin::auth::digest_hex(t))
+            .collect();
+        std::fs::write(&file, format!("# ops\n{}\n", lines.join("\n"))).unwrap();
+    };
+    write(&["old-token"]);
+    let (broker, _tcp) = start_with(|c| c.admin.token_file = Some(file.clone())).await;
+    let admin = broker.admin_addr().unwrap();
+    let overview = "/api/v1/overview";
+    api(admin, "GET", overview, Some("old-token"), 200).await;
+    api(admin, "GET", overview, Some("new-token"), 401).await;
+
+    // The reload `warren ctl reload` asks for (SIGHUP calls the same): the removed token stops
+    // working, the added one starts.
+    write(&["new-token"]);
+    api(admin, "POST", "/api/v1/reload", Some("old-token"), 200).await;
+    api(admin, "GET", overview, Some("old-token"), 401).await;
+    api(admin, "GET", overview, Some("new-token"), 200).await;
+
+    // An unusable file: the reload fails, is counted, and the tokens in force stay.
+    std::fs::write(&file, "not-a-digest\n").unwrap();
+    let failed = api(admin, "POST", "/api/v1/reload", Some("new-token"), 422).await;
+    assert!(failed.to_string().contains("admin token file"), "{failed}");
+    assert_eq!(broker.stats().reloads, [1, 1]);
+    api(admin, "GET", overview, Some("new-token"), 200).await;
+    api(admin, "GET", overview, Some("old-token"), 401).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn without_tokens_the_admin_listener_must_be_loopback() {
     let mut config = warren::Config::for_tests();
     config.admin.bind = SocketAddr::from(([0, 0, 0, 0], 0));

@@ -148,6 +148,14 @@ fn the_unit_and_the_container_keep_their_hardening() {
         container.contains("\nUSER warren"),
         "the image runs as root"
     );
+    // The image publishes MQTT and /metrics (the defaults are loopback), the admin API not.
+    let file = format!("{}/deploy/container.toml", env!("CARGO_MANIFEST_DIR"));
+    let config = warren::Config::load(Some(std::path::Path::new(&file)), Some(Default::default()))
+        .expect("container.toml loads");
+    assert!(config.listeners["tcp"].bind.ip().is_unspecified());
+    assert!(config.metrics.bind.ip().is_unspecified());
+    assert!(config.admin.bind.ip().is_loopback());
+    assert!(container.contains("EXPOSE 1883 9883"));
     let dashboard: serde_json::Value =
         serde_json::from_str(&deploy("grafana/warren-dashboard.json")).expect("JSON");
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 10));

@@ -52,6 +52,21 @@ async fn health_and_readiness_answer_and_unknown_paths_are_404() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_metrics_bind_is_loopback_and_answers_there() {
+    // The default address, on a free port: the listener is on 127.0.0.1 only.
+    let (broker, _) = start_with(|c| {
+        c.metrics.bind = warren::Config::default().metrics.bind;
+        c.metrics.bind.set_port(0);
+    })
+    .await;
+    let addr = broker.metrics_addr().expect("metrics enabled by default");
+    assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST, "bound to {addr}");
+    let (status, body) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("warren_uptime_seconds"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_connections_messages_and_drops() {
     let (broker, addr) = start().await;
     let metrics = broker.metrics_addr().unwrap();

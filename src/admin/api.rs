@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::routes::{self, Route};
 use super::Admin;
-use crate::broker::clients::{DeleteSession, SessionQuery, SessionRow};
+use crate::broker::clients::{DeleteSession, SessionQuery, SessionRow, SubscriptionCursor};
 use crate::protocol::reason;
 use crate::session::mailbox::Message;
 
@@ -18,6 +18,10 @@ use crate::session::mailbox::Message;
 const DEFAULT_LIMIT: usize = 100;
 /// Most rows of a page.
 const MAX_LIMIT: usize = 1000;
+/// Rows of a page of subscriptions unless `limit` says otherwise.
+const DEFAULT_SUBSCRIPTIONS_LIMIT: usize = 1000;
+/// Most rows of a page of subscriptions.
+const MAX_SUBSCRIPTIONS_LIMIT: usize = 10_000;
 /// Largest request body read (a kick's reason).
 const MAX_BODY: usize = 4096;
 
@@ -61,7 +65,7 @@ fn answer(
         Route::Session => one_session(admin, &param, false),
         Route::Kick => kick(admin, &param, body),
         Route::DeleteSession => delete_session(admin, &param),
-        Route::Subscriptions => Ok(ok(subscriptions(admin, &query))),
+        Route::Subscriptions => subscriptions(admin, &query),
         Route::Retained => retained_page(admin, &query),
         Route::RetainedOne => match admin.core.retained_get(&param) {
             Some(message) => Ok(ok(retained_json(&message, true))),
@@ -218,15 +222,24 @@ fn number(
     key: &str,
     default: usize,
 ) -> Result<usize, (StatusCode, String)> {
+    number_up_to(query, key, default, MAX_LIMIT)
+}
+
+fn number_up_to(
+    query: &[(String, String)],
+    key: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, (StatusCode, String)> {
     match get(query, key) {
         None => Ok(default),
         Some(v) => v
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .filter(|n| (1..=max).contains(n))
             .ok_or((
                 StatusCode::BAD_REQUEST,
-                format!("{key} must be a number from 1 to {MAX_LIMIT}"),
+                format!("{key} must be a number from 1 to {max}"),
             )),
     }
 }
@@ -304,7 +317,8 @@ fn one_session(admin: &Admin, client_id: &str, online_only: bool) -> Answer {
     let mut out = session_json(&row);
     let subs: Vec<Value> = admin
         .core
-        .subscriptions("", Some(client_id))
+        .subscriptions("", Some(client_id), None, usize::MAX)
+        .0
         .into_iter()
         .map(|(_, s)| subscription_json(None, &s))
         .collect();
@@ -373,16 +387,34 @@ fn delete_session(admin: &Admin, client_id: &str) -> Answer {
     }
 }
 
-fn subscriptions(admin: &Admin, query: &[(String, String)]) -> Value {
+fn subscriptions(admin: &Admin, query: &[(String, String)]) -> Answer {
     let prefix = get(query, "filter_prefix").unwrap_or_default();
     let client = get(query, "client_id").filter(|c| !c.is_empty());
-    let items: Vec<Value> = admin
+    let limit = number_up_to(
+        query,
+        "limit",
+        DEFAULT_SUBSCRIPTIONS_LIMIT,
+        MAX_SUBSCRIPTIONS_LIMIT,
+    )?;
+    let after = match get(query, "after").filter(|a| !a.is_empty()) {
+        None => None,
+        Some(text) => Some(text.parse::<SubscriptionCursor>().map_err(|()| {
+            (
+                StatusCode::BAD_REQUEST,
+                "after must be the next of a previous page".to_owned(),
+            )
+        })?),
+    };
+    let (rows, next) = admin
         .core
-        .subscriptions(prefix, client)
+        .subscriptions(prefix, client, after.as_ref(), limit);
+    let items: Vec<Value> = rows
         .iter()
         .map(|(id, s)| subscription_json(Some(id), s))
         .collect();
-    json!({ "items": items })
+    Ok(ok(
+        json!({ "items": items, "next": next.map(|n| n.to_string()) }),
+    ))
 }
 
 fn retained_page(admin: &Admin, query: &[(String, String)]) -> Answer {

@@ -1,8 +1,12 @@
 //! Bearer tokens of the admin API, kept only as SHA-256 digests (from `[admin] tokens` and
 //! `[admin] token_file`), compared in constant time. No token configured: every request is
 //! let in, and [`super::bind`] has made sure the listener is on a loopback address.
+//! [`TokenStore`] holds the tokens in force; a reload rereads the token file into it.
+
+use std::sync::Arc;
 
 use hyper::header::{HeaderMap, AUTHORIZATION};
+use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -77,6 +81,48 @@ impl Tokens {
     }
 }
 
+/// The tokens in force, swapped whole by a reload ([`crate::server::Reloader`]).
+#[derive(Debug)]
+pub struct TokenStore {
+    config: AdminConfig,
+    current: RwLock<Arc<Tokens>>,
+}
+
+impl TokenStore {
+    /// Loads the tokens of `config` and its token file; refuses to leave a non-loopback
+    /// listener without tokens.
+    pub fn load(config: &AdminConfig) -> Result<TokenStore, AdminError> {
+        let store = TokenStore {
+            config: config.clone(),
+            current: RwLock::default(),
+        };
+        let tokens = store.prepare()?;
+        store.install(tokens);
+        Ok(store)
+    }
+
+    /// The tokens in force.
+    pub fn current(&self) -> Arc<Tokens> {
+        self.current.read().clone()
+    }
+
+    /// Reads the token file again, without installing it: the tokens a reload would put in
+    /// force, or why it cannot (an unusable file, or no token left on a non-loopback address).
+    pub fn prepare(&self) -> Result<Tokens, AdminError> {
+        let tokens = Tokens::load(&self.config)?;
+        let addr = self.config.bind;
+        if tokens.is_empty() && !addr.ip().is_loopback() {
+            return Err(AdminError::Exposed { addr });
+        }
+        Ok(tokens)
+    }
+
+    /// Puts `tokens` in force (from [`TokenStore::prepare`]).
+    pub fn install(&self, tokens: Tokens) {
+        *self.current.write() = Arc::new(tokens);
+    }
+}
+
 /// The SHA-256 digest of `token`.
 pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -134,5 +180,21 @@ mod tests {
         };
         let error = Tokens::load(&config).unwrap_err().to_string();
         assert!(error.contains("line 3"), "{error}");
+    }
+
+    #[test]
+    fn a_reload_may_not_leave_a_public_listener_without_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, digest_hex("a")).unwrap();
+        let config = AdminConfig {
+            bind: "0.0.0.0:9884".parse().unwrap(),
+            token_file: Some(path.clone()),
+            ..AdminConfig::default()
+        };
+        let store = TokenStore::load(&config).unwrap();
+        std::fs::write(&path, "# nobody\n").unwrap();
+        assert!(matches!(store.prepare(), Err(AdminError::Exposed { .. })));
+        assert!(store.current().allows(&headers("Bearer a")));
     }
 }

@@ -18,12 +18,12 @@ usage: warren ctl [--url URL] [--token TOKEN] [--json] COMMAND
   kick ID [--reason CODE]                  disconnect a client (MQTT 5 reason, default 152)
   sessions [--prefix P] [--limit N] [--all]
   session delete ID                        end an offline session
-  subscriptions [--filter-prefix F] [--client ID]
+  subscriptions [--filter-prefix F] [--client ID] [--limit N] [--all]
   retained list [FILTER] [--limit N] [--all]
   retained get TOPIC | retained delete TOPIC
   bridge                                   the AMQP bridge's connection and rules
   config                                   the configuration in force (secrets redacted)
-  reload                                   reread password, ACL, JWKS and TLS files
+  reload                                   reread auth, TLS and admin token files
   hash-token TOKEN                         the digest to put in [admin] tokens
 --url defaults to $WARREN_ADMIN_URL, else http://127.0.0.1:9884; --token to $WARREN_ADMIN_TOKEN.
 Exit codes: 0 done, 1 refused or failed, 2 usage, 3 not found, 4 unauthorized, 5 unreachable.";
@@ -182,8 +182,8 @@ fn execute(o: &Options, out: &mut dyn Write) -> Result<(), Failure> {
             print(out, &v, &|_| format!("deleted session {id}"))
         }
         ["subscriptions"] => {
-            let v = api.call("GET", &format!("/api/v1/subscriptions{}", query(&[])), None)?;
-            print(out, &v, &|v| {
+            let items = api.pages("/api/v1/subscriptions", &query(&[]), o.all)?;
+            print(out, &items, &|v| {
                 table(
                     &["CLIENT", "FILTER", "QOS"],
                     rows(v, &["client_id", "filter", "qos"]),

@@ -88,7 +88,7 @@ pub struct Admin {
     bridge: Option<Arc<warren_bridge::BridgeHandle>>,
     listeners: BTreeMap<String, SocketAddr>,
     metrics_addr: Option<SocketAddr>,
-    tokens: auth::Tokens,
+    tokens: Arc<auth::TokenStore>,
     history: Mutex<VecDeque<Sample>>,
 }
 
@@ -109,12 +109,9 @@ pub struct Parts {
 /// Binds the admin listener after checking its tokens; logs what protects it.
 pub async fn bind(
     config: &crate::config::AdminConfig,
-) -> Result<(TcpListener, auth::Tokens), AdminError> {
-    let tokens = auth::Tokens::load(config)?;
+) -> Result<(TcpListener, Arc<auth::TokenStore>), AdminError> {
+    let tokens = Arc::new(auth::TokenStore::load(config)?);
     let addr = config.bind;
-    if tokens.is_empty() && !addr.ip().is_loopback() {
-        return Err(AdminError::Exposed { addr });
-    }
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| AdminError::Bind { addr, source })?;
@@ -125,13 +122,14 @@ pub async fn bind(
 /// second meanwhile.
 pub async fn serve(
     listener: TcpListener,
-    tokens: auth::Tokens,
+    tokens: Arc<auth::TokenStore>,
     parts: Parts,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
     let addr = listener.local_addr().ok();
-    if tokens.is_empty() {
+    let current = tokens.current();
+    if current.is_empty() {
         tracing::warn!(
             ?addr,
             "admin API and console without tokens: loopback only, anyone on this host may use them"
@@ -139,7 +137,7 @@ pub async fn serve(
     } else {
         tracing::info!(
             ?addr,
-            tokens = tokens.len(),
+            tokens = current.len(),
             "admin API and console (bearer tokens)"
         );
     }
@@ -247,10 +245,11 @@ impl Admin {
                 false => api::error(hyper::StatusCode::NOT_FOUND, "no such resource"),
             };
         };
-        if let Some(refusal) = cross_site(&request, self.tokens.is_empty()) {
+        let tokens = self.tokens.current();
+        if let Some(refusal) = cross_site(&request, tokens.is_empty()) {
             return refusal;
         }
-        if route.needs_token() && !self.tokens.allows(request.headers()) {
+        if route.needs_token() && !tokens.allows(request.headers()) {
             tracing::info!(%peer, path, "admin API: missing or wrong bearer token");
             return api::unauthorized();
         }

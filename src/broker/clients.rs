@@ -182,6 +182,32 @@ pub struct SubscriptionRow {
     pub entry: SubEntry,
 }
 
+/// Where a page of subscriptions ends: its last row's filter and session. Its text form
+/// (`MAILBOX:FILTER`) is the `next` / `after` of the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionCursor {
+    filter: String,
+    mailbox: u64,
+}
+
+impl std::fmt::Display for SubscriptionCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.mailbox, self.filter)
+    }
+}
+
+impl std::str::FromStr for SubscriptionCursor {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (mailbox, filter) = s.split_once(':').ok_or(())?;
+        Ok(SubscriptionCursor {
+            filter: filter.to_owned(),
+            mailbox: mailbox.parse().map_err(|_| ())?,
+        })
+    }
+}
+
 /// What deleting a session found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteSession {
@@ -238,30 +264,44 @@ impl Core {
         }
     }
 
-    /// Every subscription whose filter starts with `prefix` (all when empty), with the client
-    /// id of its session, sorted by filter then client id. `client` keeps one client's only.
+    /// A page of the subscriptions whose filter starts with `prefix` (all when empty), with the
+    /// client id of each one's session, in filter order (one filter's subscribers in the order
+    /// their sessions began), after the cursor `after`; with the cursor of the next page when
+    /// more may follow. `client` keeps one client's only.
     pub fn subscriptions(
         &self,
         prefix: &str,
         client: Option<&str>,
-    ) -> Vec<(Box<str>, SubscriptionRow)> {
+        after: Option<&SubscriptionCursor>,
+        limit: usize,
+    ) -> (Vec<(Box<str>, SubscriptionRow)>, Option<SubscriptionCursor>) {
         let wanted_mailbox = match client {
             Some(id) => match self.registry.row(id) {
                 Some(row) => Some(row.mailbox),
-                None => return Vec::new(),
+                None => return (Vec::new(), None),
             },
             None => None,
         };
-        let rows = self.router.subscriptions(|filter, mailbox| {
-            filter.starts_with(prefix) && wanted_mailbox.is_none_or(|m| m == mailbox)
+        let limit = limit.max(1);
+        let mut rows = self.router.subscriptions_page(
+            |filter, mailbox| {
+                filter.starts_with(prefix) && wanted_mailbox.is_none_or(|m| m == mailbox)
+            },
+            after.map(|c| (&*c.filter, c.mailbox)),
+            limit.saturating_add(1),
+        );
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = rows.last().filter(|_| more).map(|last| SubscriptionCursor {
+            filter: last.filter.to_string(),
+            mailbox: last.mailbox,
         });
         let names = self.registry.client_ids_of(rows.iter().map(|r| r.mailbox));
-        let mut out: Vec<(Box<str>, SubscriptionRow)> = rows
+        let out = rows
             .into_iter()
             .filter_map(|row| names.get(&row.mailbox).map(|id| (id.clone(), row)))
             .collect();
-        out.sort_by(|a, b| (&a.1.filter, &a.0).cmp(&(&b.1.filter, &b.0)));
-        out
+        (out, next)
     }
 
     /// A page of the unexpired retained messages matching `filter`, in topic order after
@@ -304,5 +344,24 @@ impl Core {
             tracing::info!(topic, "retained message deleted through the admin API");
         }
         deleted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SubscriptionCursor;
+
+    #[test]
+    fn a_subscription_cursor_round_trips_a_filter_with_colons() {
+        let cursor = SubscriptionCursor {
+            filter: "$share/g:1/a:b/#".into(),
+            mailbox: 42,
+        };
+        let text = cursor.to_string();
+        assert_eq!(text, "42:$share/g:1/a:b/#");
+        assert_eq!(text.parse(), Ok(cursor));
+        for bad in ["", "a/b", ":a/b", "x:a/b", "-1:a"] {
+            assert!(bad.parse::<SubscriptionCursor>().is_err(), "{bad}");
+        }
     }
 }

@@ -9,10 +9,12 @@
 //! before the publisher is (a full queue, an in-process owner) takes a ticket from the caller's
 //! [`TicketSource`]: the acknowledgement gate.
 
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::broker::clients::SubscriptionRow;
 use crate::gate::TicketSource;
 use crate::metrics::stats::{DropReason, Stats};
 use crate::protocol::QoS;
@@ -269,37 +271,42 @@ impl Router {
         self.retained.read().matching(filter, out);
     }
 
-    /// The subscriptions `wants` keeps (given the filter and the subscriber's mailbox id),
-    /// copied out under the trie's read lock (publishers share it; only subscribers wait).
-    pub fn subscriptions(
+    /// The first `limit` subscriptions in (filter, subscriber's mailbox id) order, after the
+    /// key `after`, that `wants` keeps (given the filter and the mailbox id). One pass over
+    /// every subscription under the trie's read lock (publishers share it; only subscribers
+    /// wait) that keeps the `limit` smallest keys in a heap: only the rows that enter it are
+    /// copied out.
+    pub fn subscriptions_page(
         &self,
         wants: impl Fn(&str, u64) -> bool,
-    ) -> Vec<crate::broker::clients::SubscriptionRow> {
-        let mut out = Vec::new();
+        after: Option<(&str, u64)>,
+        limit: usize,
+    ) -> Vec<SubscriptionRow> {
+        let mut page = PageHeap::new(limit, after);
         let subscriptions = self.trie.read();
         subscriptions.plain.for_each(|filter, subscriber, entry| {
-            if wants(filter, subscriber.0.id()) {
-                out.push(crate::broker::clients::SubscriptionRow {
-                    filter: filter.into(),
-                    mailbox: subscriber.0.id(),
-                    entry: *entry,
-                });
+            let mailbox = subscriber.0.id();
+            if page.wants(filter, mailbox) && wants(filter, mailbox) {
+                page.push(filter, mailbox, entry);
             }
         });
         // Shared subscriptions under the filter their members subscribed with.
+        let mut full = String::new();
         subscriptions
             .shared
             .for_each(|group, filter, subscriber, entry| {
-                let full = format!("$share/{group}/{filter}");
-                if wants(&full, subscriber.0.id()) {
-                    out.push(crate::broker::clients::SubscriptionRow {
-                        filter: full.into(),
-                        mailbox: subscriber.0.id(),
-                        entry: *entry,
-                    });
+                full.clear();
+                full.push_str("$share/");
+                full.push_str(group);
+                full.push('/');
+                full.push_str(filter);
+                let mailbox = subscriber.0.id();
+                if page.wants(&full, mailbox) && wants(&full, mailbox) {
+                    page.push(&full, mailbox, entry);
                 }
             });
-        out
+        drop(subscriptions);
+        page.into_sorted()
     }
 
     /// The retained message of `topic`, if any.
@@ -366,5 +373,80 @@ fn push(mailbox: &Mailbox, delivery: Delivery, tickets: &mut TicketSource<'_>, s
         Err(Dropped::QueueFull) => stats.dropped(DropReason::QueueFull, qos),
         Err(Dropped::OfflineQoS0) => stats.dropped(DropReason::OfflineQoS0, qos),
         Err(Dropped::Closed) => {}
+    }
+}
+
+/// A row of a subscription page, ordered by (filter, mailbox id).
+struct ByKey(SubscriptionRow);
+
+impl ByKey {
+    fn key(&self) -> (&str, u64) {
+        (&self.0.filter, self.0.mailbox)
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for ByKey {}
+
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// The `limit` smallest subscription keys after a cursor: a max-heap whose top is the row to
+/// drop when a smaller one comes.
+struct PageHeap<'a> {
+    limit: usize,
+    after: Option<(&'a str, u64)>,
+    heap: BinaryHeap<ByKey>,
+}
+
+impl<'a> PageHeap<'a> {
+    fn new(limit: usize, after: Option<(&'a str, u64)>) -> Self {
+        Self {
+            limit,
+            after,
+            heap: BinaryHeap::with_capacity(limit.min(1024)),
+        }
+    }
+
+    /// True if a row with this key would enter the page (checked before anything is copied).
+    fn wants(&self, filter: &str, mailbox: u64) -> bool {
+        let key = (filter, mailbox);
+        if self.limit == 0 || self.after.is_some_and(|after| key <= after) {
+            return false;
+        }
+        self.heap.len() < self.limit || self.heap.peek().is_some_and(|top| key < top.key())
+    }
+
+    fn push(&mut self, filter: &str, mailbox: u64, entry: &SubEntry) {
+        if self.heap.len() == self.limit {
+            self.heap.pop();
+        }
+        self.heap.push(ByKey(SubscriptionRow {
+            filter: filter.into(),
+            mailbox,
+            entry: *entry,
+        }));
+    }
+
+    fn into_sorted(self) -> Vec<SubscriptionRow> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
     }
 }

@@ -71,7 +71,7 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     ("warren_publish_pauses_total", Counter, Some(Unit::Count), "times a client's PUBLISH input was paused by the publish rate limits"),
     ("warren_auth_failures_total", Counter, Some(Unit::Count), "failed authentications, by reason"),
     ("warren_acl_denied_total", Counter, Some(Unit::Count), "ACL refusals, by action (publish, subscribe, deliver)"),
-    ("warren_config_reloads_total", Counter, Some(Unit::Count), "reloads of password, ACL, JWKS and TLS files, by result"),
+    ("warren_config_reloads_total", Counter, Some(Unit::Count), "reloads of password, ACL, JWKS, TLS and admin token files, by result"),
     ("warren_store_bytes", Gauge, Some(Unit::Bytes), "data the disk store holds (rows and their bookkeeping)"),
     ("warren_store_file_bytes", Gauge, Some(Unit::Bytes), "size of the disk store's file (what store.max_disk_bytes bounds)"),
     ("warren_store_commits_total", Counter, Some(Unit::Count), "commits of the disk store (one fsync each)"),

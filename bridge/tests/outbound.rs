@@ -417,3 +417,110 @@ async fn with_rabbitmq_away_received_acknowledges_at_once_and_confirmed_waits() 
     b.stop().await;
     // (Shutdown lost what the received rule held: that is its contract, and it is counted.)
 }
+
+/// A CA and a `localhost` server certificate signed by it: (CA PEM, server chain, server key).
+fn test_pki() -> (
+    String,
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "bridge test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let der = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    (ca.as_ref().pem(), vec![server.der().clone()], der.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_carries_the_bridge_over_tls() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let url = amqp_or_skip!();
+    // RabbitMQ's address from the test node's URL; a TLS terminator in front of it.
+    let rabbit = url
+        .split_once('@')
+        .and_then(|(_, r)| r.split('/').next())
+        .expect("host:port in the URL")
+        .to_string();
+    let (ca_pem, chain, key) = test_pki();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let counted = handshakes.clone();
+    let terminator = tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, rabbit, counted) = (acceptor.clone(), rabbit.clone(), counted.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                counted.fetch_add(1, Ordering::SeqCst);
+                if let Ok(mut up) = tokio::net::TcpStream::connect(rabbit.as_str()).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+
+    let m = Mosquitto::start().await;
+    let (t, q) = (unique("tls"), unique("q"));
+    let (_c, ch) = amqp(&url).await;
+    common::queue(&ch, &q, false, "amq.topic", &[&format!("{t}.#")]).await;
+    let rules = format!("[[bridge.outbound]]\nfilter = \"{t}/#\"\n");
+    let mut c = config(
+        &format!("amqps://guest:guest@localhost:{port}/%2f"),
+        m.port,
+        &rules,
+    );
+    c.tls = Some(warren_bridge::config::TlsFiles {
+        ca_file: Some(ca),
+        ..Default::default()
+    });
+    let b = start_bridge(&c).await;
+    let dev = Device::connect(m.port, &unique("dev")).await;
+    for i in 0..3 {
+        dev.client
+            .publish(
+                format!("{t}/d/{i}"),
+                QoS::AtLeastOnce,
+                false,
+                format!("m{i}"),
+            )
+            .await
+            .unwrap();
+    }
+    let got: Vec<Vec<u8>> = take(&ch, &q, 3).await.into_iter().map(|d| d.data).collect();
+    assert_eq!(got, [b"m0".to_vec(), b"m1".to_vec(), b"m2".to_vec()]);
+    wait_until("confirms over TLS", || {
+        b.snapshot().outbound[0].counts.confirmed == 3
+    })
+    .await;
+    assert!(
+        handshakes.load(Ordering::SeqCst) >= 1,
+        "the bridge spoke TLS"
+    );
+    b.stop().await;
+    terminator.abort();
+}

@@ -569,8 +569,10 @@ async fn write_loop(mut w: Sink, shared: Arc<Shared>, hb: Option<Duration>) {
                     // Last words (a close-ok), bounded.
                     let _ = tokio::time::timeout(CLOSE_GRACE, w.send(&spare)).await;
                 } else {
-                    // A peer that stopped reading must not hold the writer past the end.
+                    // A peer that stopped reading must not hold the writer past the end; what
+                    // can be written at once (a close frame just queued) still is.
                     tokio::select! {
+                        biased;
                         r = w.send(&spare) => r?,
                         _ = shared.stop.cancelled() => stopping = true,
                     }

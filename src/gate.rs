@@ -139,17 +139,37 @@ impl Drop for Ticket {
     }
 }
 
+/// What a [`TicketSource`] wakes: an `Arc` of a waker, cloned into the message's [`Pending`]
+/// only when a ticket is taken (so that a connection need not keep a second, type-erased
+/// handle on its mailbox: every idle connection would pay for it).
+pub trait WakerSource: Sync {
+    /// A handle on the waker.
+    fn waker(&self) -> Arc<dyn GateWaker>;
+}
+
+impl<T: GateWaker> WakerSource for Arc<T> {
+    fn waker(&self) -> Arc<dyn GateWaker> {
+        self.clone()
+    }
+}
+
+impl WakerSource for Arc<dyn GateWaker> {
+    fn waker(&self) -> Arc<dyn GateWaker> {
+        self.clone()
+    }
+}
+
 /// Hands out tickets for one message as routing finds owners, making its [`Pending`] only
 /// when the first is needed: routing a message that memory alone owns allocates nothing.
 pub struct TicketSource<'a> {
-    waker: Option<&'a Arc<dyn GateWaker>>,
+    waker: Option<&'a dyn WakerSource>,
     pending: Option<Arc<Pending>>,
     now_ms: u64,
 }
 
 impl<'a> TicketSource<'a> {
     /// Tickets whose resolution wakes `waker`; `now_ms` is the broker clock at routing.
-    pub fn new(waker: &'a Arc<dyn GateWaker>, now_ms: u64) -> TicketSource<'a> {
+    pub fn new(waker: &'a dyn WakerSource, now_ms: u64) -> TicketSource<'a> {
         TicketSource {
             waker: Some(waker),
             pending: None,
@@ -176,7 +196,7 @@ impl<'a> TicketSource<'a> {
         let waker = self.waker?;
         Some(
             self.pending
-                .get_or_insert_with(|| Pending::new(waker.clone()))
+                .get_or_insert_with(|| Pending::new(waker.waker()))
                 .ticket(),
         )
     }

@@ -35,7 +35,7 @@ pub(super) fn owed(message: &Arc<Message>, entry: SubEntry) -> Delivery {
 impl Connection {
     /// Free slots of the outgoing inflight window.
     fn window_room(&self) -> usize {
-        self.window.saturating_sub(self.session.outgoing.len())
+        usize::from(self.window).saturating_sub(self.session.outgoing.len())
     }
 
     /// Moves deliveries into the write buffer while the inflight window and the write

@@ -145,7 +145,8 @@ impl Connection {
             self.hold(Packet::Publish(publish));
             return None;
         }
-        if qos != QoS::AtMostOnce && self.receive_quota_used() >= self.receive_maximum {
+        if qos != QoS::AtMostOnce && self.receive_quota_used() >= usize::from(self.receive_maximum)
+        {
             return Some(Exit::violation(
                 reason::RECEIVE_MAXIMUM_EXCEEDED,
                 format!(
@@ -178,7 +179,7 @@ impl Connection {
             },
             now,
         );
-        let mut tickets = TicketSource::new(&self.waker, self.core.clock().ms_at(now));
+        let mut tickets = TicketSource::new(&self.session.mailbox, self.core.clock().ms_at(now));
         let matched = self.core.route(Arc::new(message), &mut tickets);
         let pending = tickets.finish();
         let success = if matched == 0 {

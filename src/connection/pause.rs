@@ -158,7 +158,7 @@ impl Connection {
         if publish.qos != QoS::AtMostOnce
             && !duplicate
             && !self.version.is_v5()
-            && self.receive_quota_used() >= self.receive_maximum
+            && self.receive_quota_used() >= usize::from(self.receive_maximum)
         {
             // Answers, not time, end this wait.
             if let Some(throttle) = &mut self.throttle {

@@ -769,7 +769,7 @@ mod tests {
     fn idle_connection_structs_stay_small() {
         use std::mem::size_of;
         let sizes = [
-            ("Connection", size_of::<Connection>(), 496),
+            ("Connection", size_of::<Connection>(), 424),
             (
                 "ClientInfo",
                 size_of::<crate::broker::clients::ClientInfo>(),

@@ -154,7 +154,7 @@ impl Connection {
     /// the timer for a rate pause.
     pub(super) fn publish_must_wait(&mut self, publish: &Publish, now: Instant) -> bool {
         let duplicate =
-            publish.qos == QoS::ExactlyOnce && self.session.incoming_qos2.contains(&publish.pkid);
+            publish.qos == QoS::ExactlyOnce && self.session.incoming_qos2_holds(publish.pkid);
         if publish.qos != QoS::AtMostOnce
             && !duplicate
             && !self.version.is_v5()

@@ -665,10 +665,9 @@ async fn establish(
         client_max_packet,
         window: mqtt.max_inflight.min(receive_maximum),
         receive_maximum: mqtt.receive_maximum,
-        limits: DecodeLimits {
-            max_packet_size: mqtt.max_packet_size,
-            max_user_properties: mqtt.max_user_properties,
-        },
+        max_packet_size: mqtt.max_packet_size,
+        // More than 4 billion User Properties cannot fit in a packet: saturating changes nothing.
+        max_user_properties: u32::try_from(mqtt.max_user_properties).unwrap_or(u32::MAX),
         problem_information: connect.properties.request_problem_information != Some(0),
         enhanced: enhanced.map(|(user, done)| {
             Box::new(super::reauth::Enhanced {

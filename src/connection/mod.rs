@@ -219,8 +219,10 @@ pub(crate) struct Connection {
     window: u16,
     /// The server's Receive Maximum: incoming QoS 1/2 PUBLISH packets unanswered at once.
     receive_maximum: u16,
-    /// What the decoder refuses.
-    limits: DecodeLimits,
+    /// What the decoder refuses: the largest packet ...
+    max_packet_size: u32,
+    /// ... and the most User Properties in one packet (32 bits here, half a `DecodeLimits`).
+    max_user_properties: u32,
     /// The client allows Reason Strings and User Properties beyond PUBLISH, CONNACK and
     /// DISCONNECT (5.0 Request Problem Information, default 1).
     problem_information: bool,
@@ -296,7 +298,7 @@ impl Connection {
             self.core.journal_flow(&mut self.session);
             self.seal_holds();
             self.arm_timer();
-            let want = read_size(&self.rbuf, self.limits.max_packet_size);
+            let want = read_size(&self.rbuf, self.max_packet_size);
             let mut notified = std::pin::pin!(mailbox.notified());
             let event =
                 std::future::poll_fn(|cx| self.poll_event(cx, notified.as_mut(), want)).await;
@@ -503,8 +505,12 @@ impl Connection {
     /// `packet_timeout_secs` to complete.
     fn process_input(&mut self, now: Instant) -> Option<Exit> {
         let mut whole = false;
+        let limits = DecodeLimits {
+            max_packet_size: self.max_packet_size,
+            max_user_properties: usize::try_from(self.max_user_properties).unwrap_or(usize::MAX),
+        };
         while !self.input_paused() {
-            match protocol::decode(&mut self.rbuf, Some(self.version), &self.limits) {
+            match protocol::decode(&mut self.rbuf, Some(self.version), &limits) {
                 Ok(Some(packet)) => {
                     whole = true;
                     if let Some(exit) = self.dispatch(packet, now) {
@@ -769,7 +775,7 @@ mod tests {
     fn idle_connection_structs_stay_small() {
         use std::mem::size_of;
         let sizes = [
-            ("Connection", size_of::<Connection>(), 424),
+            ("Connection", size_of::<Connection>(), 384),
             (
                 "ClientInfo",
                 size_of::<crate::broker::clients::ClientInfo>(),
@@ -778,7 +784,7 @@ mod tests {
             (
                 "Mailbox",
                 size_of::<crate::session::mailbox::Mailbox>(),
-                208,
+                200,
             ),
         ];
         for (name, size, pinned) in sizes {

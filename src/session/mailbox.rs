@@ -126,7 +126,7 @@ struct Inner {
     closed: bool,
     control: Option<Control>,
     /// Publishers' tickets for deliveries queued past the limit: answered once there is room.
-    room_tickets: VecDeque<Ticket>,
+    room_tickets: Vec<Ticket>,
     /// Set for a persistent session journalled in the disk store (boxed: most mailboxes have
     /// none, and every idle connection's mailbox would pay for its bytes).
     durable: Option<Box<Durable>>,
@@ -199,7 +199,7 @@ impl Mailbox {
                 online: false,
                 closed: false,
                 control: None,
-                room_tickets: VecDeque::new(),
+                room_tickets: Vec::new(),
                 durable: None,
             }),
             notify: Notify::new(),
@@ -253,7 +253,7 @@ impl Mailbox {
                         self.waiting_since_ms
                             .store(tickets.now_ms().max(1), Ordering::Relaxed);
                     }
-                    inner.room_tickets.push_back(ticket);
+                    inner.room_tickets.push(ticket);
                 }
             }
         }

@@ -139,17 +139,37 @@ impl Drop for Ticket {
     }
 }
 
+/// What a [`TicketSource`] wakes: an `Arc` of a waker, cloned into the message's [`Pending`]
+/// only when a ticket is taken (so that a connection need not keep a second, type-erased
+/// handle on its mailbox: every idle connection would pay for it).
+pub trait WakerSource: Sync {
+    /// A handle on the waker.
+    fn waker(&self) -> Arc<dyn GateWaker>;
+}
+
+impl<T: GateWaker> WakerSource for Arc<T> {
+    fn waker(&self) -> Arc<dyn GateWaker> {
+        self.clone()
+    }
+}
+
+impl WakerSource for Arc<dyn GateWaker> {
+    fn waker(&self) -> Arc<dyn GateWaker> {
+        self.clone()
+    }
+}
+
 /// Hands out tickets for one message as routing finds owners, making its [`Pending`] only
 /// when the first is needed: routing a message that memory alone owns allocates nothing.
 pub struct TicketSource<'a> {
-    waker: Option<&'a Arc<dyn GateWaker>>,
+    waker: Option<&'a dyn WakerSource>,
     pending: Option<Arc<Pending>>,
     now_ms: u64,
 }
 
 impl<'a> TicketSource<'a> {
     /// Tickets whose resolution wakes `waker`; `now_ms` is the broker clock at routing.
-    pub fn new(waker: &'a Arc<dyn GateWaker>, now_ms: u64) -> TicketSource<'a> {
+    pub fn new(waker: &'a dyn WakerSource, now_ms: u64) -> TicketSource<'a> {
         TicketSource {
             waker: Some(waker),
             pending: None,
@@ -176,7 +196,7 @@ impl<'a> TicketSource<'a> {
         let waker = self.waker?;
         Some(
             self.pending
-                .get_or_insert_with(|| Pending::new(waker.clone()))
+                .get_or_insert_with(|| Pending::new(waker.waker()))
                 .ticket(),
         )
     }
@@ -208,8 +228,16 @@ pub struct Unanswered {
 }
 
 /// A publisher's unanswered PUBLISH packets, answered strictly in arrival order.
+///
+/// Every connection holds one, and most never have a packet wait (memory alone owns it and the
+/// answer goes out at once): the queue is boxed and made when the first packet must wait.
 #[derive(Debug, Default)]
 pub struct AckQueue {
+    waiting: Option<Box<Waiting>>,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
     queue: VecDeque<Unanswered>,
     exactly_once: usize,
 }
@@ -217,56 +245,60 @@ pub struct AckQueue {
 impl AckQueue {
     /// Number of unanswered packets.
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.waiting.as_ref().map_or(0, |w| w.queue.len())
     }
 
     /// True when every packet has been answered.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.len() == 0
     }
 
     /// Queues `entry` behind the others. Returns it back when it can be answered at once
     /// (nothing ahead of it, nothing pending), so the common case never touches the queue.
     pub fn push(&mut self, entry: Unanswered) -> Option<Unanswered> {
-        if self.queue.is_empty() && entry.pending.is_none() {
+        if self.is_empty() && entry.pending.is_none() {
             return Some(entry);
         }
-        self.exactly_once += usize::from(entry.exactly_once);
-        self.queue.push_back(entry);
-        if self.queue.capacity() > 64 && self.queue.len() * 4 < self.queue.capacity() {
-            self.queue.shrink_to_fit();
+        let w = self.waiting.get_or_insert_with(Box::default);
+        w.exactly_once += usize::from(entry.exactly_once);
+        w.queue.push_back(entry);
+        if w.queue.capacity() > 64 && w.queue.len() * 4 < w.queue.capacity() {
+            w.queue.shrink_to_fit();
         }
         None
     }
 
     /// The next packet to answer, with its verdict, if the front one is resolved.
     pub fn pop_ready(&mut self) -> Option<(Unanswered, Verdict)> {
-        let front = self.queue.front()?;
+        let w = self.waiting.as_mut()?;
+        let front = w.queue.front()?;
         let verdict = match &front.pending {
             None => Verdict::Owned,
             Some(pending) => pending.verdict()?,
         };
-        let entry = self.queue.pop_front()?;
-        self.exactly_once -= usize::from(entry.exactly_once);
-        if self.queue.is_empty() && self.queue.capacity() > 64 {
-            self.queue = VecDeque::new();
+        let entry = w.queue.pop_front()?;
+        w.exactly_once -= usize::from(entry.exactly_once);
+        if w.queue.is_empty() && w.queue.capacity() > 64 {
+            w.queue = VecDeque::new();
         }
         Some((entry, verdict))
     }
 
     /// Number of unanswered QoS 2 packets.
     pub fn exactly_once_len(&self) -> usize {
-        self.exactly_once
+        self.waiting.as_ref().map_or(0, |w| w.exactly_once)
     }
 
     /// When the oldest unanswered packet arrived.
     pub fn oldest(&self) -> Option<Instant> {
-        self.queue.front().map(|e| e.since)
+        self.waiting.as_ref()?.queue.front().map(|e| e.since)
     }
 
     /// True if a QoS 2 packet with `pkid` is still waiting for its PUBREC.
     pub fn has_exactly_once(&self, pkid: u16) -> bool {
-        self.queue.iter().any(|e| e.exactly_once && e.pkid == pkid)
+        self.waiting
+            .as_ref()
+            .is_some_and(|w| w.queue.iter().any(|e| e.exactly_once && e.pkid == pkid))
     }
 }
 

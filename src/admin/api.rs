@@ -281,7 +281,7 @@ fn session_json(row: &SessionRow) -> Value {
             "username": c.username.as_deref(),
             "listener": &*c.listener,
             "address": c.peer.to_string(),
-            "protocol": c.protocol,
+            "protocol": c.protocol.label(),
             "keep_alive": c.keep_alive,
             "session_expiry": c.session_expiry,
             "clean_start": c.clean_start,

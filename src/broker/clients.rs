@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::core::Core;
+use crate::protocol::ProtocolVersion;
 use crate::session::mailbox::{Control, Message};
 use crate::session::SubEntry;
 
@@ -28,8 +29,8 @@ pub struct ClientInfo {
     pub listener: Arc<str>,
     /// Client address (after the PROXY protocol, when the listener uses it).
     pub peer: SocketAddr,
-    /// `"3.1"`, `"3.1.1"` or `"5.0"`.
-    pub protocol: &'static str,
+    /// The protocol level it speaks (one byte here; [`ProtocolVersion::label`] for the text).
+    pub protocol: ProtocolVersion,
     /// Keep alive in force, seconds (0: none).
     pub keep_alive: u16,
     /// Session expiry interval in force, seconds.
@@ -48,7 +49,7 @@ impl ClientInfo {
         username: Option<&str>,
         listener: Arc<str>,
         peer: SocketAddr,
-        protocol: &'static str,
+        protocol: ProtocolVersion,
         keep_alive: u16,
         session_expiry: u32,
         clean_start: bool,

@@ -154,14 +154,16 @@ impl Core {
 
     /// Hands the session's flow changes of stored deliveries to the store.
     pub fn journal_flow(&self, session: &mut SessionState) {
-        if session.flow_changes.is_empty() {
+        if session.rare().is_none_or(|r| r.flow_changes.is_empty()) {
             return;
         }
-        let Some(sid) = Self::sid(session) else {
-            session.flow_changes.clear();
+        let sid = Self::sid(session);
+        let changes = &mut session.rare_mut().flow_changes;
+        let Some(sid) = sid else {
+            changes.clear();
             return;
         };
-        for change in session.flow_changes.drain(..) {
+        for change in changes.drain(..) {
             let change = match change {
                 FlowChange::Sent { seq, pkid } => Change::Flow {
                     sid,
@@ -233,7 +235,9 @@ impl Core {
                     state,
                 });
             }
-            session.incoming_qos2.extend(s.inbound);
+            if !s.inbound.is_empty() {
+                session.rare_mut().incoming_qos2.extend(s.inbound);
+            }
             let offline_since = s.offline_since.unwrap_or(now_unix);
             let away_secs = now_unix.saturating_sub(offline_since) / 1000;
             let left = if s.expiry == u32::MAX {

@@ -36,7 +36,7 @@ impl Connection {
         } else {
             if exactly_once {
                 // 3.1.1 has no refusal: the flow runs to PUBCOMP as for any message.
-                self.session.incoming_qos2.insert(publish.pkid);
+                self.session.on_incoming_qos2(publish.pkid);
             }
             reason::SUCCESS
         };

@@ -11,7 +11,7 @@ use bytestring::ByteString;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
-use super::{pause, Connection, TAKEOVER_TIMEOUT};
+use super::{pause, Connection, Since, TAKEOVER_TIMEOUT};
 use crate::auth::enhanced::{Failure, Step};
 use crate::auth::{Access, ConnectRequest, Grant, Refusal};
 use crate::broker::clients::ClientInfo;
@@ -565,7 +565,7 @@ async fn establish(
         connect.username.as_deref(),
         listener.clone(),
         peer,
-        connect.protocol.label(),
+        connect.protocol,
         keep_alive,
         session_expiry,
         connect.clean_start,
@@ -654,26 +654,20 @@ async fn establish(
         .maximum_packet_size
         .unwrap_or(MAX_PACKET_SIZE);
     let receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
-    let waker = session.mailbox.clone();
     let mut conn = Connection {
         core: core.clone(),
         conn_id,
         version: connect.protocol,
         session,
-        waker,
         will: connect.will.map(|will| Box::new(compact_will(will))),
         session_expiry,
-        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
-        peer,
         info,
-        listener: listener.clone(),
         client_max_packet,
-        window: usize::from(mqtt.max_inflight.min(receive_maximum)),
-        receive_maximum: usize::from(mqtt.receive_maximum),
-        limits: DecodeLimits {
-            max_packet_size: mqtt.max_packet_size,
-            max_user_properties: mqtt.max_user_properties,
-        },
+        window: mqtt.max_inflight.min(receive_maximum),
+        receive_maximum: mqtt.receive_maximum,
+        max_packet_size: mqtt.max_packet_size,
+        // More than 4 billion User Properties cannot fit in a packet: saturating changes nothing.
+        max_user_properties: u32::try_from(mqtt.max_user_properties).unwrap_or(u32::MAX),
         problem_information: connect.properties.request_problem_information != Some(0),
         enhanced: enhanced.map(|(user, done)| {
             Box::new(super::reauth::Enhanced {
@@ -696,8 +690,8 @@ async fn establish(
         wbuf: BytesMut::new(),
         holds: None,
         unflushed: false,
-        write_stalled_since: None,
-        partial_since: None,
+        write_stalled_since: Since::NONE,
+        partial_since: Since::NONE,
         timer: None,
         access,
         stream: io.stream,

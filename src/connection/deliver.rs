@@ -35,7 +35,7 @@ pub(super) fn owed(message: &Arc<Message>, entry: SubEntry) -> Delivery {
 impl Connection {
     /// Free slots of the outgoing inflight window.
     fn window_room(&self) -> usize {
-        self.window.saturating_sub(self.session.outgoing.len())
+        usize::from(self.window).saturating_sub(self.session.outgoing.len())
     }
 
     /// Moves deliveries into the write buffer while the inflight window and the write
@@ -75,7 +75,9 @@ impl Connection {
 
     /// Sends retained messages owed to new subscriptions; true once none is left.
     fn drain_retained(&mut self, now: Instant) -> bool {
-        while let Some((message, entry, seq)) = self.session.retained_backlog.front() {
+        while let Some((message, entry, seq)) =
+            self.session.rare().and_then(|r| r.retained_backlog.front())
+        {
             if self.wbuf.len() >= WRITE_HIGH_WATER {
                 return false;
             }
@@ -84,11 +86,15 @@ impl Connection {
             }
             let mut delivery = owed(message, *entry);
             delivery.seq = *seq;
-            self.session.retained_backlog.pop_front();
+            self.session.rare_mut().retained_backlog.pop_front();
             self.deliver(delivery, now);
         }
-        if self.session.retained_backlog.capacity() > 64 {
-            self.session.retained_backlog = Default::default();
+        if self
+            .session
+            .rare()
+            .is_some_and(|r| r.retained_backlog.capacity() > 64)
+        {
+            self.session.rare_mut().retained_backlog = Default::default();
         }
         true
     }
@@ -97,6 +103,7 @@ impl Connection {
     fn discard(&mut self, delivery: &Delivery) {
         if delivery.seq != 0 {
             self.session
+                .rare_mut()
                 .flow_changes
                 .push(FlowChange::Done { seq: delivery.seq });
         }

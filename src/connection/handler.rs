@@ -75,7 +75,7 @@ impl Connection {
     /// behind a PUBLISH that waits for it.
     pub(super) fn receive_quota_used(&self) -> usize {
         if self.version.is_v5() {
-            self.acks.len() - self.acks.exactly_once_len() + self.session.incoming_qos2.len()
+            self.acks.len() - self.acks.exactly_once_len() + self.session.incoming_qos2_len()
         } else {
             self.acks.len()
         }
@@ -131,7 +131,7 @@ impl Connection {
             ));
         }
         let (qos, pkid) = (publish.qos, publish.pkid);
-        if qos == QoS::ExactlyOnce && self.session.incoming_qos2.contains(&pkid) {
+        if qos == QoS::ExactlyOnce && self.session.incoming_qos2_holds(pkid) {
             // A resend of a message already routed: deliver once. Answer again unless the
             // first answer is still waiting in the gate (it will come, in order).
             if !self.acks.has_exactly_once(pkid) {
@@ -145,7 +145,8 @@ impl Connection {
             self.hold(Packet::Publish(publish));
             return None;
         }
-        if qos != QoS::AtMostOnce && self.receive_quota_used() >= self.receive_maximum {
+        if qos != QoS::AtMostOnce && self.receive_quota_used() >= usize::from(self.receive_maximum)
+        {
             return Some(Exit::violation(
                 reason::RECEIVE_MAXIMUM_EXCEEDED,
                 format!(
@@ -161,7 +162,7 @@ impl Connection {
             return answered;
         }
         if qos == QoS::ExactlyOnce {
-            self.session.incoming_qos2.insert(pkid);
+            self.session.on_incoming_qos2(pkid);
             // Journalled before the message is routed: the commit that holds the message
             // holds this too, so a resend after a restart is not delivered twice.
             self.core.journal_inbound(&self.session, pkid, true);
@@ -178,7 +179,7 @@ impl Connection {
             },
             now,
         );
-        let mut tickets = TicketSource::new(&self.waker, self.core.clock().ms_at(now));
+        let mut tickets = TicketSource::new(&self.session.mailbox, self.core.clock().ms_at(now));
         let matched = self.core.route(Arc::new(message), &mut tickets);
         let pending = tickets.finish();
         let success = if matched == 0 {
@@ -230,7 +231,7 @@ impl Connection {
             Verdict::Refused(code) => {
                 if entry.exactly_once {
                     // A refused QoS 2 flow ends with its PUBREC (MQTT-4.3.3-4 / 5.0 4.13).
-                    self.session.incoming_qos2.remove(&entry.pkid);
+                    self.session.on_pubrel(entry.pkid);
                     self.core.journal_inbound(&self.session, entry.pkid, false);
                 }
                 code
@@ -320,7 +321,7 @@ impl Connection {
             if !self.may_receive(message.topic()) {
                 continue;
             }
-            if self.session.retained_backlog.len() >= limit {
+            if self.session.retained_owed() >= limit {
                 self.core.stats().dropped(
                     DropReason::QueueFull,
                     message.qos.min(entry.options.qos) as u8,
@@ -335,6 +336,7 @@ impl Connection {
                 seq = delivery.seq;
             }
             self.session
+                .rare_mut()
                 .retained_backlog
                 .push_back((message, entry, seq));
         }

@@ -104,7 +104,7 @@ impl Connection {
         if !holds.wants_barrier() {
             return;
         }
-        let pending = Pending::new(self.waker.clone());
+        let pending = Pending::new(self.session.mailbox.clone());
         self.core.store_barrier(pending.ticket());
         // Resolved later: the session's mailbox is woken and the loop writes on.
         pending.seal();

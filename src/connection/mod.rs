@@ -34,7 +34,6 @@ mod pause;
 mod reauth;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,9 +45,9 @@ use bytestring::ByteString;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Sleep;
 
-use crate::broker::core::Core;
+use crate::broker::core::{Clock, Core};
 use crate::broker::registry::Release;
-use crate::gate::{AckQueue, GateWaker};
+use crate::gate::AckQueue;
 use crate::metrics::stats::Stats;
 use crate::protocol::{
     self, reason, DecodeError, DecodeLimits, Disconnect, DisconnectProperties, InboundAliases,
@@ -207,27 +206,23 @@ pub(crate) struct Connection {
     conn_id: u64,
     version: ProtocolVersion,
     session: SessionState,
-    /// The session's mailbox as the waker of the gate's answers for this publisher.
-    waker: Arc<dyn GateWaker>,
     will: Option<Box<Will>>,
     /// Session expiry interval in seconds (0: ends with the connection; u32::MAX: never).
     session_expiry: u32,
-    /// 1.5 × keep alive, or None when keep alive is 0.
-    keep_alive: Option<Duration>,
-    /// The listener it came in on (metrics).
-    listener: Arc<str>,
-    /// The client's address, for logs.
-    peer: SocketAddr,
-    /// What the operator sees of this connection (byte counts kept up to date here).
+    /// What the operator sees of this connection (byte counts kept up to date here); also
+    /// where the connection finds its keep alive, listener (metrics) and peer address (logs),
+    /// which every idle connection would otherwise hold twice.
     info: Arc<crate::broker::clients::ClientInfo>,
     /// The client's Maximum Packet Size.
     client_max_packet: u32,
     /// Outgoing QoS 1/2 window: min(server max inflight, client Receive Maximum).
-    window: usize,
+    window: u16,
     /// The server's Receive Maximum: incoming QoS 1/2 PUBLISH packets unanswered at once.
-    receive_maximum: usize,
-    /// What the decoder refuses.
-    limits: DecodeLimits,
+    receive_maximum: u16,
+    /// What the decoder refuses: the largest packet ...
+    max_packet_size: u32,
+    /// ... and the most User Properties in one packet (32 bits here, half a `DecodeLimits`).
+    max_user_properties: u32,
     /// The client allows Reason Strings and User Properties beyond PUBLISH, CONNACK and
     /// DISCONNECT (5.0 Request Problem Information, default 1).
     problem_information: bool,
@@ -254,9 +249,9 @@ pub(crate) struct Connection {
     /// TLS records may be buffered in the TLS layer.
     unflushed: bool,
     /// Since when output has been waiting without any progress.
-    write_stalled_since: Option<Instant>,
+    write_stalled_since: Since,
     /// Since when a started packet has been waiting in `rbuf` to be completed.
-    partial_since: Option<Instant>,
+    partial_since: Since,
     /// The next deadline, while one is due (none while idle: idle connections hold no timer).
     timer: Option<Pin<Box<Sleep>>>,
     /// What the client may touch; `None` when nothing can be refused to it.
@@ -273,7 +268,11 @@ impl Connection {
     /// The packet loop.
     async fn run(&mut self) -> Exit {
         let mailbox = self.session.mailbox.clone();
-        mailbox.set_keep_alive(self.keep_alive, self.core.clock().now_ms());
+        let keep_alive = self.info.keep_alive;
+        // 1.5 × keep alive (MQTT-3.1.2-24), none when it is 0.
+        let keep_alive =
+            (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        mailbox.set_keep_alive(keep_alive, self.core.clock().now_ms());
         // A signal left from the session's previous connection is stale, but a takeover
         // request may already be for this one.
         if let Some(Control::TakeOver(reply)) = mailbox.take_control() {
@@ -299,7 +298,7 @@ impl Connection {
             self.core.journal_flow(&mut self.session);
             self.seal_holds();
             self.arm_timer();
-            let want = read_size(&self.rbuf, self.limits.max_packet_size);
+            let want = read_size(&self.rbuf, self.max_packet_size);
             let mut notified = std::pin::pin!(mailbox.notified());
             let event =
                 std::future::poll_fn(|cx| self.poll_event(cx, notified.as_mut(), want)).await;
@@ -404,13 +403,13 @@ impl Connection {
                     self.wrote(n);
                     self.core.stats().shard().bytes_out(n);
                     self.info.wrote(n);
-                    self.write_stalled_since = None;
+                    self.write_stalled_since = Since::NONE;
                     self.unflushed = self.stream.buffers_output();
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {
                     if self.write_stalled_since.is_none() {
-                        self.write_stalled_since = Some(Instant::now());
+                        self.write_stalled_since = Since::at(self.core.clock(), Instant::now());
                         return Poll::Ready(Ok(true));
                     }
                     return Poll::Ready(Ok(
@@ -437,8 +436,10 @@ impl Connection {
     /// stalled write.
     fn next_deadline(&self) -> Option<Instant> {
         let mqtt = &self.core.config().mqtt;
+        let clock = self.core.clock();
         let partial = self
             .partial_since
+            .get(clock)
             .map(|t| t + Duration::from_secs(mqtt.packet_timeout_secs));
         let ack = self
             .acks
@@ -446,6 +447,7 @@ impl Connection {
             .map(|t| t + Duration::from_millis(mqtt.ack_timeout_ms));
         let write = self
             .write_stalled_since
+            .get(clock)
             .map(|t| t + Duration::from_secs(mqtt.write_timeout_secs));
         [partial, ack, write, self.resume_at()]
             .into_iter()
@@ -469,8 +471,10 @@ impl Connection {
     /// Which deadline passed, if one did.
     fn deadline_passed(&mut self, now: Instant) -> Option<Exit> {
         let mqtt = &self.core.config().mqtt;
+        let clock = self.core.clock();
         if self
             .write_stalled_since
+            .get(clock)
             .is_some_and(|t| now >= t + Duration::from_secs(mqtt.write_timeout_secs))
         {
             return Some(Exit::WriteTimeout);
@@ -484,6 +488,7 @@ impl Connection {
         }
         if self
             .partial_since
+            .get(clock)
             .is_some_and(|t| now >= t + Duration::from_secs(mqtt.packet_timeout_secs))
         {
             return Some(Exit::PacketTimeout);
@@ -500,8 +505,12 @@ impl Connection {
     /// `packet_timeout_secs` to complete.
     fn process_input(&mut self, now: Instant) -> Option<Exit> {
         let mut whole = false;
+        let limits = DecodeLimits {
+            max_packet_size: self.max_packet_size,
+            max_user_properties: usize::try_from(self.max_user_properties).unwrap_or(usize::MAX),
+        };
         while !self.input_paused() {
-            match protocol::decode(&mut self.rbuf, Some(self.version), &self.limits) {
+            match protocol::decode(&mut self.rbuf, Some(self.version), &limits) {
                 Ok(Some(packet)) => {
                     whole = true;
                     if let Some(exit) = self.dispatch(packet, now) {
@@ -518,9 +527,9 @@ impl Connection {
         if self.rbuf.is_empty() {
             // An idle connection keeps no read buffer.
             self.rbuf = BytesMut::new();
-            self.partial_since = None;
+            self.partial_since = Since::NONE;
         } else if whole || self.partial_since.is_none() {
-            self.partial_since = Some(now);
+            self.partial_since = Since::at(self.core.clock(), now);
         }
         None
     }
@@ -529,7 +538,7 @@ impl Connection {
     async fn finish(mut self, exit: Exit) {
         self.session.mailbox.set_keep_alive(None, 0);
         let stats = self.core.stats();
-        stats.disconnected(&self.listener, self.version.label());
+        stats.disconnected(&self.info.listener, self.version.label());
         self.log_exit(&exit);
         let writable = !matches!(exit, Exit::WriteTimeout | Exit::Closed | Exit::BadStream(_));
         if let (true, true, Some(code)) = (writable, self.version.is_v5(), exit.disconnect_reason())
@@ -652,14 +661,14 @@ impl Connection {
                 Stats::bump(counter);
                 if let Some(suppressed) = self.core.log_limiter().allow(self.core.clock().now_ms())
                 {
-                    tracing::warn!(%client_id, peer = %self.peer, suppressed, "closing connection: {detail}");
+                    tracing::warn!(%client_id, peer = %self.info.peer, suppressed, "closing connection: {detail}");
                 }
             }
             Exit::BadStream(detail) => {
                 Stats::bump(&stats.malformed_packets);
                 if let Some(suppressed) = self.core.log_limiter().allow(self.core.clock().now_ms())
                 {
-                    tracing::warn!(%client_id, peer = %self.peer, suppressed, "closing connection: {detail}");
+                    tracing::warn!(%client_id, peer = %self.info.peer, suppressed, "closing connection: {detail}");
                 }
             }
             Exit::KeepAlive => tracing::info!(%client_id, "keep alive timed out"),
@@ -679,10 +688,10 @@ impl Connection {
                 tracing::info!(%client_id, "slow subscriber: publishers waited too long for its queue")
             }
             Exit::NotAuthorized(why) => {
-                tracing::info!(%client_id, peer = %self.peer, why, "not authorized; closing")
+                tracing::info!(%client_id, peer = %self.info.peer, why, "not authorized; closing")
             }
             Exit::Kicked(reason) => {
-                tracing::info!(%client_id, peer = %self.peer, reason, "disconnected through the admin API")
+                tracing::info!(%client_id, peer = %self.info.peer, reason, "disconnected through the admin API")
             }
             Exit::TakenOver(_) => {
                 Stats::bump(&stats.sessions_taken_over);
@@ -710,6 +719,31 @@ impl Connection {
     }
 }
 
+/// A moment of the broker clock to the millisecond, or none: half the size of an
+/// `Option<Instant>`, of which every idle connection would hold two. A deadline counted from
+/// it may come up to a millisecond early; the timeouts it serves are whole seconds.
+#[derive(Debug, Clone, Copy)]
+struct Since(u64);
+
+impl Since {
+    /// No moment.
+    const NONE: Since = Since(0);
+
+    /// The moment `at` (the broker clock's milliseconds, plus one so that 0 stays "none").
+    fn at(clock: Clock, at: Instant) -> Since {
+        Since(clock.ms_at(at).saturating_add(1))
+    }
+
+    fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The moment, if there is one.
+    fn get(self, clock: Clock) -> Option<Instant> {
+        (self.0 != 0).then(|| clock.started() + Duration::from_millis(self.0 - 1))
+    }
+}
+
 /// At most 256 bytes of `text`, cut at a character boundary.
 fn short(text: &str) -> &str {
     let mut end = text.len().min(256);
@@ -725,5 +759,39 @@ fn read_size(rbuf: &BytesMut, max_packet: u32) -> usize {
     match protocol::frame_len(rbuf, max_packet) {
         Ok(Some(total)) if total > rbuf.len() => (total - rbuf.len()).clamp(READ_CHUNK, 1 << 20),
         _ => READ_CHUNK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle connection holds one of each of these (the boxed connection, its registry
+    /// details, its mailbox): a field added to them costs 10,000 idle connections its size
+    /// each, so the sizes are pinned here and a growth must be a choice (README, Performance:
+    /// where the idle-connection memory goes). Smaller is always fine.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn idle_connection_structs_stay_small() {
+        use std::mem::size_of;
+        let sizes = [
+            ("Connection", size_of::<Connection>(), 384),
+            (
+                "ClientInfo",
+                size_of::<crate::broker::clients::ClientInfo>(),
+                96,
+            ),
+            (
+                "Mailbox",
+                size_of::<crate::session::mailbox::Mailbox>(),
+                200,
+            ),
+        ];
+        for (name, size, pinned) in sizes {
+            assert!(
+                size <= pinned,
+                "{name} grew to {size} bytes (pinned: {pinned})"
+            );
+        }
     }
 }

@@ -154,11 +154,11 @@ impl Connection {
     /// the timer for a rate pause.
     pub(super) fn publish_must_wait(&mut self, publish: &Publish, now: Instant) -> bool {
         let duplicate =
-            publish.qos == QoS::ExactlyOnce && self.session.incoming_qos2.contains(&publish.pkid);
+            publish.qos == QoS::ExactlyOnce && self.session.incoming_qos2_holds(publish.pkid);
         if publish.qos != QoS::AtMostOnce
             && !duplicate
             && !self.version.is_v5()
-            && self.receive_quota_used() >= self.receive_maximum
+            && self.receive_quota_used() >= usize::from(self.receive_maximum)
         {
             // Answers, not time, end this wait.
             if let Some(throttle) = &mut self.throttle {

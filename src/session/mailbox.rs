@@ -21,7 +21,7 @@
 //!   bridge) gives each QoS 1/2 delivery a ticket of its own instead.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -126,9 +126,10 @@ struct Inner {
     closed: bool,
     control: Option<Control>,
     /// Publishers' tickets for deliveries queued past the limit: answered once there is room.
-    room_tickets: VecDeque<Ticket>,
-    /// Set for a persistent session journalled in the disk store.
-    durable: Option<Durable>,
+    room_tickets: Vec<Ticket>,
+    /// Set for a persistent session journalled in the disk store (boxed: most mailboxes have
+    /// none, and every idle connection's mailbox would pay for its bytes).
+    durable: Option<Box<Durable>>,
 }
 
 /// The queue between the router and one session.
@@ -145,7 +146,7 @@ pub struct Mailbox {
     inner: Mutex<Inner>,
     notify: Notify,
     /// 1.5 × the connection's keep alive in milliseconds; 0 when none.
-    keep_alive_ms: AtomicU64,
+    keep_alive_ms: AtomicU32,
     /// When the connection last read a whole packet, in the broker clock's milliseconds.
     last_activity_ms: AtomicU64,
     /// When the connection's credentials expire, in the broker clock's milliseconds; 0: never.
@@ -153,10 +154,10 @@ pub struct Mailbox {
     /// Broker clock (ms, at least 1) when the oldest room ticket was taken; 0 when none waits.
     waiting_since_ms: AtomicU64,
     /// QoS 1/2 messages sent and not yet acknowledged (kept up to date by the connection).
-    inflight: AtomicU64,
+    inflight: AtomicU32,
     /// Number of topic filters the session subscribes to (kept up to date by the connection):
     /// with one at most, a message can match it only once, and fan-out skips the merge.
-    filters: AtomicU64,
+    filters: AtomicU32,
     /// Online and not closed, readable without the lock (shared subscriptions prefer such
     /// members); kept equal to `inner.online && !inner.closed` under the lock.
     available: AtomicBool,
@@ -198,16 +199,16 @@ impl Mailbox {
                 online: false,
                 closed: false,
                 control: None,
-                room_tickets: VecDeque::new(),
+                room_tickets: Vec::new(),
                 durable: None,
             }),
             notify: Notify::new(),
-            keep_alive_ms: AtomicU64::new(0),
+            keep_alive_ms: AtomicU32::new(0),
             credentials_expire_ms: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
             waiting_since_ms: AtomicU64::new(0),
-            inflight: AtomicU64::new(0),
-            filters: AtomicU64::new(0),
+            inflight: AtomicU32::new(0),
+            filters: AtomicU32::new(0),
             available: AtomicBool::new(false),
         })
     }
@@ -252,7 +253,7 @@ impl Mailbox {
                         self.waiting_since_ms
                             .store(tickets.now_ms().max(1), Ordering::Relaxed);
                     }
-                    inner.room_tickets.push_back(ticket);
+                    inner.room_tickets.push(ticket);
                 }
             }
         }
@@ -375,11 +376,12 @@ impl Mailbox {
     /// Links this mailbox to the journal of its persistent session `sid`; queued QoS 1/2
     /// deliveries are numbered from `last_seq + 1`.
     pub fn set_durable(&self, sid: u64, last_seq: u64, journal: Arc<dyn QueueJournal>) {
-        self.inner.lock().durable = Some(Durable {
+        let durable = Box::new(Durable {
             sid,
             last_seq,
             journal,
         });
+        self.inner.lock().durable = Some(durable);
     }
 
     /// Journals `delivery`, which does not go through the queue (a retained message owed to a
@@ -474,7 +476,8 @@ impl Mailbox {
 
     /// Starts keep-alive tracking for a new connection (`None`: no keep alive).
     pub fn set_keep_alive(&self, window: Option<std::time::Duration>, now_ms: u64) {
-        let ms = window.map_or(0, |w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
+        // At most 1.5 × 65,535 s: fits in 32 bits (saturating all the same).
+        let ms = window.map_or(0, |w| u32::try_from(w.as_millis()).unwrap_or(u32::MAX));
         self.keep_alive_ms.store(ms, Ordering::Relaxed);
         self.last_activity_ms.store(now_ms, Ordering::Relaxed);
     }
@@ -493,7 +496,8 @@ impl Mailbox {
 
     /// Records how many QoS 1/2 messages are in flight (for the metrics).
     pub fn set_inflight(&self, n: usize) {
-        self.inflight.store(n as u64, Ordering::Relaxed);
+        self.inflight
+            .store(u32::try_from(n).unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
     /// QoS 1/2 messages in flight, as last recorded.
@@ -503,7 +507,8 @@ impl Mailbox {
 
     /// Records how many topic filters the session subscribes to.
     pub fn set_filter_count(&self, n: usize) {
-        self.filters.store(n as u64, Ordering::Relaxed);
+        self.filters
+            .store(u32::try_from(n).unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
     /// Number of topic filters the session subscribes to.
@@ -524,7 +529,9 @@ impl Mailbox {
     /// True when keep alive is on and no whole packet arrived within its window before `now_ms`.
     pub fn keep_alive_expired(&self, now_ms: u64) -> bool {
         let window = self.keep_alive_ms.load(Ordering::Relaxed);
-        window != 0 && now_ms.saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)) > window
+        window != 0
+            && now_ms.saturating_sub(self.last_activity_ms.load(Ordering::Relaxed))
+                > u64::from(window)
     }
 
     /// Since when (broker clock, ms) the oldest publisher has waited for room here, if one does.

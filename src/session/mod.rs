@@ -95,11 +95,22 @@ pub struct SessionState {
     pub subscriptions: BTreeMap<ByteString, SubEntry>,
     /// Outgoing QoS 1/2 messages awaiting acknowledgement, oldest first.
     pub outgoing: VecDeque<Outgoing>,
-    /// Packet ids of incoming QoS 2 messages delivered but not yet released (PUBREL).
-    pub incoming_qos2: BTreeSet<u16>,
     /// A will waiting for its Will Delay Interval (5.0) while the session is offline; cancelled
     /// if the client reconnects first, published when the delay or the session ends.
     pub delayed_will: Option<Box<Will>>,
+    /// What many sessions never use, made at its first use ([`SessionState::rare_mut`]).
+    rare: Option<Box<Rare>>,
+    last_pkid: u16,
+}
+
+/// The parts of a session that many sessions never use: QoS 2 input, retained messages owed,
+/// flow changes of a persistent session. Boxed and made at first use, so that every idle
+/// connection holds one pointer for them instead of 80 bytes; once made, kept with the
+/// session.
+#[derive(Debug, Default)]
+pub struct Rare {
+    /// Packet ids of incoming QoS 2 messages delivered but not yet released (PUBREL).
+    pub incoming_qos2: BTreeSet<u16>,
     /// Retained messages owed to new subscriptions, oldest subscription first: sent as the
     /// connection drains, so a subscription to thousands of retained topics neither floods the
     /// queue nor loses any (the messages are shared with the retained store, not copied). The
@@ -108,7 +119,6 @@ pub struct SessionState {
     pub retained_backlog: VecDeque<(Arc<Message>, SubEntry, u64)>,
     /// Flow changes of stored deliveries not yet handed to the store (effects out).
     pub flow_changes: Vec<FlowChange>,
-    last_pkid: u16,
 }
 
 impl SessionState {
@@ -119,12 +129,39 @@ impl SessionState {
             mailbox,
             subscriptions: BTreeMap::new(),
             outgoing: VecDeque::new(),
-            incoming_qos2: BTreeSet::new(),
             delayed_will: None,
-            retained_backlog: VecDeque::new(),
-            flow_changes: Vec::new(),
+            rare: None,
             last_pkid: 0,
         }
+    }
+
+    /// The rarely used parts, if they were ever used.
+    pub fn rare(&self) -> Option<&Rare> {
+        self.rare.as_deref()
+    }
+
+    /// The rarely used parts, made now if they were not yet.
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Packet ids of incoming QoS 2 messages not yet released.
+    pub fn incoming_qos2_len(&self) -> usize {
+        self.rare().map_or(0, |r| r.incoming_qos2.len())
+    }
+
+    /// True when an incoming QoS 2 message with `pkid` is routed and not yet released.
+    pub fn incoming_qos2_holds(&self, pkid: u16) -> bool {
+        self.rare().is_some_and(|r| r.incoming_qos2.contains(&pkid))
+    }
+
+    /// Retained messages owed to new subscriptions.
+    pub fn retained_owed(&self) -> usize {
+        self.rare().map_or(0, |r| r.retained_backlog.len())
+    }
+
+    fn flow(&mut self, change: FlowChange) {
+        self.rare_mut().flow_changes.push(change);
     }
 
     /// Allocates the next free packet id (1..=65535), or `None` when all are in flight.
@@ -151,7 +188,7 @@ impl SessionState {
             _ => OutState::AwaitPubAck,
         };
         if delivery.seq != 0 {
-            self.flow_changes.push(FlowChange::Sent {
+            self.flow(FlowChange::Sent {
                 seq: delivery.seq,
                 pkid,
             });
@@ -173,7 +210,7 @@ impl SessionState {
     fn finish(&mut self, i: usize) {
         if let Some(out) = self.outgoing.remove(i) {
             if out.delivery.seq != 0 {
-                self.flow_changes.push(FlowChange::Done {
+                self.flow(FlowChange::Done {
                     seq: out.delivery.seq,
                 });
             }
@@ -206,10 +243,8 @@ impl SessionState {
                 let out = &mut self.outgoing[i];
                 out.state = OutState::AwaitPubComp;
                 if out.delivery.seq != 0 {
-                    self.flow_changes.push(FlowChange::Released {
-                        seq: out.delivery.seq,
-                        pkid,
-                    });
+                    let seq = out.delivery.seq;
+                    self.flow(FlowChange::Released { seq, pkid });
                 }
             } else {
                 self.finish(i);
@@ -236,12 +271,14 @@ impl SessionState {
     /// An incoming QoS 2 PUBLISH with `pkid`: true if it is new and must be routed, false if it
     /// is a resend of one already routed (answer PUBREC again, do not deliver twice).
     pub fn on_incoming_qos2(&mut self, pkid: u16) -> bool {
-        self.incoming_qos2.insert(pkid)
+        self.rare_mut().incoming_qos2.insert(pkid)
     }
 
     /// PUBREL received: releases `pkid`. False if it was not pending.
     pub fn on_pubrel(&mut self, pkid: u16) -> bool {
-        self.incoming_qos2.remove(&pkid)
+        self.rare
+            .as_mut()
+            .is_some_and(|r| r.incoming_qos2.remove(&pkid))
     }
 }
 

@@ -130,6 +130,7 @@ impl Bridge {
                 reply: reply_mapping(&mapping),
                 mapping,
                 max_in_flight: r.max_in_flight,
+                max_message_bytes: r.max_message_bytes,
                 buffer: r.buffer,
             };
             rules.spawn(outbound::Rule::new(spec, side.clone(), env.clone()).run());

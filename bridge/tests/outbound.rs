@@ -524,3 +524,29 @@ async fn amqps_carries_the_bridge_over_tls() {
     b.stop().await;
     terminator.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_over_max_message_bytes_is_dropped_and_counted() {
+    let url = amqp_or_skip!();
+    let m = Mosquitto::start().await;
+    let (t, q) = (unique("size"), unique("q"));
+    let (_c, ch) = amqp(&url).await;
+    common::queue(&ch, &q, false, "amq.topic", &[&format!("{t}.#")]).await;
+    let rules = format!("[[bridge.outbound]]\nfilter = \"{t}/#\"\nmax_message_bytes = 10\n");
+    let b = start_bridge(&config(&url, m.port, &rules)).await;
+    let dev = Device::connect(m.port, &unique("dev")).await;
+    for payload in ["eleven byte", "ten bytes!"] {
+        dev.client
+            .publish(format!("{t}/d"), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    let d = take(&ch, &q, 1).await.remove(0);
+    assert_eq!(d.data, b"ten bytes!");
+    wait_until("counted", || {
+        let c = &b.snapshot().outbound[0].counts;
+        c.confirmed == 1 && c.dropped_unmappable == 1
+    })
+    .await;
+    b.stop().await;
+}

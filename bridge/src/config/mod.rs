@@ -227,6 +227,14 @@ pub struct OutboundRule {
     /// buffer). When full, QoS 0 is dropped (counted) and QoS 1/2 waits. Default 10 000.
     #[serde(default = "buffer", deserialize_with = "de::uint")]
     pub buffer: usize,
+    /// A message whose payload is larger is dropped and counted (RabbitMQ would close the
+    /// channel on it). Default 134 217 728, RabbitMQ's default `max_message_size`.
+    #[serde(default = "max_message", deserialize_with = "de::uint")]
+    pub max_message_bytes: usize,
+}
+
+fn max_message() -> usize {
+    134_217_728
 }
 
 /// `no_subscribers`: what to do with an AMQP delivery no MQTT session takes.
@@ -360,6 +368,7 @@ impl OutboundRule {
             template: None,
             max_in_flight: in_flight(),
             buffer: buffer(),
+            max_message_bytes: max_message(),
         }
     }
 }

@@ -96,7 +96,7 @@ impl<S: MqttSide> Rule<S> {
             client_id,
             ack,
         } = d;
-        let Some(key) = self.key(&message.topic) else {
+        let Some(key) = self.key(&message) else {
             return self.unmappable(&message.topic, ack);
         };
         let mut item = self.item(message, client_id, key, seq, None, now_secs());
@@ -127,14 +127,18 @@ impl<S: MqttSide> Rule<S> {
         bump(&self.stats().dropped_unmappable);
         if let Some(n) = self.drops_log.hit(Instant::now()) {
             tracing::warn!(rule = %self.spec.name, topic = %topic, dropped = n,
-                "bridge: no routing key for the topic (template or 255-byte limit); dropped");
+                "bridge: no routing key for the topic (template or 255-byte limit), or a payload over max_message_bytes; dropped");
         }
         ack.complete(AckResult::Owned);
     }
 
-    /// The routing key for `topic` (None: none, by template or the 255-byte limit).
-    fn key(&self, topic: &str) -> Option<String> {
-        let key = self.spec.mapping.topic_to_key(topic).ok()?;
+    /// The routing key for the message's topic (None: none, by template or the 255-byte
+    /// limit; or a payload over `max_message_bytes`: not publishable either).
+    fn key(&self, m: &crate::side::BridgeMessage) -> Option<String> {
+        if m.payload.len() > self.spec.max_message_bytes {
+            return None;
+        }
+        let key = self.spec.mapping.topic_to_key(&m.topic).ok()?;
         (key.len() <= crate::amqp::MAX_SHORT).then_some(key)
     }
 
@@ -169,7 +173,7 @@ impl<S: MqttSide> Rule<S> {
         let first_id = self.next_seq;
         let now = now_secs();
         for d in batch {
-            if self.key(&d.message.topic).is_none() {
+            if self.key(&d.message).is_none() {
                 self.unmappable(&d.message.topic, d.ack);
                 continue;
             }
@@ -238,7 +242,7 @@ impl<S: MqttSide> Rule<S> {
             return false;
         }
         self.loaded_through = id;
-        let Some(key) = self.key(&r.message.topic) else {
+        let Some(key) = self.key(&r.message) else {
             bump(&self.stats().dropped_unmappable);
             return true;
         };

@@ -49,6 +49,7 @@ pub(crate) struct Spec {
     /// Maps the response topic to `reply-to`.
     pub(crate) reply: Mapping,
     pub(crate) max_in_flight: usize,
+    pub(crate) max_message_bytes: usize,
     pub(crate) buffer: usize,
 }
 

@@ -391,19 +391,25 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let Method::ConnectionStart { mechanisms } = handshake_method(s, &mut buf).await? else {
         return Err(WireError::Bad("expected connection.start").into());
     };
-    if !mechanisms.split(|b| *b == b' ').any(|m| m == b"PLAIN") {
+    let mechanism = if u.external { "EXTERNAL" } else { "PLAIN" };
+    if !mechanisms
+        .split(|b| *b == b' ')
+        .any(|m| m == mechanism.as_bytes())
+    {
         return Err(AmqpError::Refused(format!(
-            "RabbitMQ offers no PLAIN authentication ({})",
+            "RabbitMQ does not offer {mechanism} authentication ({})",
             String::from_utf8_lossy(&mechanisms)
         )));
     }
     let mut response = Vec::with_capacity(u.user.len() + u.password.len() + 2);
-    response.push(0);
-    response.extend_from_slice(u.user.as_bytes());
-    response.push(0);
-    response.extend_from_slice(u.password.as_bytes());
+    if !u.external {
+        response.push(0);
+        response.extend_from_slice(u.user.as_bytes());
+        response.push(0);
+        response.extend_from_slice(u.password.as_bytes());
+    }
     let mut out = BytesMut::new();
-    method::start_ok(&mut out, &client_properties(&o.name), "PLAIN", &response)?;
+    method::start_ok(&mut out, &client_properties(&o.name), mechanism, &response)?;
     s.write_all(&out).await?;
     out.clear();
     let (channel_max, frame_max, heartbeat) = match handshake_method(s, &mut buf).await? {

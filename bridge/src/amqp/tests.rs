@@ -107,6 +107,7 @@ fn options(port: u16) -> ConnectOptions {
             password: "guest".into(),
             vhost: "/".into(),
             heartbeat: None,
+            external: false,
         },
         name: "fake-server test".into(),
         tls: None,
@@ -207,7 +208,7 @@ impl Peer {
             o.put_u8(0);
             o.put_u8(9);
             props.encode(o).expect("server properties");
-            put_long(o, b"AMQPLAIN PLAIN");
+            put_long(o, b"AMQPLAIN PLAIN EXTERNAL");
             put_long(o, b"en_US");
         })
         .await;
@@ -783,4 +784,35 @@ async fn a_stray_close_ok_frees_no_channel_id() {
     channels.extend(open_channels(&conn, &mut p, 2).await);
     let ids: Vec<u16> = channels.iter().map(|c| c.id).collect();
     assert_eq!(ids, [1, 2, 3], "channel ids");
+}
+
+/// `?auth_mechanism=external`: start-ok names EXTERNAL with an empty response (RabbitMQ takes
+/// the user from the TLS client certificate); PLAIN otherwise, with user and password.
+#[tokio::test]
+async fn the_client_authenticates_with_plain_or_external() {
+    for external in [false, true] {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut o = options(l.local_addr().unwrap().port());
+        o.url.external = external;
+        let client = tokio::spawn(async move { open(&o).await });
+        let mut p = Peer::start(&l).await;
+        let (_, mut a) = p.expect(CONNECTION, 11).await;
+        FieldTable::decode(&mut a).expect("client properties");
+        let mechanism = a.short().expect("mechanism");
+        let response = a.long().expect("response");
+        if external {
+            assert_eq!(
+                (&mechanism[..], &response[..]),
+                (&b"EXTERNAL"[..], &b""[..])
+            );
+        } else {
+            assert_eq!(
+                (&mechanism[..], &response[..]),
+                (&b"PLAIN"[..], &b"\0guest\0guest"[..])
+            );
+        }
+        p.tune(PLAIN_TUNE).await;
+        let conn = timeout(WAIT, client).await.expect("open hangs").unwrap();
+        assert!(conn.expect("open").is_open());
+    }
 }

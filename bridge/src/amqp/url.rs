@@ -1,5 +1,6 @@
 //! `amqp://` and `amqps://` URLs (RabbitMQ's URI spec): scheme, user and password, host, port,
-//! virtual host, and the `heartbeat` query parameter. Percent-escapes are decoded in the user,
+//! virtual host, and the `heartbeat` and `auth_mechanism` (`plain`, `external`) query
+//! parameters. Percent-escapes are decoded in the user,
 //! password and virtual host (`%2f` is `/`, the default virtual host).
 
 use std::str::FromStr;
@@ -21,6 +22,9 @@ pub struct AmqpUrl {
     pub vhost: String,
     /// Heartbeat in seconds (`?heartbeat=N`), the client's default unless given.
     pub heartbeat: Option<u16>,
+    /// `?auth_mechanism=external`: SASL EXTERNAL (RabbitMQ takes the user from the TLS client
+    /// certificate); PLAIN with the user and password otherwise.
+    pub external: bool,
 }
 
 /// Why a URL is not an AMQP URL.
@@ -111,7 +115,15 @@ impl FromStr for AmqpUrl {
             Some(p) => decode(p)?,
         };
         let mut heartbeat = None;
+        let mut external = false;
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            if let Some(v) = pair.strip_prefix("auth_mechanism=") {
+                external = match v.to_ascii_lowercase().as_str() {
+                    "external" => true,
+                    "plain" => false,
+                    _ => return Err(UrlError("auth_mechanism must be plain or external")),
+                };
+            }
             if let Some(v) = pair.strip_prefix("heartbeat=") {
                 heartbeat = Some(
                     v.parse()
@@ -127,6 +139,7 @@ impl FromStr for AmqpUrl {
             password,
             vhost,
             heartbeat,
+            external,
         })
     }
 }
@@ -158,6 +171,9 @@ mod tests {
             (u.tls, u.port, u.user.as_str(), u.vhost.as_str()),
             (true, 5671, "guest", "/")
         );
+        assert!(url("amqps://h?auth_mechanism=EXTERNAL").external);
+        assert!(!url("amqps://h?auth_mechanism=plain").external);
+        assert!("amqps://h?auth_mechanism=scram".parse::<AmqpUrl>().is_err());
         let u = url("amqp://u:p@[::1]/prod?heartbeat=10");
         assert_eq!(
             (u.host.as_str(), u.port, u.vhost.as_str(), u.heartbeat),

@@ -18,6 +18,8 @@
 //! numbers and booleans their text; tables and the `x-mqtt-*` headers are left out), with
 //! `x-mqtt-payload-format` and `x-mqtt-correlation-data` restored as such.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
 use crate::amqp::{BasicProperties, FieldTable, FieldValue};
@@ -47,6 +49,43 @@ fn long(s: &str) -> FieldValue {
     FieldValue::from(s)
 }
 
+/// A header name of the bridge's own (static: no allocation).
+fn name(n: &'static str) -> Bytes {
+    Bytes::from_static(n.as_bytes())
+}
+
+/// Every user property under its own name, in order of first appearance; a name given several
+/// times becomes an array of its values. Grouped through an index, so the cost is linear in
+/// their number (a standalone bridge's remote broker may not bound it). Names of the bridge's
+/// own (`x-mqtt-…`) or over 255 bytes are left out.
+fn user_properties(h: &mut FieldTable, props: &[(String, String)]) {
+    if props.is_empty() {
+        return;
+    }
+    let mut at: HashMap<&str, usize> = HashMap::with_capacity(props.len());
+    for (k, v) in props {
+        if k.starts_with(BRIDGE_PREFIX) || short(k).is_none() {
+            continue;
+        }
+        match at.get(k.as_str()) {
+            Some(&i) => {
+                if let Some(slot) = h.value_mut(i) {
+                    if let FieldValue::Array(a) = slot {
+                        a.push(long(v));
+                    } else {
+                        let first = std::mem::replace(slot, FieldValue::Void);
+                        *slot = FieldValue::Array(vec![first, long(v)]);
+                    }
+                }
+            }
+            None => {
+                at.insert(k, h.len());
+                h.push(Bytes::copy_from_slice(k.as_bytes()), long(v));
+            }
+        }
+    }
+}
+
 /// The AMQP properties for `msg`. `reply` maps the response topic to `reply-to`.
 pub(crate) fn properties(
     msg: &BridgeMessage,
@@ -56,15 +95,15 @@ pub(crate) fn properties(
     timestamp: u64,
 ) -> BasicProperties {
     let p = &msg.properties;
-    let mut h = FieldTable::new();
-    h.insert(H_TOPIC, long(&msg.topic));
+    let mut h = FieldTable::with_capacity(7 + p.user_properties.len());
+    h.push(name(H_TOPIC), long(&msg.topic));
     if let Some(c) = client_id {
-        h.insert(H_CLIENT, long(c));
+        h.push(name(H_CLIENT), long(c));
     }
-    h.insert(H_QOS, FieldValue::I32(i32::from(msg.qos)));
-    h.insert(H_RETAIN, FieldValue::Bool(msg.retain));
+    h.push(name(H_QOS), FieldValue::I32(i32::from(msg.qos)));
+    h.push(name(H_RETAIN), FieldValue::Bool(msg.retain));
     if let Some(f) = p.payload_format_indicator {
-        h.insert(H_FORMAT, FieldValue::I32(i32::from(f)));
+        h.push(name(H_FORMAT), FieldValue::I32(i32::from(f)));
     }
     let mut props = BasicProperties {
         delivery_mode: Some(if msg.qos >= 1 { 2 } else { 1 }),
@@ -78,7 +117,7 @@ pub(crate) fn properties(
         ..BasicProperties::default()
     };
     if let Some(rt) = &p.response_topic {
-        h.insert(H_RESPONSE, long(rt));
+        h.push(name(H_RESPONSE), long(rt));
         if let Some(key) = reply.topic_to_key(rt).ok().filter(|k| short(k).is_some()) {
             props.reply_to = Some(Bytes::from(key));
         }
@@ -87,25 +126,10 @@ pub(crate) fn properties(
         // Text goes in correlation-id (backends read it as a string); bytes in a header.
         match std::str::from_utf8(cd).ok().and_then(short) {
             Some(id) => props.correlation_id = sb(id),
-            None => h.insert(H_CORRELATION, FieldValue::Bytes(cd.clone())),
+            None => h.push(name(H_CORRELATION), FieldValue::Bytes(cd.clone())),
         }
     }
-    for (i, (k, v)) in p.user_properties.iter().enumerate() {
-        if k.starts_with(BRIDGE_PREFIX) || short(k).is_none() || h.get(k.as_bytes()).is_some() {
-            // The first occurrence of a name wins (later ones are in its array).
-            continue;
-        }
-        let mut same = p.user_properties[i + 1..].iter().filter(|(k2, _)| k2 == k);
-        let value = match same.next() {
-            None => long(v),
-            Some((_, v2)) => {
-                let mut all = vec![long(v), long(v2)];
-                all.extend(same.map(|(_, v)| long(v)));
-                FieldValue::Array(all)
-            }
-        };
-        h.insert(k, value);
-    }
+    user_properties(&mut h, &p.user_properties);
     props.headers = Some(h);
     props
 }

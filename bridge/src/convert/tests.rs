@@ -149,3 +149,24 @@ fn inbound_turns_scalar_headers_into_text_and_skips_tables() {
         Err(MappingError::NotUtf8)
     ));
 }
+
+#[test]
+fn many_user_properties_are_grouped_by_name_in_order() {
+    let mut m = message_with_everything();
+    m.properties.user_properties = (0..20_000)
+        .map(|i| (format!("k{}", i % 3), i.to_string()))
+        .collect();
+    let p = properties(&m, None, &Mapping::Default, "w-1", 0);
+    let h = p.headers.as_ref().unwrap();
+    let names: Vec<&[u8]> = h
+        .iter()
+        .map(|(k, _)| &k[..])
+        .filter(|k| k.starts_with(b"k"))
+        .collect();
+    assert_eq!(names, [&b"k0"[..], b"k1", b"k2"]);
+    let FieldValue::Array(k1) = header(&p, "k1") else {
+        panic!("an array");
+    };
+    assert_eq!(k1.len(), 6_667);
+    assert_eq!(k1[1], long("4"));
+}

@@ -62,7 +62,29 @@ impl FieldTable {
         FieldTable(Vec::new())
     }
 
+    /// An empty table with room for `n` entries.
+    pub(crate) fn with_capacity(n: usize) -> FieldTable {
+        FieldTable(Vec::with_capacity(n))
+    }
+
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Appends an entry whose name the caller knows is not in the table yet (no search, and a
+    /// static name costs no allocation).
+    pub(crate) fn push(&mut self, key: Bytes, v: FieldValue) {
+        self.0.push((key, v));
+    }
+
+    /// The value of the entry at `i` (in wire order).
+    pub(crate) fn value_mut(&mut self, i: usize) -> Option<&mut FieldValue> {
+        self.0.get_mut(i).map(|(_, v)| v)
+    }
+
     /// The value of the first entry named `key`.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &[u8]) -> Option<&FieldValue> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }

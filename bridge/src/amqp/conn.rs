@@ -698,14 +698,16 @@ impl Reader {
         self.shared.end(why);
     }
 
-    /// Handles every whole frame in `buf`.
+    /// Handles every whole frame in `buf`. Channels registered so far are installed first
+    /// (once per read, not per frame): a channel registers before its `channel.open` is
+    /// written, so RabbitMQ's answer comes in a later read.
     fn frames(&mut self, buf: &mut BytesMut, max: usize) -> Result<(), Stop> {
-        while let Some(f) = wire::take_frame(buf, max)? {
-            while let Ok((id, tx)) = self.regs.try_recv() {
-                if let Some(s) = self.slots.get_mut(usize::from(id)) {
-                    *s = Some(Slot { tx, content: None });
-                }
+        while let Ok((id, tx)) = self.regs.try_recv() {
+            if let Some(s) = self.slots.get_mut(usize::from(id)) {
+                *s = Some(Slot { tx, content: None });
             }
+        }
+        while let Some(f) = wire::take_frame(buf, max)? {
             self.frame(f)?;
         }
         Ok(())

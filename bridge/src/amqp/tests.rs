@@ -15,6 +15,7 @@ use tokio::time::timeout;
 use super::channel::Channel;
 use super::url::AmqpUrl;
 use super::wire::method as m;
+use super::wire::method::simple as method;
 use super::wire::props::BasicProperties;
 use super::wire::table::{FieldTable, FieldValue};
 use super::wire::{
@@ -59,15 +60,6 @@ struct Sent {
 struct Peer {
     sock: TcpStream,
     buf: BytesMut,
-}
-
-/// Appends a method frame.
-fn method(out: &mut BytesMut, ch: u16, class: u16, id: u16, args: impl FnOnce(&mut BytesMut)) {
-    let at = begin_frame(out, FRAME_METHOD, ch);
-    out.put_u16(class);
-    out.put_u16(id);
-    args(out);
-    end_frame(out, at);
 }
 
 /// Appends a short string.

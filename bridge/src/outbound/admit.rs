@@ -96,7 +96,7 @@ impl<S: MqttSide> Rule<S> {
             client_id,
             ack,
         } = d;
-        let Some(key) = self.key(&message) else {
+        let Some(key) = self.publishable_key(&message) else {
             return self.unmappable(&message.topic, ack);
         };
         let mut item = self.item(message, client_id, key, seq, None, now_secs());
@@ -134,7 +134,7 @@ impl<S: MqttSide> Rule<S> {
 
     /// The routing key for the message's topic (None: none, by template or the 255-byte
     /// limit; or a payload over `max_message_bytes`: not publishable either).
-    fn key(&self, m: &crate::side::BridgeMessage) -> Option<String> {
+    fn publishable_key(&self, m: &crate::side::BridgeMessage) -> Option<String> {
         if m.payload.len() > self.spec.max_message_bytes {
             return None;
         }
@@ -173,7 +173,7 @@ impl<S: MqttSide> Rule<S> {
         let first_id = self.next_seq;
         let now = now_secs();
         for d in batch {
-            if self.key(&d.message).is_none() {
+            if self.publishable_key(&d.message).is_none() {
                 self.unmappable(&d.message.topic, d.ack);
                 continue;
             }
@@ -242,7 +242,7 @@ impl<S: MqttSide> Rule<S> {
             return false;
         }
         self.loaded_through = id;
-        let Some(key) = self.key(&r.message) else {
+        let Some(key) = self.publishable_key(&r.message) else {
             bump(&self.stats().dropped_unmappable);
             return true;
         };

@@ -227,8 +227,14 @@ fn method(
     Ok(())
 }
 
-/// Appends a method frame without arguments that can fail.
-fn simple(out: &mut BytesMut, channel: u16, class: u16, id: u16, args: impl FnOnce(&mut BytesMut)) {
+/// Appends a method frame whose arguments cannot fail (also the fake server's in tests).
+pub(crate) fn simple(
+    out: &mut BytesMut,
+    channel: u16,
+    class: u16,
+    id: u16,
+    args: impl FnOnce(&mut BytesMut),
+) {
     let at = begin_frame(out, FRAME_METHOD, channel);
     out.put_u16(class);
     out.put_u16(id);

@@ -167,12 +167,18 @@ impl<T> Publisher<T> {
                     text,
                     routing_key,
                     props,
-                } => self.returns.push(Returned {
-                    message_id: props.and_then(|p| p.message_id),
-                    reply_code: code,
-                    reply_text: String::from_utf8_lossy(&text).into_owned(),
-                    routing_key: String::from_utf8_lossy(&routing_key).into_owned(),
-                }),
+                } => {
+                    // A return is for a publication still awaiting its confirm: more returns
+                    // than those (a broken or hostile server) are not kept.
+                    if self.returns.len() < self.pending.len() {
+                        self.returns.push(Returned {
+                            message_id: props.and_then(|p| p.message_id),
+                            reply_code: code,
+                            reply_text: String::from_utf8_lossy(&text).into_owned(),
+                            routing_key: String::from_utf8_lossy(&routing_key).into_owned(),
+                        });
+                    }
+                }
                 // Multiple with tag 0: everything outstanding.
                 Event::Method(Method::BasicAck { tag, multiple }) => {
                     let tag = if multiple && tag == 0 { u64::MAX } else { tag };

@@ -546,6 +546,8 @@ async fn confirms_returns_and_nacks_are_settled_in_order() {
 
 /// What a hostile server does after the handshake (and a consumer, when asked).
 enum Hostile {
+    /// A frame on a channel above the agreed channel_max.
+    UnknownChannel,
     /// A frame announcing more than the agreed frame_max (only its header is sent).
     TooLarge,
     /// A heartbeat whose end octet is not 0xCE.
@@ -563,6 +565,7 @@ enum Hostile {
 #[tokio::test]
 async fn hostile_frames_end_only_their_connection() {
     for (case, code) in [
+        (Hostile::UnknownChannel, 504),
         (Hostile::TooLarge, 501),
         (Hostile::BadFrameEnd, 501),
         (Hostile::HugeBody, 501),
@@ -572,6 +575,11 @@ async fn hostile_frames_end_only_their_connection() {
         let (conn, mut consumer, mut p, ch) = consuming().await;
         let mut out = BytesMut::new();
         match case {
+            Hostile::UnknownChannel => {
+                method(&mut out, PLAIN_TUNE.channel_max + 1, CHANNEL, 11, |o| {
+                    put_long(o, b"")
+                })
+            }
             Hostile::TooLarge => {
                 out.put_u8(FRAME_METHOD);
                 out.put_u16(0);

@@ -5,6 +5,9 @@
 //!   each PUBACK comes after RabbitMQ's confirm;
 //! - `rabbitmq_mqtt`: the same device load into RabbitMQ's own MQTT plugin, whose default
 //!   exchange is `amq.topic`;
+//! - `warren_rabbitmq_headers`: as `warren`, through a rule with `headers = "rabbitmq"`: the
+//!   messages carry the plugin's two headers instead of the bridge's four, so RabbitMQ gets the
+//!   same content from both;
 //! - `lapin`: a plain lapin publisher with confirms (256 in flight) to the same exchange.
 //!
 //! Throughput: the device keeps 256 QoS 1 PUBLISH unacknowledged, as a busy gateway would. Each
@@ -56,17 +59,20 @@ const LIMITS: DecodeLimits = DecodeLimits {
 /// One MQTT 3.1.1 client on a raw socket, with Warren's codec.
 struct Device {
     tcp: TcpStream,
+    /// The first topic level: `bench` or `benchrmq` (the `headers = "rabbitmq"` rule).
+    root: &'static str,
     rbuf: BytesMut,
     out: BytesMut,
     sent: usize,
 }
 
 impl Device {
-    async fn connect(addr: SocketAddr) -> Device {
+    async fn connect(addr: SocketAddr, root: &'static str) -> Device {
         let tcp = TcpStream::connect(addr).await.expect("MQTT connect");
         tcp.set_nodelay(true).ok();
         let mut device = Device {
             tcp,
+            root,
             rbuf: BytesMut::new(),
             out: BytesMut::new(),
             sent: 0,
@@ -126,7 +132,7 @@ impl Device {
             dup: false,
             qos: QoS::AtLeastOnce,
             retain: false,
-            topic: format!("bench/dev/{}", self.sent % 16).into(),
+            topic: format!("{}/dev/{}", self.root, self.sent % 16).into(),
             pkid: u16::try_from(self.sent % 65_000 + 1).unwrap_or(1),
             properties: Default::default(),
             payload,
@@ -145,8 +151,8 @@ impl Device {
 
 /// Publishes `n` QoS 1 messages with `WINDOW` in flight; returns messages per second until the
 /// last PUBACK.
-async fn device(addr: SocketAddr, n: usize, payload: &[u8]) -> f64 {
-    let mut device = Device::connect(addr).await;
+async fn device(addr: SocketAddr, root: &'static str, n: usize, payload: &[u8]) -> f64 {
+    let mut device = Device::connect(addr, root).await;
     let payload = Bytes::copy_from_slice(payload);
     let started = Instant::now();
     let mut acked = 0usize;
@@ -166,8 +172,14 @@ async fn device(addr: SocketAddr, n: usize, payload: &[u8]) -> f64 {
 /// Publishes `n` QoS 1 messages at `rate` per second, each payload starting with its send time
 /// (microseconds since `t0`, little endian), padded to `size` bytes; returns when every one is
 /// acknowledged.
-async fn paced_device(addr: SocketAddr, n: usize, rate: u32, size: usize, t0: Instant) {
-    let mut device = Device::connect(addr).await;
+async fn paced_device(
+    (addr, root): (SocketAddr, &'static str),
+    n: usize,
+    rate: u32,
+    size: usize,
+    t0: Instant,
+) {
+    let mut device = Device::connect(addr, root).await;
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut acked = 0usize;
@@ -331,15 +343,17 @@ async fn main() {
     ch.queue_declare(QUEUE.into(), Default::default(), FieldTable::default())
         .await
         .unwrap();
-    ch.queue_bind(
-        QUEUE.into(),
-        "amq.topic".into(),
-        "bench.#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    for key in ["bench.#", "benchrmq.#"] {
+        ch.queue_bind(
+            QUEUE.into(),
+            "amq.topic".into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
 
     let bin = std::env::var("WARREN_BENCH_WARREN_BIN").ok();
     let (addr, broker, external) = match bin.filter(|b| !b.is_empty()) {
@@ -356,6 +370,9 @@ async fn main() {
                 .bridge
                 .outbound
                 .push(warren_bridge::config::OutboundRule::new("bench/#"));
+            let mut plugin_headers = warren_bridge::config::OutboundRule::new("benchrmq/#");
+            plugin_headers.headers = warren_bridge::config::HeaderStyle::Rabbitmq;
+            config.bridge.outbound.push(plugin_headers);
             let broker = warren::Broker::start(config).await.expect("broker");
             let addr = broker.local_addr("tcp").unwrap();
             while !broker
@@ -368,20 +385,23 @@ async fn main() {
         }
     };
     if external.is_some() {
-        // Bridged once: the rule is subscribed and the channel open.
-        let mut d = Device::connect(addr).await;
-        for _ in 0..400 {
-            d.publish(Bytes::from_static(b"warm-up"));
-            d.flush().await;
-            while d.pubacks() == 0 {
-                d.read().await;
+        // Bridged once by each rule: both are subscribed and their channels open.
+        for root in ["bench", "benchrmq"] {
+            purge(&conn).await;
+            let mut d = Device::connect(addr, root).await;
+            for _ in 0..400 {
+                d.publish(Bytes::from_static(b"warm-up"));
+                d.flush().await;
+                while d.pubacks() == 0 {
+                    d.read().await;
+                }
+                if depth(&conn).await > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            if depth(&conn).await > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(depth(&conn).await > 0, "Warren bridges nothing on {root}/#");
         }
-        assert!(depth(&conn).await > 0, "Warren bridges nothing");
     }
     let warren_pid = external
         .as_ref()
@@ -389,7 +409,7 @@ async fn main() {
 
     let mut best = std::collections::BTreeMap::<&str, f64>::new();
     for round in 0..rounds {
-        let mut scenarios: Vec<&str> = vec!["lapin", "warren"];
+        let mut scenarios: Vec<&str> = vec!["lapin", "warren", "warren_rabbitmq_headers"];
         if plugin_port != 0 {
             scenarios.push("rabbitmq_mqtt");
         }
@@ -398,8 +418,12 @@ async fn main() {
             let cpu_before = (cpu_ms("self"), cpu_ms(&rabbit_pid), cpu_ms(&warren_pid));
             let rate = match scenario {
                 "lapin" => lapin_publisher(&conn, n, &payload).await,
-                "warren" => device(addr, n, &payload).await,
-                _ => device(SocketAddr::from(([127, 0, 0, 1], plugin_port)), n, &payload).await,
+                "warren" => device(addr, "bench", n, &payload).await,
+                "warren_rabbitmq_headers" => device(addr, "benchrmq", n, &payload).await,
+                _ => {
+                    let plugin = SocketAddr::from(([127, 0, 0, 1], plugin_port));
+                    device(plugin, "bench", n, &payload).await
+                }
             };
             settle(&conn, n).await;
             // CPU per 1,000 messages: this process (the load, and Warren in process) and
@@ -431,12 +455,13 @@ async fn main() {
         let paced = (rate * secs) as usize;
         let mut best_p99 = std::collections::BTreeMap::<&str, u64>::new();
         for round in 0..rounds {
-            let mut scenarios: Vec<(&str, SocketAddr)> = vec![("warren", addr)];
+            let mut scenarios: Vec<(&str, (SocketAddr, &'static str))> = vec![
+                ("warren", (addr, "bench")),
+                ("warren_rabbitmq_headers", (addr, "benchrmq")),
+            ];
             if plugin_port != 0 {
-                scenarios.push((
-                    "rabbitmq_mqtt",
-                    SocketAddr::from(([127, 0, 0, 1], plugin_port)),
-                ));
+                let plugin = SocketAddr::from(([127, 0, 0, 1], plugin_port));
+                scenarios.push(("rabbitmq_mqtt", (plugin, "bench")));
             }
             for (scenario, target) in scenarios {
                 purge(&conn).await;
@@ -454,12 +479,14 @@ async fn main() {
                 *entry = (*entry).min(p99);
             }
         }
-        let p99_ratio = match (best_p99.get("warren"), best_p99.get("rabbitmq_mqtt")) {
+        let p99_ratio = |a: &str| match (best_p99.get(a), best_p99.get("rabbitmq_mqtt")) {
             (Some(w), Some(r)) if *r > 0 => format!("{:.3}", *w as f64 / *r as f64),
             _ => "null".into(),
         };
         println!(
-            r#"{{"rate":{rate},"p99_ratio_warren_over_rabbitmq_mqtt":{p99_ratio},"best_p99_us":{best_p99:?}}}"#
+            r#"{{"rate":{rate},"p99_ratio_warren_over_rabbitmq_mqtt":{},"p99_ratio_warren_rabbitmq_headers_over_rabbitmq_mqtt":{},"best_p99_us":{best_p99:?}}}"#,
+            p99_ratio("warren"),
+            p99_ratio("warren_rabbitmq_headers")
         );
     }
 
@@ -472,9 +499,10 @@ async fn main() {
         .map(|(k, v)| format!(r#""{k}":{v:.0}"#))
         .collect();
     println!(
-        r#"{{"ratio_warren_over_lapin":{},"ratio_warren_over_rabbitmq_mqtt":{},"best":{{{}}}}}"#,
+        r#"{{"ratio_warren_over_lapin":{},"ratio_warren_over_rabbitmq_mqtt":{},"ratio_warren_rabbitmq_headers_over_rabbitmq_mqtt":{},"best":{{{}}}}}"#,
         ratio("warren", "lapin"),
         ratio("warren", "rabbitmq_mqtt"),
+        ratio("warren_rabbitmq_headers", "rabbitmq_mqtt"),
         best_json.join(",")
     );
     if let Some(broker) = broker {
@@ -505,7 +533,8 @@ impl External {
                 "[listeners.tcp]\nbind = \"127.0.0.1:{port}\"\n[metrics]\nenabled = false\n\
                  [admin]\nenabled = false\n[mqtt]\nreceive_maximum = {WINDOW}\n\
                  [bridge]\nenabled = true\nurl = \"{amqp_url}\"\n\
-                 [[bridge.outbound]]\nfilter = \"bench/#\"\n"
+                 [[bridge.outbound]]\nfilter = \"bench/#\"\n\
+                 [[bridge.outbound]]\nfilter = \"benchrmq/#\"\nheaders = \"rabbitmq\"\n"
             ),
         )
         .expect("write the configuration");

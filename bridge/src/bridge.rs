@@ -131,6 +131,7 @@ impl Bridge {
                 mapping,
                 max_in_flight: r.max_in_flight,
                 max_message_bytes: r.max_message_bytes,
+                headers: r.headers,
                 buffer: r.buffer,
             };
             rules.spawn(outbound::Rule::new(spec, side.clone(), env.clone()).run());

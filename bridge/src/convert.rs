@@ -9,10 +9,13 @@
 //!   the topic as it was also rides in header `x-mqtt-response-topic`;
 //! - `correlation-id` ← Correlation Data when it is UTF-8 of at most 255 bytes, else header
 //!   `x-mqtt-correlation-data` (byte array);
-//! - headers `x-mqtt-topic`, `x-mqtt-client-id` (when known), `x-mqtt-qos`, `x-mqtt-retain`,
-//!   `x-mqtt-payload-format` (when set), and every user property under its own name (a name
-//!   given several times becomes an array), so a headers exchange can route on them. A user
-//!   property named `x-mqtt-…` or longer than 255 bytes is not copied.
+//! - headers `x-mqtt-topic`, `x-mqtt-client-id` (when known), `x-mqtt-qos`, `x-mqtt-retain`
+//!   (`headers = "warren"`, the default) or, as RabbitMQ's MQTT plugin, `x-mqtt-publish-qos`
+//!   (byte) and `x-mqtt-dup` (boolean, always false: the bridge takes each message once from
+//!   the broker) (`headers = "rabbitmq"`); `x-mqtt-payload-format` (when set), and every user
+//!   property under its own name (a name given several times becomes an array), so a headers
+//!   exchange can route on them. A user property named `x-mqtt-…` or longer than 255 bytes is
+//!   not copied.
 //!
 //! Inbound (AMQP → MQTT): the reverse; headers become user properties (arrays become several,
 //! numbers and booleans their text; tables and the `x-mqtt-*` headers are left out), with
@@ -23,6 +26,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::amqp::{BasicProperties, FieldTable, FieldValue};
+use crate::config::HeaderStyle;
 use crate::mapping::{Mapping, MappingError};
 use crate::side::{BridgeMessage, MqttProperties};
 
@@ -33,6 +37,8 @@ const H_RETAIN: &str = "x-mqtt-retain";
 const H_FORMAT: &str = "x-mqtt-payload-format";
 const H_CORRELATION: &str = "x-mqtt-correlation-data";
 const H_RESPONSE: &str = "x-mqtt-response-topic";
+const H_PLUGIN_QOS: &str = "x-mqtt-publish-qos";
+const H_PLUGIN_DUP: &str = "x-mqtt-dup";
 const BRIDGE_PREFIX: &str = "x-mqtt-";
 
 /// Whether `s` fits an AMQP short string.
@@ -86,22 +92,33 @@ fn user_properties(h: &mut FieldTable, props: &[(String, String)]) {
     }
 }
 
-/// The AMQP properties for `msg`. `reply` maps the response topic to `reply-to`.
+/// The AMQP properties for `msg`, with the bridge's headers in `style`. `reply` maps the
+/// response topic to `reply-to`.
 pub(crate) fn properties(
     msg: &BridgeMessage,
     client_id: Option<&str>,
+    style: HeaderStyle,
     reply: &Mapping,
     message_id: &str,
     timestamp: u64,
 ) -> BasicProperties {
     let p = &msg.properties;
     let mut h = FieldTable::with_capacity(7 + p.user_properties.len());
-    h.push(name(H_TOPIC), long(&msg.topic));
-    if let Some(c) = client_id {
-        h.push(name(H_CLIENT), long(c));
+    match style {
+        HeaderStyle::Warren => {
+            h.push(name(H_TOPIC), long(&msg.topic));
+            if let Some(c) = client_id {
+                h.push(name(H_CLIENT), long(c));
+            }
+            h.push(name(H_QOS), FieldValue::I32(i32::from(msg.qos)));
+            h.push(name(H_RETAIN), FieldValue::Bool(msg.retain));
+        }
+        HeaderStyle::Rabbitmq => {
+            // RabbitMQ's type `byte` is the signed octet ('b'); QoS is 0 to 2.
+            h.push(name(H_PLUGIN_QOS), FieldValue::I8(msg.qos as i8));
+            h.push(name(H_PLUGIN_DUP), FieldValue::Bool(false));
+        }
     }
-    h.push(name(H_QOS), FieldValue::I32(i32::from(msg.qos)));
-    h.push(name(H_RETAIN), FieldValue::Bool(msg.retain));
     if let Some(f) = p.payload_format_indicator {
         h.push(name(H_FORMAT), FieldValue::I32(i32::from(f)));
     }

@@ -17,10 +17,21 @@ async fn a_device_publish_reaches_a_bound_queue_with_key_properties_and_headers(
     let url = amqp_or_skip!();
     let m = Mosquitto::start().await;
     let t = unique("out");
+    let plugin = unique("plugin");
     let q = unique("q");
     let (_c, ch) = amqp(&url).await;
-    common::queue(&ch, &q, false, "amq.topic", &[&format!("{t}.#")]).await;
-    let rules = format!("[[bridge.outbound]]\nfilter = \"{t}/#\"\n");
+    common::queue(
+        &ch,
+        &q,
+        false,
+        "amq.topic",
+        &[&format!("{t}.#"), &format!("{plugin}.#")],
+    )
+    .await;
+    let rules = format!(
+        "[[bridge.outbound]]\nfilter = \"{t}/#\"\n\
+         [[bridge.outbound]]\nfilter = \"{plugin}/#\"\nheaders = \"rabbitmq\"\n"
+    );
     let b = start_bridge(&config(&url, m.port, &rules)).await;
 
     let dev = Device::connect(m.port, &unique("dev")).await;
@@ -106,6 +117,34 @@ async fn a_device_publish_reaches_a_bound_queue_with_key_properties_and_headers(
     })
     .await;
     assert_eq!(b.snapshot().reconnects, 0);
+
+    // headers = "rabbitmq": the plugin's two headers instead of the bridge's four; user
+    // properties as before.
+    let props = PublishProperties {
+        user_properties: vec![("site".into(), "south".into())],
+        ..PublishProperties::default()
+    };
+    dev.client
+        .publish_with_properties(
+            format!("{plugin}/dev2"),
+            QoS::AtLeastOnce,
+            false,
+            "p",
+            props,
+        )
+        .await
+        .unwrap();
+    let d = take(&ch, &q, 1).await.remove(0);
+    assert_eq!(d.routing_key.as_str(), format!("{plugin}.dev2"));
+    let h = d.properties.headers().as_ref().unwrap().inner();
+    assert_eq!(
+        h.get("x-mqtt-publish-qos"),
+        Some(&AMQPValue::ShortShortInt(1))
+    );
+    assert_eq!(h.get("x-mqtt-dup"), Some(&AMQPValue::Boolean(false)));
+    assert!(h.get("x-mqtt-topic").is_none() && h.get("x-mqtt-qos").is_none());
+    assert_eq!(header(&d, "site").as_deref(), Some("south"));
+    assert!(d.properties.message_id().is_some());
     b.stop().await;
 }
 

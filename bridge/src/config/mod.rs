@@ -182,6 +182,18 @@ pub enum MappingKind {
     Template,
 }
 
+/// `headers`: the bridge's own headers on an outbound message.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HeaderStyle {
+    /// `x-mqtt-topic`, `x-mqtt-client-id`, `x-mqtt-qos` and `x-mqtt-retain`. Default.
+    #[default]
+    Warren,
+    /// RabbitMQ's MQTT plugin's: `x-mqtt-publish-qos` (byte) and `x-mqtt-dup` (boolean), for
+    /// backends written against the plugin.
+    Rabbitmq,
+}
+
 /// `[[bridge.outbound]]`: MQTT → AMQP.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +243,10 @@ pub struct OutboundRule {
     /// channel on it). Default 134 217 728, RabbitMQ's default `max_message_size`.
     #[serde(default = "max_message", deserialize_with = "de::uint")]
     pub max_message_bytes: usize,
+    /// The bridge's own headers: `warren` (default) or `rabbitmq`. User properties and the
+    /// MQTT 5 headers are the same in both.
+    #[serde(default)]
+    pub headers: HeaderStyle,
 }
 
 fn max_message() -> usize {
@@ -369,6 +385,7 @@ impl OutboundRule {
             max_in_flight: in_flight(),
             buffer: buffer(),
             max_message_bytes: max_message(),
+            headers: HeaderStyle::Warren,
         }
     }
 }

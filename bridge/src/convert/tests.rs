@@ -31,7 +31,14 @@ fn header<'a>(p: &'a BasicProperties, k: &str) -> &'a FieldValue {
 #[test]
 fn outbound_properties_carry_topic_client_qos_retain_and_user_properties() {
     let m = message_with_everything();
-    let p = properties(&m, Some("dev1"), &Mapping::Default, "w-1", 1_700_000_000);
+    let p = properties(
+        &m,
+        Some("dev1"),
+        HeaderStyle::Warren,
+        &Mapping::Default,
+        "w-1",
+        1_700_000_000,
+    );
     let b = |s: &'static str| Some(Bytes::from_static(s.as_bytes()));
     assert_eq!(p.delivery_mode, Some(2));
     assert_eq!(p.timestamp, Some(1_700_000_000));
@@ -50,16 +57,58 @@ fn outbound_properties_carry_topic_client_qos_retain_and_user_properties() {
         &FieldValue::Array(vec![long("a"), long("b")])
     );
     let q0 = BridgeMessage { qos: 0, ..m };
-    let p0 = properties(&q0, None, &Mapping::Default, "w-2", 0);
+    let p0 = properties(&q0, None, HeaderStyle::Warren, &Mapping::Default, "w-2", 0);
     assert_eq!(p0.delivery_mode, Some(1));
     assert!(p0.headers.unwrap().get(b"x-mqtt-client-id").is_none());
+}
+
+#[test]
+fn rabbitmq_style_headers_are_the_plugins_and_the_rest_is_unchanged() {
+    let m = message_with_everything();
+    let p = properties(
+        &m,
+        Some("dev1"),
+        HeaderStyle::Rabbitmq,
+        &Mapping::Default,
+        "w-1",
+        7,
+    );
+    let h = p.headers.as_ref().unwrap();
+    assert_eq!(header(&p, "x-mqtt-publish-qos"), &FieldValue::I8(1));
+    assert_eq!(header(&p, "x-mqtt-dup"), &FieldValue::Bool(false));
+    for gone in [
+        "x-mqtt-topic",
+        "x-mqtt-client-id",
+        "x-mqtt-qos",
+        "x-mqtt-retain",
+    ] {
+        assert!(h.get(gone.as_bytes()).is_none(), "{gone}");
+    }
+    assert_eq!(header(&p, "site"), &long("north"));
+    assert_eq!(header(&p, "x-mqtt-payload-format"), &FieldValue::I32(1));
+    assert_eq!(p.message_id, Some(Bytes::from_static(b"w-1")));
+    assert_eq!(p.delivery_mode, Some(2));
+    // Read back (a rule bridging it into MQTT again): the plugin's headers are not user
+    // properties.
+    let shape = InboundShape {
+        topic: &Mapping::Default,
+        reply: &Mapping::Default,
+        qos: 1,
+        retain: false,
+    };
+    let back = message(b"e2e.dev1.temp", &p, m.payload.clone(), &shape).unwrap();
+    assert!(back
+        .properties
+        .user_properties
+        .iter()
+        .all(|(k, _)| !k.starts_with("x-mqtt-")));
 }
 
 #[test]
 fn binary_correlation_data_rides_in_a_header_and_comes_back() {
     let mut m = message_with_everything();
     m.properties.correlation_data = Some(Bytes::from_static(&[0xff, 0x00, 0x01]));
-    let p = properties(&m, None, &Mapping::Default, "w-1", 0);
+    let p = properties(&m, None, HeaderStyle::Warren, &Mapping::Default, "w-1", 0);
     assert!(p.correlation_id.is_none());
     let shape = InboundShape {
         topic: &Mapping::Default,
@@ -77,7 +126,14 @@ fn binary_correlation_data_rides_in_a_header_and_comes_back() {
 #[test]
 fn inbound_reads_back_what_outbound_wrote() {
     let m = message_with_everything();
-    let p = properties(&m, Some("dev1"), &Mapping::Default, "w-1", 0);
+    let p = properties(
+        &m,
+        Some("dev1"),
+        HeaderStyle::Warren,
+        &Mapping::Default,
+        "w-1",
+        0,
+    );
     let shape = InboundShape {
         topic: &Mapping::Default,
         reply: &Mapping::Default,
@@ -156,7 +212,7 @@ fn many_user_properties_are_grouped_by_name_in_order() {
     m.properties.user_properties = (0..20_000)
         .map(|i| (format!("k{}", i % 3), i.to_string()))
         .collect();
-    let p = properties(&m, None, &Mapping::Default, "w-1", 0);
+    let p = properties(&m, None, HeaderStyle::Warren, &Mapping::Default, "w-1", 0);
     let h = p.headers.as_ref().unwrap();
     let names: Vec<&[u8]> = h
         .iter()

@@ -89,7 +89,7 @@ impl<S: MqttSide> Rule<S> {
             let r = ch.publish(
                 &self.spec.exchange,
                 &item.routing_key,
-                &properties(item, &self.spec.reply),
+                &properties(item, &self.spec),
                 &item.message.payload,
                 (seq, attempt, Target::Primary),
             );
@@ -128,7 +128,7 @@ impl<S: MqttSide> Rule<S> {
         let r = ch.publish(
             dl,
             &item.routing_key,
-            &properties(item, &self.spec.reply),
+            &properties(item, &self.spec),
             &item.message.payload,
             (seq, attempt, Target::DeadLetter),
         );

@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{BasicProperties, Confirm, Publisher};
-use crate::config::{AckMode, ExchangeType, Unroutable};
+use crate::config::{AckMode, ExchangeType, HeaderStyle, Unroutable};
 use crate::link::{next_conn, ConnWatch};
 use crate::mapping::Mapping;
 use crate::metrics::{add, set, OutboundGauges, OutboundStats, Registry};
@@ -50,6 +50,7 @@ pub(crate) struct Spec {
     pub(crate) reply: Mapping,
     pub(crate) max_in_flight: usize,
     pub(crate) max_message_bytes: usize,
+    pub(crate) headers: HeaderStyle,
     pub(crate) buffer: usize,
 }
 
@@ -319,12 +320,13 @@ async fn conn_event(conns: &mut ConnWatch, has_channel: bool) -> ConnEvent {
     }
 }
 
-/// The AMQP properties of a publication.
-pub(crate) fn properties(item: &Item, reply: &Mapping) -> BasicProperties {
+/// The AMQP properties of a publication under `spec`.
+pub(crate) fn properties(item: &Item, spec: &Spec) -> BasicProperties {
     crate::convert::properties(
         &item.message,
         item.client_id.as_deref(),
-        reply,
+        spec.headers,
+        &spec.reply,
         &item.message_id,
         item.timestamp,
     )

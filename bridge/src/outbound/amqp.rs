@@ -13,6 +13,17 @@ use crate::link::Conn;
 use crate::metrics::{add, bump};
 use crate::side::MqttSide;
 
+/// RabbitMQ's `max_message_size`, when `why` (the end of a channel) is RabbitMQ refusing a
+/// message over it: "406 PRECONDITION_FAILED - message size 2048 is larger than configured max
+/// size 1024" (its only word on the limit: AMQP 0-9-1 does not announce it).
+pub(super) fn max_size_refusal(why: &str) -> Option<usize> {
+    if !why.contains("406 ") || !why.contains("message size") {
+        return None;
+    }
+    let (_, rest) = why.split_once("is larger than ")?;
+    rest.split_whitespace().last()?.parse().ok()
+}
+
 /// Whether the bridge declares this exchange (RabbitMQ refuses to declare `amq.*`).
 fn declared(name: &str) -> bool {
     !name.is_empty() && !name.starts_with("amq.")
@@ -60,6 +71,13 @@ impl<S: MqttSide> Rule<S> {
         let Some((_, p)) = self.channel.take() else {
             return;
         };
+        // RabbitMQ refused a message over its max_message_size: larger ones are dropped from now
+        // on (counted), else the same message would close every channel again.
+        if let Some(max) = max_size_refusal(why).filter(|&m| m < self.spec.max_message_bytes) {
+            tracing::warn!(rule = %self.spec.name, max_message_bytes = max,
+                "bridge: RabbitMQ refuses messages over its max_message_size; larger ones are dropped (set the rule's max_message_bytes to it)");
+            self.spec.max_message_bytes = max;
+        }
         // Closing a channel that is still open (a publish failed) leaves its confirms behind.
         tokio::spawn(async move {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p.close()).await;
@@ -86,6 +104,16 @@ impl<S: MqttSide> Rule<S> {
             let Some((seq, attempt, item)) = self.outbox.next_to_send() else {
                 break;
             };
+            if item.message.payload.len() > self.spec.max_message_bytes {
+                // Admitted before RabbitMQ's smaller limit was known.
+                self.unpublishable(
+                    seq,
+                    attempt,
+                    Target::Primary,
+                    "payload over max_message_size",
+                );
+                continue;
+            }
             let r = ch.publish(
                 &self.spec.exchange,
                 &item.routing_key,
@@ -148,6 +176,36 @@ impl<S: MqttSide> Rule<S> {
             if let Err(e) = ch.flush() {
                 self.lose_channel(&e.to_string());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_size_refusal;
+
+    #[test]
+    fn rabbitmqs_max_message_size_refusal_is_read_and_nothing_else_is() {
+        let closed = "RabbitMQ closed the channel: 406 PRECONDITION_FAILED - ";
+        assert_eq!(
+            max_size_refusal(&format!(
+                "{closed}message size 2048 is larger than configured max size 1024"
+            )),
+            Some(1024)
+        );
+        assert_eq!(
+            max_size_refusal(&format!(
+                "{closed}message size 600000000 is larger than max size 536870912"
+            )),
+            Some(536_870_912)
+        );
+        for other in [
+            format!("{closed}inequivalent arg 'type' for exchange 'x'"),
+            "RabbitMQ closed the channel: 404 NOT_FOUND - no exchange 'x'".to_string(),
+            "connection closed".to_string(),
+            format!("{closed}message size 5 is larger than configured max size lots"),
+        ] {
+            assert_eq!(max_size_refusal(&other), None, "{other}");
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rumqttc::v5::mqttbytes::QoS;
 use warren_bridge::config::TlsFiles;
-use warren_bridge::{BridgeConfig, ConnectionState};
+use warren_bridge::ConnectionState;
 
 use common::{
     amqp, config, node_port, start_bridge, take, unique, wait_until, wait_until_or, Device,
@@ -75,6 +75,15 @@ fn tls_conf(port: u16, ca: &str, cert: &str, key: &str) -> String {
     )
 }
 
+/// RabbitMQ definitions (JSON) for a user `name` without a password and with every
+/// permission on the virtual host "/".
+fn definitions(name: &str) -> String {
+    format!(
+        r#"{{"users": [{{"name": "{name}", "password_hash": "", "tags": ""}}],
+  "permissions": [{{"user": "{name}", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}}]}}"#
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_logs_in_as_the_certificate_name_and_a_stranger_is_refused_until_known() {
     let _ = amqp_or_skip!();
@@ -103,12 +112,12 @@ async fn external_logs_in_as_the_certificate_name_and_a_stranger_is_refused_unti
             file("tls.conf", conf).display().to_string(),
         );
     node.start().await;
+    // A user without a password (EXTERNAL needs none) with every permission on "/", in one
+    // rabbitmqctl call (each call starts an Erlang VM: about a second on a busy machine).
     let add_user = |name: String| {
-        let node = &node;
+        let (node, defs) = (&node, file(&format!("{name}.json"), definitions(&name)));
         async move {
-            node.ctl(&["add_user", &name, "unused"]).await;
-            node.ctl(&["clear_password", &name]).await;
-            node.ctl(&["set_permissions", "-p", "/", &name, ".*", ".*", ".*"])
+            node.ctl(&["import_definitions", &defs.display().to_string()])
                 .await;
         }
     };
@@ -117,29 +126,31 @@ async fn external_logs_in_as_the_certificate_name_and_a_stranger_is_refused_unti
 
     let m = Mosquitto::start().await;
     let url = format!("amqps://127.0.0.1:{tls_port}/%2f?auth_mechanism=external");
-    // A bridge carrying `topic/#` with a client certificate named `cn`.
-    let bridge = |cn: &str, topic: &str| -> BridgeConfig {
+    let (_c, ch) = amqp(&node.url()).await;
+    let dev = Device::connect(m.port, &unique("dev")).await;
+    // A bridge with a client certificate named `cn`, carrying a topic of its own to a queue of
+    // its own, and a device's QoS 1 `payload` on that topic: (the bridge, the queue).
+    let carry = async |cn: &str, payload: &'static str| {
+        let (t, q) = (unique("ext"), unique("q"));
+        common::queue(&ch, &q, false, "amq.topic", &[&format!("{t}.#")]).await;
         let (cert, key) = ca.issue(cn, &[]);
-        let rules = format!("[[bridge.outbound]]\nfilter = \"{topic}/#\"\n");
+        let rules = format!("[[bridge.outbound]]\nfilter = \"{t}/#\"\n");
         let mut c = config(&url, m.port, &rules);
         c.tls = Some(TlsFiles {
             ca_file: Some(ca_file.clone()),
             cert_file: Some(file(&format!("{cn}.pem"), cert)),
             key_file: Some(file(&format!("{cn}.key"), key)),
         });
-        c
+        let b = start_bridge(&c).await;
+        dev.client
+            .publish(format!("{t}/d"), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+        (b, q)
     };
-    let (_c, ch) = amqp(&node.url()).await;
-    let dev = Device::connect(m.port, &unique("dev")).await;
 
     // The certificate's common name is a user: the bridge logs in as it, over EXTERNAL.
-    let (t, q) = (unique("ext"), unique("q"));
-    common::queue(&ch, &q, false, "amq.topic", &[&format!("{t}.#")]).await;
-    let b = start_bridge(&bridge(&user, &t)).await;
-    dev.client
-        .publish(format!("{t}/d"), QoS::AtLeastOnce, false, "by certificate")
-        .await
-        .unwrap();
+    let (b, q) = carry(&user, "by certificate").await;
     let got = take(&ch, &q, 1).await;
     assert_eq!(got[0].data, b"by certificate");
     wait_until("the confirm", || {
@@ -160,13 +171,7 @@ async fn external_logs_in_as_the_certificate_name_and_a_stranger_is_refused_unti
     // A certificate the CA signed for a name RabbitMQ does not know: refused (403), counted,
     // logged and retried with backoff, while the MQTT side keeps taking the rule's messages.
     let stranger = unique("stranger");
-    let (t, q) = (unique("ext"), unique("q"));
-    common::queue(&ch, &q, false, "amq.topic", &[&format!("{t}.#")]).await;
-    let b = start_bridge(&bridge(&stranger, &t)).await;
-    dev.client
-        .publish(format!("{t}/d"), QoS::AtLeastOnce, false, "held")
-        .await
-        .unwrap();
+    let (b, q) = carry(&stranger, "held").await;
     wait_until_or(
         "three refused logins and the message held",
         || {

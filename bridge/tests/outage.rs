@@ -14,15 +14,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 use warren_bridge::ConnectionState;
 
-use common::{amqp, config, start_bridge, take, unique, wait_until, Device, Mosquitto, Node};
-
-fn port(offset: u16) -> u16 {
-    std::env::var("WARREN_TEST_NODE_PORT_BASE")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(5690)
-        + offset
-}
+use common::{
+    amqp, config, node_port, start_bridge, take, unique, wait_until, Device, Mosquitto, Node,
+};
 
 /// The payloads' sequence numbers in first-arrival order, and how many copies were extra.
 fn first_copies(bodies: &[Vec<u8>]) -> (Vec<usize>, usize) {
@@ -42,7 +36,7 @@ fn first_copies(bodies: &[Vec<u8>]) -> (Vec<usize>, usize) {
 async fn a_rabbitmq_restart_mid_stream_loses_no_acknowledged_message_and_keeps_order() {
     let _ = amqp_or_skip!();
     const N: usize = 3000;
-    let node = Node::new(&unique("restart"), port(0));
+    let node = Node::new(&unique("restart"), node_port(0));
     node.start().await;
     let m = Mosquitto::start().await;
     let (t, q) = (unique("stream"), unique("q"));
@@ -183,7 +177,7 @@ impl ChildBridge {
 async fn spooled_messages_survive_kill_9_of_the_bridge_while_rabbitmq_is_down() {
     let _ = amqp_or_skip!();
     const N: usize = 500;
-    let node = Node::new(&unique("spool"), port(1));
+    let node = Node::new(&unique("spool"), node_port(1));
     let m = Mosquitto::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (t, q) = (unique("spooled"), unique("q"));

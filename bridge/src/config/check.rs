@@ -39,6 +39,20 @@ impl BridgeConfig {
         if let Some(tls) = &self.tls {
             check_tls("bridge.tls", tls)?;
         }
+        // EXTERNAL takes the user from the TLS client certificate: without one every attempt
+        // would be refused, retried for ever.
+        if uri.external && !uri.tls {
+            return bad(
+                "bridge.url",
+                "auth_mechanism=external needs an amqps:// URL",
+            );
+        }
+        if uri.external && self.tls.as_ref().is_none_or(|t| t.cert_file.is_none()) {
+            return bad(
+                "bridge.tls.cert_file",
+                "needed with auth_mechanism=external (RabbitMQ takes the user from it)",
+            );
+        }
         if self.connect_timeout_secs == 0 {
             return bad("bridge.connect_timeout_secs", "must be at least 1");
         }

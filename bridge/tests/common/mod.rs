@@ -167,10 +167,22 @@ impl Drop for Mosquitto {
     }
 }
 
-/// A private RabbitMQ node (for tests that stop it), stopped on drop.
+/// The AMQP port `offset` above `WARREN_TEST_NODE_PORT_BASE` (default 5690), for private
+/// nodes; each test file uses its own offsets (outage.rs 0 and 1, external.rs 2 and 3).
+pub fn node_port(offset: u16) -> u16 {
+    std::env::var("WARREN_TEST_NODE_PORT_BASE")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5690)
+        + offset
+}
+
+/// A private RabbitMQ node (for tests that stop it, or that configure it), stopped on drop.
 pub struct Node {
     dir: PathBuf,
     pub port: u16,
+    /// Environment for `scripts/rabbitmq` (`RABBITMQ_PLUGINS`, `WARREN_RABBITMQ_CONF`).
+    env: Vec<(&'static str, String)>,
 }
 
 fn node_dir_base() -> PathBuf {
@@ -180,11 +192,12 @@ fn node_dir_base() -> PathBuf {
     }
 }
 
-fn rabbitmq(cmd: &str, dir: &Path, port: u16) -> bool {
+fn rabbitmq(cmd: &str, dir: &Path, port: u16, env: &[(&str, String)]) -> bool {
     Command::new(repo_root().join("scripts/rabbitmq"))
         .arg(cmd)
         .arg(dir)
         .arg(port.to_string())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
@@ -196,7 +209,40 @@ impl Node {
         let dir = node_dir_base().join(name);
         std::fs::create_dir_all(&dir).expect("node dir");
         std::fs::write(dir.join("port"), port.to_string()).expect("port file");
-        Node { dir, port }
+        Node {
+            dir,
+            port,
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets `key` in `scripts/rabbitmq start`'s environment.
+    pub fn env(mut self, key: &'static str, value: impl Into<String>) -> Node {
+        self.env.push((key, value.into()));
+        self
+    }
+
+    /// The node's directory (its files, logs and database).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `rabbitmqctl ARGS` on the node (`scripts/rabbitmq ctl`): its standard output; panics
+    /// when it fails.
+    pub async fn ctl(&self, args: &[&str]) -> String {
+        let mut cmd = tokio::process::Command::new(repo_root().join("scripts/rabbitmq"));
+        cmd.arg("ctl").arg(&self.dir).arg(self.port.to_string());
+        cmd.args(args);
+        let out = tokio::time::timeout(WAIT, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("rabbitmqctl {args:?} in time"))
+            .expect("run scripts/rabbitmq ctl");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn url(&self) -> String {
@@ -216,8 +262,8 @@ impl Node {
     }
 
     async fn run(&self, cmd: &'static str) {
-        let (dir, port) = (self.dir.clone(), self.port);
-        let ok = tokio::task::spawn_blocking(move || rabbitmq(cmd, &dir, port))
+        let (dir, port, env) = (self.dir.clone(), self.port, self.env.clone());
+        let ok = tokio::task::spawn_blocking(move || rabbitmq(cmd, &dir, port, &env))
             .await
             .unwrap_or(false);
         assert!(
@@ -230,7 +276,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        rabbitmq("stop", &self.dir, self.port);
+        rabbitmq("stop", &self.dir, self.port, &[]);
     }
 }
 
@@ -451,5 +497,37 @@ pub fn header(d: &lapin::message::Delivery, k: &str) -> Option<String> {
             Some(String::from_utf8_lossy(s.as_bytes()).into())
         }
         other => Some(format!("{other:?}")),
+    }
+}
+
+/// A test certificate authority (rcgen) that issues server and client certificates.
+pub struct TestCa(rcgen::CertifiedIssuer<'static, rcgen::KeyPair>);
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "bridge test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        TestCa(rcgen::CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap())
+    }
+
+    /// The CA certificate, PEM.
+    pub fn pem(&self) -> String {
+        self.0.as_ref().pem()
+    }
+
+    /// A certificate with common name `cn` for `names` (DNS names or IP addresses; none for a
+    /// client): (certificate PEM, PKCS#8 key PEM).
+    pub fn issue(&self, cn: &str, names: &[&str]) -> (String, String) {
+        let mut p =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.0).unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 }

@@ -1,8 +1,10 @@
 //! Outages, each on a private RabbitMQ node of its own (scripts/rabbitmq), so that stopping it
 //! disturbs no other test: RabbitMQ's application stopped and started in the middle of a
-//! stream, and the bridge process killed (-9) with `spooled` messages while RabbitMQ is down.
+//! stream, the bridge process killed (-9) with `spooled` messages while RabbitMQ is down, and
+//! a node whose `max_message_size` is below the rule's limit.
 //!
-//! Ports: `WARREN_TEST_NODE_PORT_BASE` (default 5690) and the next one.
+//! Ports: `WARREN_TEST_NODE_PORT_BASE` (default 5690), the next one and the fourth after it
+//! (`external.rs` takes the second and third).
 
 mod common;
 
@@ -236,4 +238,61 @@ async fn spooled_messages_survive_kill_9_of_the_bridge_while_rabbitmq_is_down() 
         .collect();
     let (order, _dups) = first_copies(&bodies);
     assert_eq!(order, (0..N).collect::<Vec<_>>(), "all of them, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_rabbitmqs_max_message_size_is_dropped_once_not_published_forever() {
+    let _ = amqp_or_skip!();
+    let node = Node::new(&unique("maxsize"), node_port(4));
+    let conf = node.dir().join("max-size.conf");
+    std::fs::write(&conf, "max_message_size = 1024\n").expect("write the node's config");
+    let node = node.env("WARREN_RABBITMQ_CONF", conf.display().to_string());
+    node.start().await;
+    let m = Mosquitto::start().await;
+    let (t, q) = (unique("size"), unique("q"));
+    let (_c, ch) = amqp(&node.url()).await;
+    common::queue(&ch, &q, false, "amq.topic", &[&format!("{t}.#")]).await;
+    // The rule's own limit is RabbitMQ's default (128 MiB): the node's 1 KiB is news to it.
+    let rules = format!("[[bridge.outbound]]\nfilter = \"{t}/#\"\n");
+    let b = start_bridge(&config(&node.url(), m.port, &rules)).await;
+    let dev = Device::connect(m.port, &unique("dev")).await;
+    let big = "x".repeat(2048);
+    let publish = |payload: String| {
+        let (client, topic) = (dev.client.clone(), format!("{t}/d"));
+        async move {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap()
+        }
+    };
+    let confirmed = |n: u64| {
+        let b = &b;
+        async move {
+            wait_until("confirms", || {
+                b.snapshot().outbound[0].counts.confirmed == n
+            })
+            .await;
+        }
+    };
+    // Each small one confirmed before the next big one: a channel closed under an unconfirmed
+    // message would publish it again (a duplicate, allowed but not what this test counts).
+    publish("before".into()).await;
+    confirmed(1).await;
+    publish(big.clone()).await;
+    publish("after".into()).await;
+    confirmed(2).await;
+    publish(big).await;
+    publish("last".into()).await;
+    confirmed(3).await;
+    let got: Vec<Vec<u8>> = take(&ch, &q, 3).await.into_iter().map(|d| d.data).collect();
+    assert_eq!(
+        got,
+        [b"before".to_vec(), b"after".to_vec(), b"last".to_vec()]
+    );
+    // The first big one closed one channel and was then dropped; the second was dropped before
+    // anything was sent.
+    let c = b.snapshot().outbound[0].counts.clone();
+    assert_eq!(c.dropped_unmappable, 2, "{c:?}");
+    b.stop().await;
 }

@@ -85,7 +85,14 @@ impl<T> Outbox<T> {
         });
     }
 
+    /// The slot of `seq`: at its offset from the front when sequence numbers are contiguous
+    /// (the memory modes), else by binary search (spool ids may have gaps).
     fn index(&self, seq: u64) -> Option<usize> {
+        let front = self.slots.front()?.seq;
+        let guess = usize::try_from(seq.checked_sub(front)?).ok()?;
+        if self.slots.get(guess).is_some_and(|s| s.seq == seq) {
+            return Some(guess);
+        }
         self.slots.binary_search_by_key(&seq, |s| s.seq).ok()
     }
 

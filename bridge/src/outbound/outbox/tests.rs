@@ -105,3 +105,23 @@ fn new_messages_queue_behind_a_rewind() {
     o.push(3, "m");
     assert_eq!(sent(&mut o), vec![(1, 1), (2, 1), (3, 0)]);
 }
+
+#[test]
+fn slots_are_found_with_and_without_gaps_in_sequence_numbers() {
+    let mut o = Outbox::new();
+    for (s, m) in [(3, "a"), (4, "b"), (5, "c"), (9, "d"), (12, "e")] {
+        o.push(s, m);
+    }
+    for (s, m) in [(3, "a"), (4, "b"), (5, "c"), (9, "d"), (12, "e")] {
+        assert_eq!(o.get(s), Some(&m), "{s}");
+    }
+    for missing in [0, 2, 6, 8, 10, 13, u64::MAX] {
+        assert_eq!(o.get(missing), None, "{missing}");
+    }
+    // After the front goes, offsets count from the new front.
+    assert_eq!(sent(&mut o).len(), 5);
+    assert!(o.settle(3, 0, Target::Primary));
+    o.done(3);
+    assert_eq!(popped(&mut o), vec![3]);
+    assert_eq!((o.get(4), o.get(12), o.get(3)), (Some(&"b"), Some(&"e"), None));
+}

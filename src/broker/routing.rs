@@ -249,6 +249,20 @@ impl Router {
         self.trie.write().subscribe(filter, subscriber, entry)
     }
 
+    /// Tells the shared-subscription groups of `subscriber` (if it is a member of any) whether
+    /// its session is now connected; called after every change of its mailbox's availability.
+    /// A session in no group costs one look-up under the read lock.
+    pub fn connection_changed(&self, subscriber: &Subscriber) {
+        if !self.trie.read().shared.is_member(subscriber) {
+            return;
+        }
+        let mut subscriptions = self.trie.write();
+        // Read under the lock, after the change: whichever of this and a join (which reads it
+        // too) comes last sees the latest state, so a group is never left with a stale one.
+        let connected = subscriber.0.is_available();
+        subscriptions.shared.set_connected(subscriber, connected);
+    }
+
     /// Removes a subscription; true if it existed.
     pub fn unsubscribe(&self, filter: &str, subscriber: &Subscriber) -> bool {
         self.trie.write().unsubscribe(filter, subscriber)
@@ -350,7 +364,13 @@ impl Subscriptions {
     fn subscribe(&mut self, filter: &str, subscriber: Subscriber, entry: SubEntry) -> bool {
         match parse_share(filter) {
             None => self.plain.subscribe(filter, subscriber, entry).is_none(),
-            Some(Ok((group, filter))) => self.shared.subscribe(group, filter, subscriber, entry),
+            Some(Ok((group, filter))) => {
+                // Read under the write lock: whichever of this and the member's connection
+                // change comes last sees the latest state.
+                let connected = subscriber.0.is_available();
+                self.shared
+                    .subscribe(group, filter, subscriber, entry, connected)
+            }
             Some(Err(_)) => false,
         }
     }

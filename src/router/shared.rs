@@ -2,10 +2,11 @@
 //! share name, the groups of members that subscribe to one (group, filter) pair, and the
 //! choice of the one member that receives each message.
 //!
-//! A [`Group`] is shared (`Arc`) with the publishes that matched it: a member joining or leaving
-//! changes it in place under the broker's write lock, or changes a copy if a publish still holds
-//! the old one (copy on write), so that a publish picks a member with one atomic operation at
-//! most, allocating nothing, and never sees a group change under it. The group's cursor (round
+//! A [`Group`] is changed in place under the broker's write lock, and a publish picks its
+//! member under the read lock ([`SharedSubscriptions::pick_matching`]) with one atomic operation
+//! at most, allocating nothing. A group is kept in an `Arc`: one handed out by
+//! [`SharedSubscriptions::matches`] does not change under its holder (a join or leave then
+//! changes a copy), though the broker holds none past its lock. The group's cursor (round
 //! robin position, sticky member) is shared by its versions. The trie of groups is the plain
 //! [`SubscriptionTrie`] keyed by group name.
 //!
@@ -212,12 +213,11 @@ impl<M: Eq + Clone + Hash, V: Clone> Group<M, V> {
         if c == 0 {
             return self.members.get(choice % n);
         }
-        let current = choice % n;
-        if strategy == ShareStrategy::Sticky
-            && self.places[current] != OFFLINE
-            && available(&self.members[current].0)
-        {
-            return self.members.get(current);
+        if strategy == ShareStrategy::Sticky {
+            let current = choice % n;
+            if self.places[current] != OFFLINE && available(&self.members[current].0) {
+                return self.members.get(current);
+            }
         }
         let start = choice % c;
         let chosen = (0..c.min(PROBES))
@@ -258,6 +258,9 @@ fn random_index() -> usize {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 16) as usize
     })
 }
+
+/// A member picked for a message: who, its subscription's value, and the subscription.
+pub type Picked<M, V> = (M, V, Arc<ShareKey>);
 
 /// A group a member is in: its name (the trie's key) and its subscription.
 type Membership = (Arc<str>, Arc<ShareKey>);
@@ -397,7 +400,28 @@ impl<M: Eq + Clone + Hash, V: Clone> SharedSubscriptions<M, V> {
         });
     }
 
-    /// Appends every group whose filter matches `topic` to `out` (without clearing it).
+    /// Picks the member that receives a message on `topic` in every group whose filter
+    /// matches it ([`Group::pick`]) and appends it to `out` (without clearing it), with its
+    /// value and the group's subscription. Meant to run under the caller's read lock: no group
+    /// is held past it, so that a join or leave never has to copy one. Allocates only by
+    /// growing `out`.
+    pub fn pick_matching(
+        &self,
+        strategy: ShareStrategy,
+        topic: &str,
+        publisher: Option<&str>,
+        available: impl Fn(&M) -> bool,
+        out: &mut Vec<Picked<M, V>>,
+    ) {
+        self.trie.for_each_match(topic, |group| {
+            if let Some((member, value)) = group.pick(strategy, topic, publisher, &available) {
+                out.push((member.clone(), value.clone(), group.key.clone()));
+            }
+        });
+    }
+
+    /// Appends every group whose filter matches `topic` to `out` (without clearing it): a
+    /// version that a later join or leave does not change (it changes a copy instead).
     /// Allocates only by growing `out`.
     pub fn matches(&self, topic: &str, out: &mut Vec<Arc<Group<M, V>>>) {
         self.trie.match_values(topic, out);
@@ -639,6 +663,24 @@ mod tests {
             .map(|(m, _)| *m)
             .collect();
         assert_eq!(picked.len(), 10);
+    }
+
+    #[test]
+    fn pick_matching_picks_one_member_in_each_matching_group() {
+        let mut shared = SharedSubscriptions::default();
+        shared.subscribe("a", "t/#", 1u8, 10u8, true);
+        shared.subscribe("a", "t/#", 2, 20, false);
+        shared.subscribe("b", "t/+", 2, 21, false);
+        shared.subscribe("c", "u/#", 3, 30, true);
+        let mut out = Vec::new();
+        shared.pick_matching(ShareStrategy::RoundRobin, "t/x", None, |_| true, &mut out);
+        out.sort_by_key(|(m, v, _)| (*m, *v));
+        let got: Vec<_> = out
+            .iter()
+            .map(|(m, v, key)| (*m, *v, &*key.group, &*key.filter))
+            .collect();
+        // Group a: its connected member; group b: its only member, offline.
+        assert_eq!(got, [(1, 10, "a", "t/#"), (2, 21, "b", "t/+")]);
     }
 
     /// Tens of thousands of members: every operation touches a constant number of them. A

@@ -38,7 +38,7 @@ pub enum ShareStrategy {
     RoundRobin,
     /// A member at random.
     Random,
-    /// The same member while it stays available; the next one when it is not.
+    /// The same member while it stays connected; another connected one when it is not.
     Sticky,
     /// A member chosen by a hash of the publisher's client id: one publisher's messages go to
     /// one member while membership and availability stay the same.

@@ -23,6 +23,7 @@ fn group(n: u32, connected: bool) -> SharedSubscriptions<u32, u8> {
     shared
 }
 
+/// The group as a publish on `jobs/1` finds it.
 fn held(shared: &SharedSubscriptions<u32, u8>) -> Arc<Group<u32, u8>> {
     let mut out = Vec::new();
     shared.matches("jobs/1", &mut out);

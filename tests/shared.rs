@@ -217,22 +217,34 @@ async fn a_persistent_members_unacknowledged_qos1_moves_when_its_session_expires
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_persistent_member_does_not_black_hole_the_group() {
     let (broker, addr) = common::start().await;
-    let mut options = v5_options(addr, "away");
-    options.set_clean_start(false);
-    options.set_session_expiry_interval(Some(600));
-    let mut away = V5::start(options).await.expect("away connects");
-    away.subscribe("$share/g/t", QoS5::AtLeastOnce).await;
-    drop(away);
-    common::eventually(|| broker.offline_session_count() == 1).await;
+    // More offline members than a pick looks past: the group must know they left.
+    let away = |i: usize| {
+        let mut options = v5_options(addr, &format!("away{i}"));
+        options.set_clean_start(false);
+        options.set_session_expiry_interval(Some(600));
+        options
+    };
+    for i in 0..6 {
+        let mut client = V5::start(away(i)).await.expect("away connects");
+        client.subscribe("$share/g/t", QoS5::AtLeastOnce).await;
+    }
+    common::eventually(|| broker.offline_session_count() == 6).await;
     let mut here = member(addr, "here", "$share/g/t").await;
     let publisher = V5::connect(addr, "pub").await;
-    publish_then_end(&publisher, &["t"], 6).await;
-    assert_eq!(until_end(&mut here).await.len(), 6);
+    publish_then_end(&publisher, &["t"], 12).await;
+    assert_eq!(until_end(&mut here).await.len(), 12);
     assert_eq!(
         broker.queued().0,
         0,
-        "nothing queued for the offline member"
+        "nothing queued for the offline members"
     );
+    // One comes back (its shared subscription kept by its session): the group knows it is
+    // connected again, and round robin alternates between the two connected members.
+    let mut back = V5::start(away(0)).await.expect("away0 reconnects");
+    back.subscribe("end", QoS5::AtLeastOnce).await;
+    publish_then_end(&publisher, &["t"], 6).await;
+    assert_eq!(until_end(&mut here).await.len(), 3);
+    assert_eq!(until_end(&mut back).await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

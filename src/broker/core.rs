@@ -275,6 +275,13 @@ impl Core {
         self.router.publish(message, tickets, &self.stats)
     }
 
+    /// Marks a session's mailbox online (a connection drains it) or offline, and tells the
+    /// shared-subscription groups it is a member of (their picks prefer connected members).
+    pub fn set_online(&self, mailbox: &Arc<Mailbox>, online: bool) {
+        mailbox.set_online(online);
+        self.router.connection_changed(&Subscriber(mailbox.clone()));
+    }
+
     /// Subscribes `session` to `filter` (a valid filter, copied here: the decoded one slices
     /// the read buffer). `Ok(true)` when the subscription is new.
     pub fn subscribe(

@@ -2,10 +2,10 @@
 //!
 //! Wraps the router's plain data structures in reader/writer locks that are held only for a
 //! lookup or an update, never across an await. A publish takes the subscriptions' read lock
-//! once, fills per-thread scratch buffers (ordinary matches, and the shared-subscription groups
-//! that match), releases the lock, then pushes one [`Delivery`] per subscriber and one per
-//! matching group, to the member the configured [`ShareStrategy`] picks (the message is shared;
-//! per subscriber only an `Arc` count and a queue slot are spent). Every owner that must answer
+//! once, fills per-thread scratch buffers (ordinary matches, and in each shared-subscription
+//! group that matches, the member the configured [`ShareStrategy`] picks, in O(1)), releases
+//! the lock, then pushes one [`Delivery`] per subscriber and per picked member (the message is
+//! shared; per subscriber only an `Arc` count and a queue slot are spent). Every owner that must answer
 //! before the publisher is (a full queue, an in-process owner) takes a ticket from the caller's
 //! [`TicketSource`]: the acknowledgement gate.
 
@@ -18,7 +18,7 @@ use crate::broker::clients::SubscriptionRow;
 use crate::gate::TicketSource;
 use crate::metrics::stats::{DropReason, Stats};
 use crate::protocol::QoS;
-use crate::router::shared::Group;
+use crate::router::shared::Picked;
 use crate::router::{
     parse_share, RetainedStore, ShareStrategy, SharedSubscriptions, SubscriptionTrie,
 };
@@ -29,17 +29,14 @@ use crate::store::{Change, SessionStore};
 /// Matches of one publish.
 type MatchBuf = Vec<(Subscriber, SubEntry)>;
 
-/// A shared subscription's group as stored in the router.
-type SharedGroup = Arc<Group<Subscriber, SubEntry>>;
-
-/// Shared-subscription groups matching one publish.
-type GroupBuf = Vec<SharedGroup>;
+/// The members picked in the shared-subscription groups matching one publish.
+type GroupBuf = Vec<Picked<Subscriber, SubEntry>>;
 
 thread_local! {
     /// Each worker thread's buffer for the matches of the publish it routes: reused, so a
     /// publish allocates nothing, and not kept per connection, so idle connections stay small.
     static MATCHES: std::cell::RefCell<MatchBuf> = const { std::cell::RefCell::new(Vec::new()) };
-    /// The same for the shared-subscription groups a publish matches.
+    /// The same for the members picked in the shared-subscription groups a publish matches.
     static GROUPS: std::cell::RefCell<GroupBuf> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -141,7 +138,15 @@ impl Router {
             let subscriptions = self.trie.read();
             subscriptions.plain.matches(message.topic(), scratch);
             if !subscriptions.shared.is_empty() {
-                subscriptions.shared.matches(message.topic(), groups);
+                // Picked under the lock (O(1) a group): no group outlives it, so a join or
+                // leave never copies one.
+                subscriptions.shared.pick_matching(
+                    self.strategy,
+                    message.topic(),
+                    message.publisher.as_deref(),
+                    |m| m.0.is_available(),
+                    groups,
+                );
             }
         }
         // Overlapping subscriptions of one session must be merged; they exist only for a
@@ -189,15 +194,7 @@ impl Router {
         }
         // One copy per matching shared subscription, to one of its members; a member's own
         // ordinary subscriptions got theirs above.
-        for group in groups.drain(..) {
-            let publisher = message.publisher.as_deref();
-            let Some((member, entry)) =
-                group.pick(self.strategy, message.topic(), publisher, |m| {
-                    m.0.is_available()
-                })
-            else {
-                continue;
-            };
+        for (member, entry, key) in groups.drain(..) {
             let delivery = Delivery {
                 qos: message.qos.min(entry.options.qos),
                 retain: entry.options.retain_as_published && message.retain,
@@ -205,7 +202,7 @@ impl Router {
                 message: message.clone(),
                 ticket: None,
                 seq: 0,
-                share: Some(group.key().clone()),
+                share: Some(key),
             };
             matched += 1;
             push(&member.0, delivery, tickets, stats);
@@ -225,14 +222,16 @@ impl Router {
         let Some(key) = delivery.share.clone() else {
             return false;
         };
-        let Some(group) = self.trie.read().shared.group(&key).cloned() else {
-            return false;
-        };
         let message = delivery.message.clone();
         let publisher = message.publisher.as_deref();
-        let Some((member, entry)) = group.pick(self.strategy, message.topic(), publisher, |m| {
-            m.0.is_available()
-        }) else {
+        let picked = self.trie.read().shared.group(&key).and_then(|group| {
+            group
+                .pick(self.strategy, message.topic(), publisher, |m| {
+                    m.0.is_available()
+                })
+                .map(|(member, entry)| (member.clone(), *entry))
+        });
+        let Some((member, entry)) = picked else {
             return false;
         };
         delivery.qos = message.qos.min(entry.options.qos);
@@ -247,6 +246,20 @@ impl Router {
     /// A `$share/{group}/{filter}` filter (already validated) joins its group.
     pub fn subscribe(&self, filter: &str, subscriber: Subscriber, entry: SubEntry) -> bool {
         self.trie.write().subscribe(filter, subscriber, entry)
+    }
+
+    /// Tells the shared-subscription groups of `subscriber` (if it is a member of any) whether
+    /// its session is now connected; called after every change of its mailbox's availability.
+    /// A session in no group costs one look-up under the read lock.
+    pub fn connection_changed(&self, subscriber: &Subscriber) {
+        if !self.trie.read().shared.is_member(subscriber) {
+            return;
+        }
+        let mut subscriptions = self.trie.write();
+        // Read under the lock, after the change: whichever of this and a join (which reads it
+        // too) comes last sees the latest state, so a group is never left with a stale one.
+        let connected = subscriber.0.is_available();
+        subscriptions.shared.set_connected(subscriber, connected);
     }
 
     /// Removes a subscription; true if it existed.
@@ -350,7 +363,13 @@ impl Subscriptions {
     fn subscribe(&mut self, filter: &str, subscriber: Subscriber, entry: SubEntry) -> bool {
         match parse_share(filter) {
             None => self.plain.subscribe(filter, subscriber, entry).is_none(),
-            Some(Ok((group, filter))) => self.shared.subscribe(group, filter, subscriber, entry),
+            Some(Ok((group, filter))) => {
+                // Read under the write lock: whichever of this and the member's connection
+                // change comes last sees the latest state.
+                let connected = subscriber.0.is_available();
+                self.shared
+                    .subscribe(group, filter, subscriber, entry, connected)
+            }
             Some(Err(_)) => false,
         }
     }

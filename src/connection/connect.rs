@@ -614,7 +614,7 @@ async fn establish(
             (fresh, false)
         }
     };
-    session.mailbox.set_online(true);
+    core.set_online(&session.mailbox, true);
     core.persist_session(&session, session_expiry);
     drop(claim_lock);
 

@@ -610,7 +610,7 @@ impl Connection {
     /// that claimed the client id meanwhile. Every path ends or keeps the session.
     async fn release(&self, mut session: SessionState, will_delay: Option<u32>) {
         let core = &self.core;
-        session.mailbox.set_online(false);
+        core.set_online(&session.mailbox, false);
         core.journal_flow(&mut session);
         core.session_offline(&session, self.session_expiry, will_delay);
         let client_id = session.client_id.clone();

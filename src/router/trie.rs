@@ -251,6 +251,13 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
             .collect(topic, |subscribers| subscribers.append_values_to(out));
     }
 
+    /// Calls `f` with the value of every subscription whose filter matches the topic name
+    /// `topic` (as [`SubscriptionTrie::match_values`], cloning none).
+    pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(&V)) {
+        self.root
+            .collect(topic, |subscribers| subscribers.for_each(|_, v| f(v)));
+    }
+
     /// Calls `f` with every (filter, subscriber, value), walking the tree with an explicit
     /// stack; the filter is rebuilt in one reused string.
     pub fn for_each(&self, mut f: impl FnMut(&str, &S, &V)) {

@@ -145,8 +145,13 @@ impl<M: Eq + Clone + Hash, V: Clone> Group<M, V> {
             return false;
         };
         self.mark(at, false);
+        let last = self.members.len() - 1;
         self.members.swap_remove(at);
         self.places.swap_remove(at);
+        // The sticky member moves with its slot (a round-robin turn is moved too: harmless).
+        if at != last && self.cursor.load(Ordering::Relaxed) == last {
+            self.cursor.store(at, Ordering::Relaxed);
+        }
         if let Some((moved, _)) = self.members.get(at) {
             if let Some(slot) = self.index.get_mut(moved) {
                 *slot = at;
@@ -663,6 +668,32 @@ mod tests {
             .map(|(m, _)| *m)
             .collect();
         assert_eq!(picked.len(), 10);
+    }
+
+    /// Sticky keeps its member while it is connected, also when the member that leaves makes
+    /// it move to another slot (the last member takes the leaver's place).
+    #[test]
+    fn sticky_keeps_its_member_when_another_leaves() {
+        let mut shared = SharedSubscriptions::default();
+        for (m, up) in [(1u8, false), (2, false), (3, false), (4, true)] {
+            shared.subscribe("g", "t/#", m, (), up);
+        }
+        let pick = |shared: &SharedSubscriptions<u8, ()>| {
+            let mut out = Vec::new();
+            shared.matches("t/x", &mut out);
+            out[0]
+                .pick(ShareStrategy::Sticky, "t/x", None, |_| true)
+                .map(|(m, _)| *m)
+        };
+        assert_eq!(pick(&shared), Some(4), "the only connected member");
+        for m in 1..=3 {
+            shared.set_connected(&m, true);
+        }
+        assert_eq!(pick(&shared), Some(4), "sticky while connected");
+        assert!(shared.unsubscribe("g", "t/#", &2));
+        assert_eq!(pick(&shared), Some(4), "still, from the slot it moved to");
+        assert!(shared.unsubscribe("g", "t/#", &4));
+        assert!(matches!(pick(&shared), Some(1 | 3)), "another once it left");
     }
 
     #[test]

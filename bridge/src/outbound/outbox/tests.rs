@@ -123,5 +123,8 @@ fn slots_are_found_with_and_without_gaps_in_sequence_numbers() {
     assert!(o.settle(3, 0, Target::Primary));
     o.done(3);
     assert_eq!(popped(&mut o), vec![3]);
-    assert_eq!((o.get(4), o.get(12), o.get(3)), (Some(&"b"), Some(&"e"), None));
+    assert_eq!(
+        (o.get(4), o.get(12), o.get(3)),
+        (Some(&"b"), Some(&"e"), None)
+    );
 }

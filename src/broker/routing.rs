@@ -22,7 +22,7 @@ use crate::router::shared::Picked;
 use crate::router::{
     parse_share, RetainedStore, ShareStrategy, SharedSubscriptions, SubscriptionTrie,
 };
-use crate::session::mailbox::{Delivery, Dropped, Mailbox, Message, Subscriber};
+use crate::session::mailbox::{Delivery, Dropped, Mailbox, Message, Refused, Subscriber};
 use crate::session::SubEntry;
 use crate::store::{Change, SessionStore};
 
@@ -205,9 +205,31 @@ impl Router {
                 share: Some(key),
             };
             matched += 1;
-            push(&member.0, delivery, tickets, stats);
+            self.push_shared(&member, delivery, tickets, stats);
         }
         matched
+    }
+
+    /// Queues a shared subscription's `delivery` for `member`. A member picked just before
+    /// its session ended (it has left its groups, then closed its mailbox) is passed over:
+    /// another member of the group gets the delivery, as the ended session's queue does.
+    fn push_shared(
+        &self,
+        member: &Subscriber,
+        delivery: Delivery,
+        tickets: &mut TicketSource<'_>,
+        stats: &Stats,
+    ) {
+        match member.0.offer(delivery, tickets) {
+            Ok(_) => {}
+            Err(Refused {
+                why: Dropped::Closed,
+                delivery,
+            }) => {
+                self.redispatch(delivery, tickets, stats);
+            }
+            Err(Refused { why, delivery }) => count_dropped(why, delivery.qos as u8, stats),
+        }
     }
 
     /// Gives a delivery made through a shared subscription to another member of its group
@@ -387,11 +409,18 @@ impl Subscriptions {
 /// Queues `delivery` for `mailbox`, counting it if it is dropped.
 fn push(mailbox: &Mailbox, delivery: Delivery, tickets: &mut TicketSource<'_>, stats: &Stats) {
     let qos = delivery.qos as u8;
-    match mailbox.push(delivery, tickets) {
-        Ok(_) => {}
-        Err(Dropped::QueueFull) => stats.dropped(DropReason::QueueFull, qos),
-        Err(Dropped::OfflineQoS0) => stats.dropped(DropReason::OfflineQoS0, qos),
-        Err(Dropped::Closed) => {}
+    if let Err(why) = mailbox.push(delivery, tickets) {
+        count_dropped(why, qos, stats);
+    }
+}
+
+/// Counts a delivery a mailbox did not take (a closed one: its session is gone, nothing to
+/// count).
+fn count_dropped(why: Dropped, qos: u8, stats: &Stats) {
+    match why {
+        Dropped::QueueFull => stats.dropped(DropReason::QueueFull, qos),
+        Dropped::OfflineQoS0 => stats.dropped(DropReason::OfflineQoS0, qos),
+        Dropped::Closed => {}
     }
 }
 
@@ -467,5 +496,65 @@ impl<'a> PageHeap<'a> {
             .into_iter()
             .map(|r| r.0)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::gate::TicketSource;
+    use crate::protocol::{PublishProperties, QoS, SubscriptionOptions};
+    use crate::router::ShareKey;
+    use crate::session::mailbox::{MailboxLimits, MessageParts};
+
+    /// A member picked by a publish just before its session ended (it then left its groups
+    /// and closed its mailbox): the delivery goes to another member, not into the closed
+    /// mailbox and away.
+    #[test]
+    fn a_shared_delivery_for_a_member_whose_session_just_ended_goes_to_another() {
+        let router = Router::default();
+        let stats = Stats::default();
+        let limits = Arc::new(MailboxLimits {
+            max_messages: 10,
+            max_bytes: 100_000,
+            queue_qos0_offline: false,
+        });
+        let (gone, other) = (Mailbox::new(limits.clone()), Mailbox::new(limits));
+        let entry = SubEntry {
+            options: SubscriptionOptions {
+                qos: QoS::AtLeastOnce,
+                ..SubscriptionOptions::default()
+            },
+            id: None,
+        };
+        for m in [&gone, &other] {
+            m.set_online(true);
+            assert!(router.subscribe("$share/g/t/#", Subscriber(m.clone()), entry));
+        }
+        assert!(router.unsubscribe("$share/g/t/#", &Subscriber(gone.clone())));
+        gone.close();
+        let properties = PublishProperties::default();
+        let message = Message::new(
+            MessageParts {
+                topic: "t/x",
+                payload: b"m",
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: &properties,
+                origin: 0,
+                publisher: None,
+            },
+            std::time::Instant::now(),
+        );
+        let mut delivery = Delivery::new(Arc::new(message), QoS::AtLeastOnce, false);
+        delivery.share = Some(Arc::new(ShareKey {
+            group: "g".into(),
+            filter: "t/#".into(),
+        }));
+        let mut tickets = TicketSource::none(1);
+        router.push_shared(&Subscriber(gone.clone()), delivery, &mut tickets, &stats);
+        assert_eq!((gone.len(), other.len()), (0, 1));
     }
 }

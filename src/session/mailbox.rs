@@ -78,6 +78,21 @@ pub enum Dropped {
     Closed,
 }
 
+/// A delivery [`Mailbox::offer`] did not queue, and why.
+#[derive(Debug)]
+pub struct Refused {
+    /// Why.
+    pub why: Dropped,
+    /// The delivery, untouched.
+    pub delivery: Delivery,
+}
+
+impl Refused {
+    fn new(why: Dropped, delivery: Delivery) -> Refused {
+        Refused { why, delivery }
+    }
+}
+
 /// Where the queued QoS 1/2 deliveries of a persistent session are journalled (the disk
 /// store). Called under the mailbox's lock, so that a delivery is journalled before anything
 /// can take it out of the queue; implementations must only queue the change.
@@ -227,16 +242,26 @@ impl Mailbox {
     /// from `tickets`. Wakes the draining task if the session is online.
     pub fn push(
         &self,
-        mut delivery: Delivery,
+        delivery: Delivery,
         tickets: &mut TicketSource<'_>,
     ) -> Result<Queued, Dropped> {
+        self.offer(delivery, tickets).map_err(|refused| refused.why)
+    }
+
+    /// As [`Mailbox::push`], giving a delivery that was not queued back (a shared one goes to
+    /// another member of its group when this session has ended).
+    pub fn offer(
+        &self,
+        mut delivery: Delivery,
+        tickets: &mut TicketSource<'_>,
+    ) -> Result<Queued, Refused> {
         let cost = delivery.cost();
         let mut inner = self.inner.lock();
         if inner.closed {
-            return Err(Dropped::Closed);
+            return Err(Refused::new(Dropped::Closed, delivery));
         }
         if !inner.online && delivery.qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
-            return Err(Dropped::OfflineQoS0);
+            return Err(Refused::new(Dropped::OfflineQoS0, delivery));
         }
         let mut queued = Queued::Normally;
         if !Self::has_room(&inner, &self.limits, cost) {
@@ -244,7 +269,7 @@ impl Mailbox {
             // the publisher waited), is dropped; QoS 1/2 to a connected session goes over the
             // limit and holds its publisher's answer.
             if delivery.qos == QoS::AtMostOnce || !inner.online {
-                return Err(Dropped::QueueFull);
+                return Err(Refused::new(Dropped::QueueFull, delivery));
             }
             queued = Queued::OverLimit;
             if !self.owner {

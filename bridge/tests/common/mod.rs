@@ -168,7 +168,8 @@ impl Drop for Mosquitto {
 }
 
 /// The AMQP port `offset` above `WARREN_TEST_NODE_PORT_BASE` (default 5690), for private
-/// nodes; each test file uses its own offsets (outage.rs 0 and 1, external.rs 2 and 3).
+/// nodes; each test file uses its own offsets (outage.rs 0, 1 and 4, external.rs 2 and 3), so
+/// a run needs the five ports from the base (and each one's distribution port, 20000 above).
 pub fn node_port(offset: u16) -> u16 {
     std::env::var("WARREN_TEST_NODE_PORT_BASE")
         .ok()

@@ -9,7 +9,8 @@
 //! before the publisher is (a full queue, an in-process owner) takes a ticket from the caller's
 //! [`TicketSource`]: the acknowledgement gate.
 
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -48,6 +49,14 @@ thread_local! {
 struct Subscriptions {
     plain: SubscriptionTrie<Subscriber, SubEntry>,
     shared: SharedSubscriptions<Subscriber, SubEntry>,
+    /// Every subscription by (session's mailbox id, filter), ordinary and shared under their
+    /// full filter: one session's are one run of this B-tree, in filter order, which the admin
+    /// API's listing of one client reads instead of walking the trie. One tree for all sessions,
+    /// not one per session: a session with one subscription pays for its row, not for a node.
+    /// Kept with the trie by [`Subscriptions::subscribe`] and [`Subscriptions::unsubscribe`],
+    /// the only ways in and out. (A session's own copy lives in its connection task or the
+    /// store, out of reach of the admin API.)
+    by_session: BTreeMap<(u64, Box<str>), SubEntry>,
 }
 
 /// Subscriptions and retained messages of the whole broker.
@@ -333,6 +342,37 @@ impl Router {
         true
     }
 
+    /// The first `limit` subscriptions of the session with mailbox `mailbox` whose filter
+    /// starts with `prefix`, in filter order from `start`: from the session's index,
+    /// under the read lock, without walking the trie: a range of one B-tree, the rows
+    /// copied and no other.
+    pub fn subscriptions_of(
+        &self,
+        mailbox: u64,
+        prefix: &str,
+        start: Bound<&str>,
+        limit: usize,
+    ) -> Vec<SubscriptionRow> {
+        // The filters starting with `prefix` are one run, from `prefix` on.
+        let start = match start {
+            Bound::Included(s) | Bound::Excluded(s) if s >= prefix => start,
+            _ => Bound::Included(prefix),
+        };
+        let start = start.map(|s| (mailbox, Box::<str>::from(s)));
+        let subscriptions = self.trie.read();
+        subscriptions
+            .by_session
+            .range((start, Bound::Unbounded))
+            .take_while(|((m, filter), _)| *m == mailbox && filter.starts_with(prefix))
+            .take(limit)
+            .map(|((_, filter), entry)| SubscriptionRow {
+                filter: filter.clone(),
+                mailbox,
+                entry: *entry,
+            })
+            .collect()
+    }
+
     /// Number of subscriptions.
     pub fn subscription_count(&self) -> usize {
         let subscriptions = self.trie.read();
@@ -348,20 +388,28 @@ impl Router {
 impl Subscriptions {
     /// Adds or replaces a subscription, ordinary or shared; true if it is new.
     fn subscribe(&mut self, filter: &str, subscriber: Subscriber, entry: SubEntry) -> bool {
-        match parse_share(filter) {
+        let mailbox = subscriber.0.id();
+        let new = match parse_share(filter) {
             None => self.plain.subscribe(filter, subscriber, entry).is_none(),
-            Some(Ok((group, filter))) => self.shared.subscribe(group, filter, subscriber, entry),
-            Some(Err(_)) => false,
-        }
+            Some(Ok((group, full))) => self.shared.subscribe(group, full, subscriber, entry),
+            Some(Err(_)) => return false,
+        };
+        self.by_session.insert((mailbox, filter.into()), entry);
+        new
     }
 
     /// Removes a subscription, ordinary or shared; true if it existed.
     fn unsubscribe(&mut self, filter: &str, subscriber: &Subscriber) -> bool {
-        match parse_share(filter) {
+        let existed = match parse_share(filter) {
             None => self.plain.unsubscribe(filter, subscriber).is_some(),
             Some(Ok((group, filter))) => self.shared.unsubscribe(group, filter, subscriber),
             Some(Err(_)) => false,
+        };
+        if existed {
+            self.by_session
+                .remove(&(subscriber.0.id(), Box::<str>::from(filter)));
         }
+        existed
     }
 }
 
@@ -448,5 +496,88 @@ impl<'a> PageHeap<'a> {
             .into_iter()
             .map(|r| r.0)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::mailbox::MailboxLimits;
+
+    fn mailbox() -> Subscriber {
+        Subscriber(Mailbox::new(Arc::new(MailboxLimits {
+            max_messages: 10,
+            max_bytes: 10_000,
+            queue_qos0_offline: false,
+        })))
+    }
+
+    fn entry(id: u32) -> SubEntry {
+        SubEntry {
+            options: Default::default(),
+            id: Some(id),
+        }
+    }
+
+    fn keys(rows: &[SubscriptionRow]) -> Vec<(String, u64, Option<u32>)> {
+        rows.iter()
+            .map(|r| (r.filter.to_string(), r.mailbox, r.entry.id))
+            .collect()
+    }
+
+    /// One session's index gives the rows a walk of the whole trie gives for it, in the same
+    /// order, and follows replacements and removals.
+    #[test]
+    fn one_sessions_index_agrees_with_the_trie() {
+        let router = Router::default();
+        let (a, b) = (mailbox(), mailbox());
+        let filters = [
+            "s/2",
+            "$share/g/s/#",
+            "s/1",
+            "#",
+            "s-x",
+            "s/1/#",
+            "$SYS/#",
+            "+/+",
+        ];
+        for (n, filter) in filters.into_iter().enumerate() {
+            router.subscribe(filter, a.clone(), entry(n as u32));
+            router.subscribe(filter, b.clone(), entry(100));
+        }
+        // A replacement keeps one row, with the new options; a removal takes it out.
+        assert!(!router.subscribe("s/2", a.clone(), entry(42)));
+        assert!(router.unsubscribe("+/+", &a));
+        assert!(!router.unsubscribe("+/+", &a));
+        let id = a.0.id();
+        for prefix in ["", "s/", "$", "zz"] {
+            let walked = router.subscriptions_page(
+                |f, m| m == id && f.starts_with(prefix),
+                None,
+                usize::MAX,
+            );
+            let indexed = router.subscriptions_of(id, prefix, Bound::Unbounded, usize::MAX);
+            assert_eq!(keys(&indexed), keys(&walked), "{prefix:?}");
+        }
+        let all = router.subscriptions_of(id, "", Bound::Unbounded, usize::MAX);
+        assert_eq!(all.len(), filters.len() - 1);
+        assert!(all
+            .iter()
+            .any(|r| &*r.filter == "s/2" && r.entry.id == Some(42)));
+        // From a cursor: excluded or included, and a limit.
+        let from = router.subscriptions_of(id, "", Bound::Excluded("s-x"), 2);
+        assert_eq!(keys(&from)[0].0, "s/1");
+        assert_eq!(from.len(), 2);
+        let from = router.subscriptions_of(id, "s/", Bound::Included("s/1"), 9);
+        assert_eq!(keys(&from)[0].0, "s/1");
+        // Every subscription gone: the session leaves the index.
+        for filter in filters {
+            router.unsubscribe(filter, &a);
+        }
+        assert_eq!(router.trie.read().by_session.len(), filters.len());
+        assert_eq!(
+            router.subscriptions_of(id, "", Bound::Unbounded, 9).len(),
+            0
+        );
     }
 }

@@ -299,7 +299,7 @@ impl Core {
                     .subscriptions_of(mailbox, prefix, start, limit.saturating_add(1))
             }
             None => self.router.subscriptions_page(
-                |filter, _| filter.starts_with(prefix),
+                prefix,
                 after.map(|c| (&*c.filter, c.mailbox)),
                 limit.saturating_add(1),
             ),

@@ -9,8 +9,8 @@
 //! before the publisher is (a full queue, an in-process owner) takes a ticket from the caller's
 //! [`TicketSource`]: the acknowledgement gate.
 
-use std::collections::{BTreeMap, BinaryHeap};
-use std::ops::Bound;
+use std::collections::BTreeMap;
+use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -18,6 +18,7 @@ use parking_lot::RwLock;
 use crate::broker::clients::SubscriptionRow;
 use crate::gate::TicketSource;
 use crate::metrics::stats::{DropReason, Stats};
+use crate::protocol::topic::SHARE_PREFIX;
 use crate::protocol::QoS;
 use crate::router::shared::Group;
 use crate::router::{
@@ -280,42 +281,76 @@ impl Router {
         self.retained.read().matching(filter, out);
     }
 
-    /// The first `limit` subscriptions in (filter, subscriber's mailbox id) order, after the
-    /// key `after`, that `wants` keeps (given the filter and the mailbox id). One pass over
-    /// every subscription under the trie's read lock (publishers share it; only subscribers
-    /// wait) that keeps the `limit` smallest keys in a heap: only the rows that enter it are
-    /// copied out.
+    /// The first `limit` subscriptions whose filter starts with `prefix`, in (filter,
+    /// subscriber's mailbox id) order after the key `after`, under the trie's read lock
+    /// (publishers share it; only subscribers wait). Ordinary subscriptions come from an
+    /// ordered walk of the trie that stops at the `limit`th row
+    /// ([`SubscriptionTrie::walk_ordered`]); shared ones from a pass over the shared
+    /// subscriptions (one per (group, filter), not per member), sorted, whose members are
+    /// copied out until `limit` rows. The two runs are merged.
     pub fn subscriptions_page(
         &self,
-        wants: impl Fn(&str, u64) -> bool,
+        prefix: &str,
         after: Option<(&str, u64)>,
         limit: usize,
     ) -> Vec<SubscriptionRow> {
-        let mut page = PageHeap::new(limit, after);
+        let mut rows = Vec::new();
+        if limit == 0 {
+            return rows;
+        }
+        let row = |filter: &str, mailbox: u64, entry: &SubEntry| SubscriptionRow {
+            filter: filter.into(),
+            mailbox,
+            entry: *entry,
+        };
         let subscriptions = self.trie.read();
-        subscriptions.plain.for_each(|filter, subscriber, entry| {
-            let mailbox = subscriber.0.id();
-            if page.wants(filter, mailbox) && wants(filter, mailbox) {
-                page.push(filter, mailbox, entry);
-            }
-        });
-        // Shared subscriptions under the filter their members subscribed with.
-        let mut full = String::new();
+        let id = |s: &Subscriber| s.0.id();
         subscriptions
-            .shared
-            .for_each(|group, filter, subscriber, entry| {
-                full.clear();
-                full.push_str("$share/");
-                full.push_str(group);
-                full.push('/');
-                full.push_str(filter);
-                let mailbox = subscriber.0.id();
-                if page.wants(&full, mailbox) && wants(&full, mailbox) {
-                    page.push(&full, mailbox, entry);
+            .plain
+            .walk_ordered(prefix, after, id, |filter, subscriber, entry| {
+                rows.push(row(filter, id(subscriber), entry));
+                match rows.len() < limit {
+                    true => ControlFlow::Continue(()),
+                    false => ControlFlow::Break(()),
                 }
             });
+        if subscriptions.shared.is_empty() {
+            return rows;
+        }
+        // Shared subscriptions under the filter their members subscribed with.
+        let mut groups = Vec::new();
+        subscriptions
+            .shared
+            .for_each_group(|group, filter, members| {
+                let full = format!("{SHARE_PREFIX}{group}/{filter}");
+                if full.starts_with(prefix) && after.is_none_or(|(af, _)| full.as_str() >= af) {
+                    groups.push((full, members));
+                }
+            });
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut shared = 0;
+        let mut members = Vec::new();
+        'groups: for (full, group) in &groups {
+            members.clear();
+            members.extend(
+                group
+                    .iter()
+                    .map(|(s, entry)| (id(s), entry))
+                    .filter(|(m, _)| after.is_none_or(|(af, am)| full.as_str() != af || *m > am)),
+            );
+            members.sort_unstable_by_key(|(m, _)| *m);
+            for (mailbox, entry) in &members {
+                rows.push(row(full, *mailbox, entry));
+                shared += 1;
+                if shared == limit {
+                    break 'groups;
+                }
+            }
+        }
         drop(subscriptions);
-        page.into_sorted()
+        rows.sort_unstable_by(|a, b| (&*a.filter, a.mailbox).cmp(&(&*b.filter, b.mailbox)));
+        rows.truncate(limit);
+        rows
     }
 
     /// The retained message of `topic`, if any.
@@ -424,81 +459,6 @@ fn push(mailbox: &Mailbox, delivery: Delivery, tickets: &mut TicketSource<'_>, s
     }
 }
 
-/// A row of a subscription page, ordered by (filter, mailbox id).
-struct ByKey(SubscriptionRow);
-
-impl ByKey {
-    fn key(&self) -> (&str, u64) {
-        (&self.0.filter, self.0.mailbox)
-    }
-}
-
-impl PartialEq for ByKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for ByKey {}
-
-impl PartialOrd for ByKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for ByKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(&other.key())
-    }
-}
-
-/// The `limit` smallest subscription keys after a cursor: a max-heap whose top is the row to
-/// drop when a smaller one comes.
-struct PageHeap<'a> {
-    limit: usize,
-    after: Option<(&'a str, u64)>,
-    heap: BinaryHeap<ByKey>,
-}
-
-impl<'a> PageHeap<'a> {
-    fn new(limit: usize, after: Option<(&'a str, u64)>) -> Self {
-        Self {
-            limit,
-            after,
-            heap: BinaryHeap::with_capacity(limit.min(1024)),
-        }
-    }
-
-    /// True if a row with this key would enter the page (checked before anything is copied).
-    fn wants(&self, filter: &str, mailbox: u64) -> bool {
-        let key = (filter, mailbox);
-        if self.limit == 0 || self.after.is_some_and(|after| key <= after) {
-            return false;
-        }
-        self.heap.len() < self.limit || self.heap.peek().is_some_and(|top| key < top.key())
-    }
-
-    fn push(&mut self, filter: &str, mailbox: u64, entry: &SubEntry) {
-        if self.heap.len() == self.limit {
-            self.heap.pop();
-        }
-        self.heap.push(ByKey(SubscriptionRow {
-            filter: filter.into(),
-            mailbox,
-            entry: *entry,
-        }));
-    }
-
-    fn into_sorted(self) -> Vec<SubscriptionRow> {
-        self.heap
-            .into_sorted_vec()
-            .into_iter()
-            .map(|r| r.0)
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,11 +511,8 @@ mod tests {
         assert!(!router.unsubscribe("+/+", &a));
         let id = a.0.id();
         for prefix in ["", "s/", "$", "zz"] {
-            let walked = router.subscriptions_page(
-                |f, m| m == id && f.starts_with(prefix),
-                None,
-                usize::MAX,
-            );
+            let mut walked = router.subscriptions_page(prefix, None, usize::MAX);
+            walked.retain(|r| r.mailbox == id);
             let indexed = router.subscriptions_of(id, prefix, Bound::Unbounded, usize::MAX);
             assert_eq!(keys(&indexed), keys(&walked), "{prefix:?}");
         }

@@ -10,7 +10,10 @@
 //! stack ([`super::walk`]), so a filter or topic of any depth is safe here; the broker's limit
 //! on levels ([`crate::protocol::topic::MAX_TOPIC_LEVELS`]) is about cost, not stack.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::hash::Hash;
+use std::ops::ControlFlow;
 
 use ahash::AHashMap;
 
@@ -253,7 +256,7 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
 
     /// Calls `f` with every (filter, subscriber, value), walking the tree with an explicit
     /// stack; the filter is rebuilt in one reused string.
-    pub fn for_each(&self, mut f: impl FnMut(&str, &S, &V)) {
+    pub fn for_each<'a>(&'a self, mut f: impl FnMut(&str, &'a S, &'a V)) {
         // (node, length of its parent's path, its level: None for the root, and whether its
         // parent is the root: a first level, even an empty one, has no '/' before it).
         type Entry<'a, S, V> = (&'a Node<S, V>, usize, Option<&'a str>, bool);
@@ -289,11 +292,211 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
         }
     }
 
+    /// Calls `f` with (filter, subscriber, value) in (filter, `key(subscriber)`) order, filters
+    /// compared as strings, for the filters that start with `prefix` and the keys after
+    /// `after`, until `f` breaks. Only nodes that can hold a wanted filter are entered; a
+    /// node's wanted children are ordered by a heap made in one pass over them and taken from it
+    /// as the walk goes, and a filter's subscribers are sorted when it is reached. So a page
+    /// that breaks after `n` rows costs the nodes on its way (with their children counted
+    /// once) and those rows, not the whole trie. Returns the number of nodes entered.
+    pub fn walk_ordered<K: Ord + Copy>(
+        &self,
+        prefix: &str,
+        after: Option<(&str, K)>,
+        key: impl Fn(&S) -> K,
+        mut f: impl FnMut(&str, &S, &V) -> ControlFlow<()>,
+    ) -> usize {
+        let wanted = Wanted { prefix, after };
+        let mut path = String::new();
+        let mut stack = vec![Frame {
+            pending: wanted.parts(&self.root, &mut path, 0, true),
+            path_len: 0,
+            root: true,
+        }];
+        let mut entered = 1;
+        let mut rows: Vec<(K, &S, &V)> = Vec::new();
+        while let Some(frame) = stack.last_mut() {
+            let Some(Reverse(part)) = frame.pending.pop() else {
+                stack.pop();
+                continue;
+            };
+            let (path_len, root) = (frame.path_len, frame.root);
+            part.filter_into(&mut path, path_len, root);
+            let subscribers = match part.kind {
+                PartKind::Below => {
+                    // The child's own path, without the '/' that ends the part's prefix.
+                    let len = path.len() - 1;
+                    entered += 1;
+                    stack.push(Frame {
+                        pending: wanted.parts(part.node, &mut path, len, false),
+                        path_len: len,
+                        root: false,
+                    });
+                    continue;
+                }
+                PartKind::Hash => &part.node.hash,
+                PartKind::Exact => &part.node.exact,
+            };
+            rows.clear();
+            subscribers.for_each(|s, v| {
+                let k = key(s);
+                if wanted.after.is_none_or(|(af, ak)| path != af || k > ak) {
+                    rows.push((k, s, v));
+                }
+            });
+            rows.sort_unstable_by_key(|row| row.0);
+            for (_, s, v) in &rows {
+                if f(&path, s, v).is_break() {
+                    return entered;
+                }
+            }
+        }
+        entered
+    }
+
     /// Number of nodes below the root (0 when empty); for tests of pruning.
     #[doc(hidden)]
     #[must_use]
     pub fn node_count(&self) -> usize {
         self.root.count_below()
+    }
+}
+
+/// What [`SubscriptionTrie::walk_ordered`] wants: filters starting with `prefix`, after
+/// `after`.
+struct Wanted<'a, K> {
+    prefix: &'a str,
+    after: Option<(&'a str, K)>,
+}
+
+/// One node of an ordered walk: its parts not yet walked, smallest first.
+struct Frame<'a, S, V> {
+    pending: BinaryHeap<Reverse<Part<'a, S, V>>>,
+    /// Length of the node's path (its filter up to itself).
+    path_len: usize,
+    root: bool,
+}
+
+/// What a part of a node's subtree holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PartKind {
+    /// The node's `#` subscribers (filter `path/#`).
+    Hash,
+    /// A child's exact subscribers (filter `path/name`).
+    Exact,
+    /// Everything below a child (filters `path/name/...`).
+    Below,
+}
+
+/// A run of filters below one node, all in one string range that no other part of the node
+/// overlaps (levels hold no '/'), named by the text after the node's `path/`: `#`, a child's
+/// name, or a child's name and '/'. Ordering parts by that text orders their filters.
+struct Part<'a, S, V> {
+    name: &'a str,
+    kind: PartKind,
+    /// The node holding the subscribers (the parent for `Hash`, the child otherwise).
+    node: &'a Node<S, V>,
+}
+
+impl<S, V> Part<'_, S, V> {
+    fn text(&self) -> impl Iterator<Item = u8> + '_ {
+        let slash = (self.kind == PartKind::Below).then_some(b'/');
+        self.name.bytes().chain(slash)
+    }
+
+    /// Sets `path` (holding the node's path in its first `path_len` bytes) to the part's
+    /// filter, or for `Below` the prefix of its filters (ending with '/').
+    fn filter_into(&self, path: &mut String, path_len: usize, root: bool) {
+        path.truncate(path_len);
+        if !root {
+            path.push('/');
+        }
+        path.push_str(self.name);
+        if self.kind == PartKind::Below {
+            path.push('/');
+        }
+    }
+}
+
+impl<S, V> PartialEq for Part<'_, S, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl<S, V> Eq for Part<'_, S, V> {}
+
+impl<S, V> PartialOrd for Part<'_, S, V> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<S, V> Ord for Part<'_, S, V> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text().cmp(other.text())
+    }
+}
+
+impl<K: Copy> Wanted<'_, K>
+where
+    K: Ord,
+{
+    /// True if a part whose filter (or, for `Below`, prefix) is `text` may hold wanted rows.
+    fn keeps(&self, text: &str, below: bool) -> bool {
+        if below {
+            // Filters starting with `text`: some start with the prefix, and some come at or
+            // after the cursor's filter unless they all come before it.
+            (text.starts_with(self.prefix) || self.prefix.starts_with(text))
+                && self
+                    .after
+                    .is_none_or(|(af, _)| text >= af || af.starts_with(text))
+        } else {
+            text.starts_with(self.prefix) && self.after.is_none_or(|(af, _)| text >= af)
+        }
+    }
+
+    /// The wanted parts of `node`, whose path is `path[..path_len]`, in a heap.
+    fn parts<'a, S: Clone + Eq + Hash, V: Clone>(
+        &self,
+        node: &'a Node<S, V>,
+        path: &mut String,
+        path_len: usize,
+        root: bool,
+    ) -> BinaryHeap<Reverse<Part<'a, S, V>>> {
+        let mut parts = Vec::new();
+        let mut consider = |part: Part<'a, S, V>| {
+            part.filter_into(path, path_len, root);
+            if self.keeps(path, part.kind == PartKind::Below) {
+                parts.push(Reverse(part));
+            }
+        };
+        if !node.hash.is_empty() {
+            consider(Part {
+                name: "#",
+                kind: PartKind::Hash,
+                node,
+            });
+        }
+        let children = node.children.iter().map(|(name, child)| (&**name, child));
+        for (name, child) in children.chain(node.plus.as_deref().map(|plus| ("+", plus))) {
+            if !child.exact.is_empty() {
+                consider(Part {
+                    name,
+                    kind: PartKind::Exact,
+                    node: child,
+                });
+            }
+            if !child.is_leaf() || !child.hash.is_empty() {
+                consider(Part {
+                    name,
+                    kind: PartKind::Below,
+                    node: child,
+                });
+            }
+        }
+        path.truncate(path_len);
+        BinaryHeap::from(parts)
     }
 }
 
@@ -437,12 +640,15 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::ops::ControlFlow;
 
     use proptest::prelude::*;
 
     use super::SubscriptionTrie;
     use crate::router::filter_matches;
-    use crate::router::test_support::{filter, on_small_stack, repeat_level, topic, CASES, DEEP};
+    use crate::router::test_support::{
+        filter, filter_of, on_small_stack, repeat_level, topic, CASES, DEEP,
+    };
 
     /// The sorted (subscriber, value) pairs `trie` returns for `topic`.
     fn matched(trie: &SubscriptionTrie<u8, u32>, topic: &str) -> Vec<(u8, u32)> {
@@ -666,7 +872,109 @@ mod tests {
         ]
     }
 
+    /// Filters whose levels sort around '/' and '#' ("a-" and "!" before them, "a0" after), so
+    /// that string order interleaves siblings with each other's subtrees.
+    fn ordered_filter() -> impl Strategy<Value = String> {
+        filter_of(&["", "a", "a-", "a0", "!", "+", "$SYS"])
+    }
+
+    /// `walk_ordered` from `after` with `prefix`, at most `limit` rows.
+    fn ordered_page(
+        trie: &SubscriptionTrie<u8, u32>,
+        prefix: &str,
+        after: Option<(&str, u8)>,
+        limit: usize,
+    ) -> Vec<(String, u8)> {
+        let mut out = Vec::new();
+        trie.walk_ordered(
+            prefix,
+            after,
+            |s| *s,
+            |f, s, _| {
+                out.push((f.to_owned(), *s));
+                if out.len() == limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
+        out
+    }
+
+    /// A page from the middle of 100,000 subscriptions enters the nodes on its way only: the
+    /// root, `devices`, and two per row (the device and its `commands`, whose `#` is the row).
+    #[test]
+    fn an_ordered_page_enters_few_nodes() {
+        let mut trie = SubscriptionTrie::new();
+        for device in 0..100_000u32 {
+            trie.subscribe(&format!("devices/{device}/commands/#"), device, ());
+        }
+        let mut rows = Vec::new();
+        let entered = trie.walk_ordered(
+            "",
+            Some(("devices/50000/commands/#", 50_000)),
+            |s| *s,
+            |f, s, _| {
+                rows.push((f.to_owned(), *s));
+                match rows.len() < 10 {
+                    true => ControlFlow::Continue(()),
+                    false => ControlFlow::Break(()),
+                }
+            },
+        );
+        assert_eq!(rows[0], ("devices/50001/commands/#".to_owned(), 50_001));
+        // String order: "50009/" < "5001/" < "50010/".
+        assert_eq!(rows[9].1, 5001);
+        // The root, `devices`, the cursor's device and its `commands`, two per row.
+        assert!(entered <= 4 + 2 * 10, "{entered} nodes entered for 10 rows");
+        let mut full = 0;
+        trie.walk_ordered(
+            "",
+            None,
+            |s| *s,
+            |_, _, _| {
+                full += 1;
+                ControlFlow::Continue(())
+            },
+        );
+        assert_eq!(full, 100_000);
+    }
+
     proptest! {
+        /// The ordered walk gives (filter, subscriber) order, pages by cursor without loss or
+        /// repetition, and keeps a prefix's filters only.
+        #[test]
+        fn walks_in_filter_order(
+            subs in prop::collection::vec((ordered_filter(), 0..3u8), 0..40),
+            limit in 1..5usize,
+        ) {
+            let mut trie = SubscriptionTrie::new();
+            let mut model = BTreeMap::new();
+            for (f, s) in subs {
+                trie.subscribe(&f, s, 0);
+                model.insert((f, s), ());
+            }
+            let all: Vec<(String, u8)> = model.into_keys().collect();
+            prop_assert_eq!(&ordered_page(&trie, "", None, usize::MAX), &all);
+            let mut paged: Vec<(String, u8)> = Vec::new();
+            loop {
+                let after = paged.last().map(|(f, s)| (f.as_str(), *s));
+                let page = ordered_page(&trie, "", after, limit);
+                prop_assert!(page.len() <= limit);
+                if page.is_empty() {
+                    break;
+                }
+                paged.extend(page);
+            }
+            prop_assert_eq!(&paged, &all);
+            for prefix in ["a", "a/", "a-", "+/", "!", "$", "#", "zz"] {
+                let want: Vec<(String, u8)> =
+                    all.iter().filter(|(f, _)| f.starts_with(prefix)).cloned().collect();
+                prop_assert_eq!(ordered_page(&trie, prefix, None, usize::MAX), want, "{}", prefix);
+            }
+        }
+
         #[test]
         fn matches_like_naive(
             subs in prop::collection::vec((filter(), 0..4u8), 0..40),

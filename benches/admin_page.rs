@@ -71,7 +71,47 @@ fn pass(trie: &SubscriptionTrie<u64, u8>, after: Option<(&str, u64)>, limit: usi
     heap.into_sorted_vec().len()
 }
 
+/// Resident bytes of this process (Linux).
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Memory per subscription of the broker's index by (session, filter), against the trie's
+/// in the same process (the flat layout; RSS growth, so rough): printed once.
+fn memory() {
+    use std::collections::BTreeMap;
+    use warren::session::SubEntry;
+    let before = rss();
+    let mut index: BTreeMap<(u64, Box<str>), SubEntry> = BTreeMap::new();
+    for device in 0..100_000u64 {
+        let filter = format!("devices/{device}/commands/#");
+        let entry = SubEntry {
+            options: Default::default(),
+            id: None,
+        };
+        index.insert((device, filter.into()), entry);
+    }
+    let index_bytes = rss() - before;
+    let before = rss();
+    let trie = flat();
+    let trie_bytes = rss() - before;
+    println!(
+        "memory, 100k subscriptions `devices/N/commands/#`: index by (session, filter) {} bytes \
+         each, trie {} bytes each",
+        index_bytes / 100_000,
+        trie_bytes / 100_000
+    );
+    std::hint::black_box((index.len(), trie.len()));
+}
+
 fn pages(c: &mut Criterion) {
+    memory();
     for (name, trie, middle) in [
         ("flat", flat(), ("devices/50000/commands/#", 50_000)),
         ("nested", nested(), ("s5/r50/d50", 55_050)),

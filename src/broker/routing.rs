@@ -314,7 +314,8 @@ impl Router {
                     false => ControlFlow::Break(()),
                 }
             });
-        if subscriptions.shared.is_empty() {
+        let shared_wanted = prefix.starts_with(SHARE_PREFIX) || SHARE_PREFIX.starts_with(prefix);
+        if subscriptions.shared.is_empty() || !shared_wanted {
             return rows;
         }
         // Shared subscriptions under the filter their members subscribed with.

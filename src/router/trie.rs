@@ -306,13 +306,8 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
         key: impl Fn(&S) -> K,
         mut f: impl FnMut(&str, &S, &V) -> ControlFlow<()>,
     ) -> usize {
-        let wanted = Wanted { prefix, after };
         let mut path = String::new();
-        let mut stack = vec![Frame {
-            pending: wanted.parts(&self.root, &mut path, 0, true),
-            path_len: 0,
-            root: true,
-        }];
+        let mut stack = vec![Frame::new(&self.root, 0, true, prefix, after)];
         let mut entered = 1;
         let mut rows: Vec<(K, &S, &V)> = Vec::new();
         while let Some(frame) = stack.last_mut() {
@@ -320,27 +315,47 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
                 stack.pop();
                 continue;
             };
-            let (path_len, root) = (frame.path_len, frame.root);
-            part.filter_into(&mut path, path_len, root);
             let subscribers = match part.kind {
+                PartKind::Child => {
+                    // A child is looked at only when its turn comes: its filter, then below it.
+                    let child = part.node;
+                    let exact = Part {
+                        kind: PartKind::Exact,
+                        ..part
+                    };
+                    if !child.exact.is_empty() && frame.keeps(&exact) {
+                        frame.pending.push(Reverse(exact));
+                    }
+                    let below = Part {
+                        kind: PartKind::Below,
+                        ..part
+                    };
+                    if (!child.is_leaf() || !child.hash.is_empty()) && frame.keeps(&below) {
+                        frame.pending.push(Reverse(below));
+                    }
+                    continue;
+                }
                 PartKind::Below => {
-                    // The child's own path, without the '/' that ends the part's prefix.
-                    let len = path.len() - 1;
+                    let (child_prefix, child_after) = frame.inside(&part);
+                    part.filter_into(&mut path, frame.path_len, frame.root);
+                    let len = path.len();
                     entered += 1;
-                    stack.push(Frame {
-                        pending: wanted.parts(part.node, &mut path, len, false),
-                        path_len: len,
-                        root: false,
-                    });
+                    stack.push(Frame::new(part.node, len, false, child_prefix, child_after));
                     continue;
                 }
                 PartKind::Hash => &part.node.hash,
                 PartKind::Exact => &part.node.exact,
             };
+            // The cursor's filter: only the subscribers after its key.
+            let after = frame
+                .after
+                .filter(|(rest, _)| part.text_cmp(rest).is_eq())
+                .map(|(_, k)| k);
+            part.filter_into(&mut path, frame.path_len, frame.root);
             rows.clear();
             subscribers.for_each(|s, v| {
                 let k = key(s);
-                if wanted.after.is_none_or(|(af, ak)| path != af || k > ak) {
+                if after.is_none_or(|after| k > after) {
                     rows.push((k, s, v));
                 }
             });
@@ -362,19 +377,88 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
     }
 }
 
-/// What [`SubscriptionTrie::walk_ordered`] wants: filters starting with `prefix`, after
-/// `after`.
-struct Wanted<'a, K> {
-    prefix: &'a str,
-    after: Option<(&'a str, K)>,
-}
-
-/// One node of an ordered walk: its parts not yet walked, smallest first.
-struct Frame<'a, S, V> {
+/// One node of an ordered walk: its parts not yet walked, smallest first, and what is wanted
+/// of them. The prefix and the cursor are kept as what remains of them after the node's
+/// `path/`, so that a part is judged by its name alone, without building its filter.
+struct Frame<'a, 'w, S, V, K> {
     pending: BinaryHeap<Reverse<Part<'a, S, V>>>,
     /// Length of the node's path (its filter up to itself).
     path_len: usize,
     root: bool,
+    /// The part names wanted start with this (or are a prefix of it, for `Below`).
+    prefix: &'w str,
+    /// The cursor, when it falls below this node: names before it are not wanted.
+    after: Option<(&'w str, K)>,
+}
+
+impl<'a, 'w, S: Clone + Eq + Hash, V: Clone, K: Copy> Frame<'a, 'w, S, V, K> {
+    /// The frame of `node`, whose path is `path_len` bytes long, with its hash subscribers and
+    /// a placeholder per wanted child (a heap made in one pass, the children not looked into).
+    fn new(
+        node: &'a Node<S, V>,
+        path_len: usize,
+        root: bool,
+        prefix: &'w str,
+        after: Option<(&'w str, K)>,
+    ) -> Self {
+        let mut frame = Frame {
+            pending: BinaryHeap::new(),
+            path_len,
+            root,
+            prefix,
+            after,
+        };
+        let mut parts = Vec::new();
+        let hash = Part {
+            name: "#",
+            kind: PartKind::Hash,
+            node,
+        };
+        if !node.hash.is_empty() && frame.keeps(&hash) {
+            parts.push(Reverse(hash));
+        }
+        let children = node.children.iter().map(|(name, child)| (&**name, child));
+        for (name, child) in children.chain(node.plus.as_deref().map(|plus| ("+", plus))) {
+            let part = Part {
+                name,
+                kind: PartKind::Child,
+                node: child,
+            };
+            if frame.keeps(&part) {
+                parts.push(Reverse(part));
+            }
+        }
+        frame.pending = BinaryHeap::from(parts);
+        frame
+    }
+
+    /// True if `part` may hold wanted filters.
+    fn keeps(&self, part: &Part<'_, S, V>) -> bool {
+        // A child stands for its filter and the filters below it: kept if either may be.
+        let below = matches!(part.kind, PartKind::Below | PartKind::Child);
+        let as_below = Part {
+            kind: if below { PartKind::Below } else { part.kind },
+            ..*part
+        };
+        let prefix_ok =
+            as_below.starts_with(self.prefix) || (below && as_below.is_prefix_of(self.prefix));
+        prefix_ok
+            && self.after.is_none_or(|(rest, _)| {
+                as_below.text_cmp(rest).is_ge() || (below && as_below.is_prefix_of(rest))
+            })
+    }
+
+    /// The prefix and cursor below a `Below` part: what remains of them after its text, or
+    /// nothing to filter when its filters all start with the prefix, or all follow the cursor.
+    fn inside(&self, part: &Part<'_, S, V>) -> (&'w str, Option<(&'w str, K)>) {
+        let len = part.name.len() + 1;
+        let rest = |text: &'w str| part.is_prefix_of(text).then(|| &text[len..]);
+        let prefix = rest(self.prefix).unwrap_or("");
+        let after = self
+            .after
+            .and_then(|(text, k)| rest(text).map(|rest| (rest, k)));
+        (prefix, after)
+    }
 }
 
 /// What a part of a node's subtree holds.
@@ -382,6 +466,8 @@ struct Frame<'a, S, V> {
 enum PartKind {
     /// The node's `#` subscribers (filter `path/#`).
     Hash,
+    /// A child not yet looked into: its filter and everything below it.
+    Child,
     /// A child's exact subscribers (filter `path/name`).
     Exact,
     /// Everything below a child (filters `path/name/...`).
@@ -389,8 +475,9 @@ enum PartKind {
 }
 
 /// A run of filters below one node, all in one string range that no other part of the node
-/// overlaps (levels hold no '/'), named by the text after the node's `path/`: `#`, a child's
-/// name, or a child's name and '/'. Ordering parts by that text orders their filters.
+/// overlaps (levels hold no '/'), named by its text after the node's `path/`: `#`, a child's
+/// name, or a child's name and '/'. Ordering parts by that text orders their filters. (A
+/// child's placeholder has its name's text, the smallest of its filters.)
 struct Part<'a, S, V> {
     name: &'a str,
     kind: PartKind,
@@ -398,23 +485,66 @@ struct Part<'a, S, V> {
     node: &'a Node<S, V>,
 }
 
+impl<S, V> Clone for Part<'_, S, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S, V> Copy for Part<'_, S, V> {}
+
 impl<S, V> Part<'_, S, V> {
-    fn text(&self) -> impl Iterator<Item = u8> + '_ {
-        let slash = (self.kind == PartKind::Below).then_some(b'/');
-        self.name.bytes().chain(slash)
+    fn slash(&self) -> bool {
+        self.kind == PartKind::Below
+    }
+
+    /// The part's text compared with `other`.
+    fn text_cmp(&self, other: &str) -> std::cmp::Ordering {
+        let name = self.name.as_bytes();
+        let other = other.as_bytes();
+        let common = name.len().min(other.len());
+        match name[..common].cmp(&other[..common]) {
+            std::cmp::Ordering::Equal => {}
+            unequal => return unequal,
+        }
+        if name.len() > common {
+            return std::cmp::Ordering::Greater;
+        }
+        // The name is a prefix of `other`: what follows it decides.
+        match (self.slash(), other.get(common)) {
+            (false, None) => std::cmp::Ordering::Equal,
+            (false, Some(_)) => std::cmp::Ordering::Less,
+            (true, None) => std::cmp::Ordering::Greater,
+            (true, Some(&c)) => b'/'.cmp(&c).then(if other.len() > common + 1 {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Equal
+            }),
+        }
+    }
+
+    /// True if the part's text starts with `prefix`.
+    fn starts_with(&self, prefix: &str) -> bool {
+        match prefix.strip_prefix(self.name) {
+            Some(rest) => rest.is_empty() || (self.slash() && rest == "/"),
+            None => self.name.starts_with(prefix),
+        }
+    }
+
+    /// True if `text` starts with the part's text.
+    fn is_prefix_of(&self, text: &str) -> bool {
+        text.strip_prefix(self.name)
+            .is_some_and(|rest| !self.slash() || rest.starts_with('/'))
     }
 
     /// Sets `path` (holding the node's path in its first `path_len` bytes) to the part's
-    /// filter, or for `Below` the prefix of its filters (ending with '/').
+    /// filter, or for `Below` the path of its child.
     fn filter_into(&self, path: &mut String, path_len: usize, root: bool) {
         path.truncate(path_len);
         if !root {
             path.push('/');
         }
         path.push_str(self.name);
-        if self.kind == PartKind::Below {
-            path.push('/');
-        }
     }
 }
 
@@ -434,69 +564,11 @@ impl<S, V> PartialOrd for Part<'_, S, V> {
 
 impl<S, V> Ord for Part<'_, S, V> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.text().cmp(other.text())
-    }
-}
-
-impl<K: Copy> Wanted<'_, K>
-where
-    K: Ord,
-{
-    /// True if a part whose filter (or, for `Below`, prefix) is `text` may hold wanted rows.
-    fn keeps(&self, text: &str, below: bool) -> bool {
-        if below {
-            // Filters starting with `text`: some start with the prefix, and some come at or
-            // after the cursor's filter unless they all come before it.
-            (text.starts_with(self.prefix) || self.prefix.starts_with(text))
-                && self
-                    .after
-                    .is_none_or(|(af, _)| text >= af || af.starts_with(text))
-        } else {
-            text.starts_with(self.prefix) && self.after.is_none_or(|(af, _)| text >= af)
-        }
-    }
-
-    /// The wanted parts of `node`, whose path is `path[..path_len]`, in a heap.
-    fn parts<'a, S: Clone + Eq + Hash, V: Clone>(
-        &self,
-        node: &'a Node<S, V>,
-        path: &mut String,
-        path_len: usize,
-        root: bool,
-    ) -> BinaryHeap<Reverse<Part<'a, S, V>>> {
-        let mut parts = Vec::new();
-        let mut consider = |part: Part<'a, S, V>| {
-            part.filter_into(path, path_len, root);
-            if self.keeps(path, part.kind == PartKind::Below) {
-                parts.push(Reverse(part));
-            }
-        };
-        if !node.hash.is_empty() {
-            consider(Part {
-                name: "#",
-                kind: PartKind::Hash,
-                node,
-            });
-        }
-        let children = node.children.iter().map(|(name, child)| (&**name, child));
-        for (name, child) in children.chain(node.plus.as_deref().map(|plus| ("+", plus))) {
-            if !child.exact.is_empty() {
-                consider(Part {
-                    name,
-                    kind: PartKind::Exact,
-                    node: child,
-                });
-            }
-            if !child.is_leaf() || !child.hash.is_empty() {
-                consider(Part {
-                    name,
-                    kind: PartKind::Below,
-                    node: child,
-                });
-            }
-        }
-        path.truncate(path_len);
-        BinaryHeap::from(parts)
+        let slash = other.slash().then_some(b'/');
+        self.name
+            .bytes()
+            .chain(self.slash().then_some(b'/'))
+            .cmp(other.name.bytes().chain(slash))
     }
 }
 

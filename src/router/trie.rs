@@ -319,17 +319,11 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
                 PartKind::Child => {
                     // A child is looked at only when its turn comes: its filter, then below it.
                     let child = part.node;
-                    let exact = Part {
-                        kind: PartKind::Exact,
-                        ..part
-                    };
+                    let exact = part.as_kind(PartKind::Exact);
                     if !child.exact.is_empty() && frame.keeps(&exact) {
                         frame.pending.push(Reverse(exact));
                     }
-                    let below = Part {
-                        kind: PartKind::Below,
-                        ..part
-                    };
+                    let below = part.as_kind(PartKind::Below);
                     if (!child.is_leaf() || !child.hash.is_empty()) && frame.keeps(&below) {
                         frame.pending.push(Reverse(below));
                     }
@@ -409,21 +403,13 @@ impl<'a, 'w, S: Clone + Eq + Hash, V: Clone, K: Copy> Frame<'a, 'w, S, V, K> {
             after,
         };
         let mut parts = Vec::new();
-        let hash = Part {
-            name: "#",
-            kind: PartKind::Hash,
-            node,
-        };
+        let hash = Part::new("#", PartKind::Hash, node);
         if !node.hash.is_empty() && frame.keeps(&hash) {
             parts.push(Reverse(hash));
         }
         let children = node.children.iter().map(|(name, child)| (&**name, child));
         for (name, child) in children.chain(node.plus.as_deref().map(|plus| ("+", plus))) {
-            let part = Part {
-                name,
-                kind: PartKind::Child,
-                node: child,
-            };
+            let part = Part::new(name, PartKind::Child, child);
             if frame.keeps(&part) {
                 parts.push(Reverse(part));
             }
@@ -436,9 +422,9 @@ impl<'a, 'w, S: Clone + Eq + Hash, V: Clone, K: Copy> Frame<'a, 'w, S, V, K> {
     fn keeps(&self, part: &Part<'_, S, V>) -> bool {
         // A child stands for its filter and the filters below it: kept if either may be.
         let below = matches!(part.kind, PartKind::Below | PartKind::Child);
-        let as_below = Part {
-            kind: if below { PartKind::Below } else { part.kind },
-            ..*part
+        let as_below = match below {
+            true => part.as_kind(PartKind::Below),
+            false => *part,
         };
         let prefix_ok =
             as_below.starts_with(self.prefix) || (below && as_below.is_prefix_of(self.prefix));
@@ -483,6 +469,10 @@ struct Part<'a, S, V> {
     kind: PartKind,
     /// The node holding the subscribers (the parent for `Hash`, the child otherwise).
     node: &'a Node<S, V>,
+    /// The text's first 8 bytes, big-endian, zero-padded (no level holds U+0000): parts are
+    /// mostly ordered by this alone, without reading their names again (a level of 100,000
+    /// children is read once, not once per comparison).
+    head: u64,
 }
 
 impl<S, V> Clone for Part<'_, S, V> {
@@ -493,9 +483,37 @@ impl<S, V> Clone for Part<'_, S, V> {
 
 impl<S, V> Copy for Part<'_, S, V> {}
 
-impl<S, V> Part<'_, S, V> {
+impl<'a, S, V> Part<'a, S, V> {
+    fn new(name: &'a str, kind: PartKind, node: &'a Node<S, V>) -> Self {
+        let mut part = Part {
+            name,
+            kind,
+            node,
+            head: 0,
+        };
+        let mut head = [0u8; 8];
+        for (i, byte) in head.iter_mut().enumerate() {
+            *byte = part.byte_at(i).unwrap_or(0);
+        }
+        part.head = u64::from_be_bytes(head);
+        part
+    }
+
+    /// The same child as another kind of part.
+    fn as_kind(&self, kind: PartKind) -> Self {
+        Part::new(self.name, kind, self.node)
+    }
+
     fn slash(&self) -> bool {
         self.kind == PartKind::Below
+    }
+
+    /// The byte of the part's text at `at`, at most one past its name.
+    fn byte_at(&self, at: usize) -> Option<u8> {
+        match self.name.as_bytes().get(at) {
+            Some(&b) => Some(b),
+            None => (self.slash() && at == self.name.len()).then_some(b'/'),
+        }
     }
 
     /// The part's text compared with `other`.
@@ -563,12 +581,16 @@ impl<S, V> PartialOrd for Part<'_, S, V> {
 }
 
 impl<S, V> Ord for Part<'_, S, V> {
+    /// The texts compared: the names with `memcmp`, then the byte after the shorter one's
+    /// name (its '/', or nothing: levels hold no '/', so that byte decides).
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let slash = other.slash().then_some(b'/');
-        self.name
-            .bytes()
-            .chain(self.slash().then_some(b'/'))
-            .cmp(other.name.bytes().chain(slash))
+        self.head.cmp(&other.head).then_with(|| {
+            let (a, b) = (self.name.as_bytes(), other.name.as_bytes());
+            let common = a.len().min(b.len());
+            a[..common]
+                .cmp(&b[..common])
+                .then_with(|| self.byte_at(common).cmp(&other.byte_at(common)))
+        })
     }
 }
 
@@ -945,9 +967,21 @@ mod tests {
     }
 
     /// Filters whose levels sort around '/' and '#' ("a-" and "!" before them, "a0" after), so
-    /// that string order interleaves siblings with each other's subtrees.
+    /// that string order interleaves siblings with each other's subtrees; some levels reach
+    /// past the 8 bytes parts are first ordered by.
     fn ordered_filter() -> impl Strategy<Value = String> {
-        filter_of(&["", "a", "a-", "a0", "!", "+", "$SYS"])
+        filter_of(&[
+            "",
+            "a",
+            "a-",
+            "a0",
+            "!",
+            "+",
+            "$SYS",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefgh-",
+        ])
     }
 
     /// `walk_ordered` from `after` with `prefix`, at most `limit` rows.
@@ -1040,7 +1074,7 @@ mod tests {
                 paged.extend(page);
             }
             prop_assert_eq!(&paged, &all);
-            for prefix in ["a", "a/", "a-", "+/", "!", "$", "#", "zz"] {
+            for prefix in ["a", "a/", "a-", "+/", "!", "$", "#", "zz", "abcdefgh", "abcdefgh/"] {
                 let want: Vec<(String, u8)> =
                     all.iter().filter(|(f, _)| f.starts_with(prefix)).cloned().collect();
                 prop_assert_eq!(ordered_page(&trie, prefix, None, usize::MAX), want, "{}", prefix);

@@ -5,6 +5,9 @@
 //! the subscribers whose filter ends exactly at this node. Wildcard lookups therefore never hash.
 //! Matching follows [`super::filter_matches`] (MQTT 4.7); shared subscriptions
 //! (`$share/...`) are not special here — the caller strips the prefix.
+//! Besides matching, the trie lists its subscriptions in filter order from a cursor
+//! ([`SubscriptionTrie::walk_ordered`], the admin API's pages), entering only the nodes a page
+//! needs.
 //!
 //! Depth: every walk (matching, removal with pruning, counting, drop) is a loop over an explicit
 //! stack ([`super::walk`]), so a filter or topic of any depth is safe here; the broker's limit

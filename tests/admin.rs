@@ -284,6 +284,16 @@ async fn config_is_redacted_reload_answers_and_the_openapi_document_matches_the_
     broker.shutdown().await;
 }
 
+/// `text` percent-encoded for a query string.
+fn escaped(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn subscriptions_are_paged_in_filter_order() {
     let (broker, tcp, admin) = start_admin().await;
@@ -335,14 +345,7 @@ async fn subscriptions_are_paged_in_filter_order() {
         seen.extend(got);
         match page["next"].as_str() {
             Some(next) => {
-                let cursor: String = next
-                    .bytes()
-                    .map(|b| match b {
-                        b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' => (b as char).to_string(),
-                        _ => format!("%{b:02X}"),
-                    })
-                    .collect();
-                path = format!("/api/v1/subscriptions?limit=2&after={cursor}");
+                path = format!("/api/v1/subscriptions?limit=2&after={}", escaped(next));
             }
             None => break,
         }
@@ -358,6 +361,22 @@ async fn subscriptions_are_paged_in_filter_order() {
     )
     .await;
     assert_eq!(rows(&one), [("s/1".to_owned(), "b".to_owned())]);
+    // One client's, a page at a time (from its index): a's three rows in order.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/subscriptions?client_id=a&limit=2".to_owned();
+    while seen.len() < 4 {
+        let page = api(admin, "GET", &path, t, 200).await;
+        seen.extend(rows(&page));
+        let Some(next) = page["next"].as_str() else {
+            break;
+        };
+        path = format!(
+            "/api/v1/subscriptions?client_id=a&limit=2&after={}",
+            escaped(next)
+        );
+    }
+    let a_rows: Vec<(String, String)> = expected.iter().filter(|r| r.1 == "a").cloned().collect();
+    assert_eq!(seen, a_rows);
     for bad in ["limit=0", "limit=10001", "limit=x", "after=nonsense"] {
         api(
             admin,

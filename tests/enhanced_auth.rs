@@ -2,7 +2,9 @@
 //! entries, and SCRAM-SHA-256 (and -512) against the SCRAM file in PostgreSQL's verifier format.
 //! The client is written here over a raw socket with the project's codec (rumqttc cannot read
 //! AUTH packets) and computes its proof with RustCrypto's `pbkdf2`, `hmac` and `sha2`,
-//! independently of the server's code; it also checks the server's signature.
+//! independently of the server's code; it also checks the server's signature. It prepares its
+//! password with SASLprep (the `stringprep` crate) as RFC 5802 asks, and sends usernames as given
+//! (so that the server's preparation of them is tested).
 
 mod common;
 
@@ -57,7 +59,9 @@ impl Sha {
         }
     }
 
+    /// Hi(Normalize(password), salt, i).
     fn salted(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+        let password = stringprep::saslprep(password).unwrap();
         let password = password.as_bytes();
         match self {
             Sha::S256 => {
@@ -84,7 +88,7 @@ async fn scram_connect(
 ) -> (Raw, ConnAck, bool) {
     let client_nonce = "fyko+d2lbbFgONRv9qkxdawL";
     let bare = format!("n={user},r={client_nonce}");
-    let client_id = format!("scram-{user}-{method}");
+    let client_id = format!("scram-{}-{method}", user.escape_debug());
     let mut connect = common::connect_packet(V5, &client_id, true);
     if let Packet::Connect(c) = &mut connect {
         c.properties.authentication_method = Some(method.into());
@@ -290,6 +294,18 @@ async fn scram_sha_256_against_the_scram_file() {
     // `warren passwd` writes alice's two lines; bob's is PostgreSQL's computation.
     passwd(&["-c", "--scram-sha-256", "-b", path, "alice", "pencil"]);
     passwd(&["--scram-sha-512", "-b", path, "alice", "pencil512"]);
+    // dave's password, decomposed and with a soft hyphen; he logs in with its composed form.
+    for method in ["--scram-sha-256", "--scram-sha-512"] {
+        passwd(&[method, "-b", path, "dave", "pe\u{301}ncil\u{AD}"]);
+    }
+    let refused = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        warren::auth::passwd_cmd::run(&args).unwrap_err()
+    };
+    let err = refused(&["--scram-sha-256", "-b", path, "eve", "bell\u{7}"]);
+    assert!(err.contains("SASLprep (RFC 4013) refuses it"), "{err}");
+    let err = refused(&["--scram-sha-256", "-b", path, "da\u{AD}ve", "x"]);
+    assert!(err.contains("SCRAM clients send \"dave\""), "{err}");
     let bob = postgres_line("bob", "hunter2", b"0123456789abcdef", 4096);
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, format!("{text}{bob}carol:{POSTGRES_VERIFIER}\n")).unwrap();
@@ -312,6 +328,13 @@ async fn scram_sha_256_against_the_scram_file() {
         ("SCRAM-SHA-256", "alice", "pencil512", false),
         ("SCRAM-SHA-512", "bob", "hunter2", false),
         ("SCRAM-SHA-256", "mallory", "pencil", false),
+        // SASLprep-equal passwords; the username is prepared by the server.
+        ("SCRAM-SHA-256", "dave", "p\u{E9}ncil", true),
+        ("SCRAM-SHA-512", "dave", "p\u{E9}ncil", true),
+        ("SCRAM-SHA-256", "da\u{AD}ve", "pe\u{301}ncil", true),
+        ("SCRAM-SHA-256", "dave", "pencil", false),
+        // A username SASLprep refuses: failed authentication.
+        ("SCRAM-SHA-256", "dave\u{7}", "p\u{E9}ncil", false),
     ] {
         let (_, ack, verified) = scram_connect(addr, method, user, password).await;
         let code = if ok {

@@ -76,7 +76,8 @@ struct ScramExchange {
 impl AuthExchange for ScramExchange {
     fn step(&mut self, auth: &Auth, data: &[u8]) -> Result<Step, Failure> {
         let bad = |e: ScramError| match e {
-            ScramError::BadProof => Failure::Denied,
+            // A username SASLprep refuses belongs to no user: failed authentication.
+            ScramError::BadProof | ScramError::BadUsername(_) => Failure::Denied,
             ScramError::Malformed(_) => Failure::BadExchange(e.to_string()),
         };
         match self.state.take() {

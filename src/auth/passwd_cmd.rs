@@ -10,6 +10,11 @@
 //! With `--scram-sha-256` (or `--scram-sha-512`) FILE is a SCRAM file (`[auth] scram_file`): the
 //! user's line of that mechanism is set (PostgreSQL's verifier format, 4096 iterations, a 16-byte
 //! random salt, as PostgreSQL makes them) or deleted, other lines kept.
+//! SCRAM keys are derived from the password's SASLprep (RFC 4013) form, as RFC 5802 asks: a
+//! password SASLprep refuses, or a username that is not its own SASLprep form (SCRAM clients
+//! send the prepared name), is refused. For a `$7$` line, which Mosquitto checks against the
+//! password as typed, a password that SASLprep changes is written as it is, with a note that
+//! SCRAM-SHA-512 clients will not match it.
 //! `-c` creates the file (replacing one that exists). The file is written whole to a temporary
 //! file beside it and renamed over it; a new file gets mode 0600.
 
@@ -18,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::HashAlgorithm;
 use super::passwd::{edit_kind, hash_password, valid_username, PasswordFile};
-use super::scram::{Credential, Hash};
+use super::scram::{self, Credential, Hash};
 use super::scram_file::ScramFile;
 
 /// Iterations of a new SCRAM verifier: PostgreSQL's default (`scram_iterations`).
@@ -95,6 +100,9 @@ pub fn run(args: &[String]) -> Result<String, String> {
     let path = PathBuf::from(&args.positional[0]);
     let user = &args.positional[1];
     valid_username(user)?;
+    if args.scram.is_some() {
+        scram_username(user)?;
+    }
     let existing = if args.create {
         String::new()
     } else {
@@ -116,6 +124,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
         };
         checked.map_err(|(line, reason)| format!("{}:{line}: {reason}", path.display()))?;
     }
+    let mut note = String::new();
     let hash = if args.delete {
         None
     } else {
@@ -126,8 +135,11 @@ pub fn run(args: &[String]) -> Result<String, String> {
         } else {
             prompt()?
         };
+        if args.scram.is_none() && args.hash == HashAlgorithm::Pbkdf2 {
+            note = sasl_note(&password);
+        }
         Some(match args.scram {
-            Some(hash) => scram_verifier(hash, password.as_bytes())?,
+            Some(hash) => scram_verifier(hash, &password)?,
             None => hash_password(password.as_bytes(), args.hash)?,
         })
     };
@@ -138,15 +150,43 @@ pub fn run(args: &[String]) -> Result<String, String> {
     write_atomically(&path, &text)?;
     Ok(match hash {
         None => format!("deleted {user} from {}", path.display()),
-        Some(_) => format!("set the password of {user} in {}", path.display()),
+        Some(_) => format!("set the password of {user} in {}{note}", path.display()),
     })
 }
 
-/// A new SCRAM verifier of `password`, as PostgreSQL writes it.
-fn scram_verifier(hash: Hash, password: &[u8]) -> Result<String, String> {
+/// Refuses a SCRAM-file username that SCRAM clients cannot send as it is (RFC 5802 has them
+/// send, and the server look up, its SASLprep form).
+fn scram_username(user: &str) -> Result<(), String> {
+    match scram::saslprep(user) {
+        Err(e) => Err(format!("username {user:?} cannot be used with SCRAM: {e}")),
+        Ok(prepared) if prepared != user => Err(format!(
+            "username {user:?} is not its own SASLprep (RFC 4013) form: SCRAM clients send \
+             {prepared:?}, use that"
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The note for a `$7$` line whose password SASLprep changes or refuses: SCRAM-SHA-512 over it
+/// will not match a client that prepares the password (as RFC 5802 asks).
+fn sasl_note(password: &str) -> String {
+    match scram::saslprep(password) {
+        Ok(prepared) if prepared == password => String::new(),
+        Ok(_) => "\nnote: SASLprep (RFC 4013) changes this password: a password in CONNECT \
+                  works, SCRAM-SHA-512 against this line will not (use a SCRAM file line)"
+            .to_owned(),
+        Err(e) => format!(
+            "\nnote: a password in CONNECT works, SCRAM-SHA-512 against this line will not: {e}"
+        ),
+    }
+}
+
+/// A new SCRAM verifier of `password` (of its SASLprep form), as PostgreSQL writes it.
+fn scram_verifier(hash: Hash, password: &str) -> Result<String, String> {
     let mut salt = vec![0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| format!("no randomness for the salt: {e}"))?;
-    let credential = Credential::from_password(hash, password, salt, SCRAM_ITERATIONS);
+    let credential = Credential::from_password(hash, password, salt, SCRAM_ITERATIONS)
+        .map_err(|e| format!("the password cannot be used with SCRAM: {e}"))?;
     Ok(ScramFile::verifier(&credential))
 }
 
@@ -202,4 +242,23 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
         let _ = std::fs::remove_file(&tmp);
         format!("{}: cannot write: {e}", path.display())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saslprep_checks_of_scram_names_and_mosquitto_passwords() {
+        assert_eq!(scram_username("alice"), Ok(()));
+        let err = scram_username("I\u{AD}X").unwrap_err();
+        assert!(err.contains("SCRAM clients send \"IX\""), "{err}");
+        assert!(scram_username("a\u{7}").is_err());
+        assert_eq!(sasl_note("pencil"), "");
+        assert_eq!(sasl_note("p\u{E9}ncil"), "");
+        assert!(sasl_note("\u{2168}").contains("changes this password"));
+        assert!(sasl_note("bell\u{7}").contains("refuses it"));
+        let err = scram_verifier(Hash::Sha256, "bell\u{7}").unwrap_err();
+        assert!(err.contains("cannot be used with SCRAM"), "{err}");
+    }
 }

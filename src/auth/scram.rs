@@ -12,11 +12,19 @@
 //! - the SCRAM file, lines in PostgreSQL's verifier format ([`super::scram_file`]), the only
 //!   source of SCRAM-SHA-256 (a `$7$` entry cannot give a PBKDF2-HMAC-SHA256 output).
 //!
-//! Passwords are used as the client hashed them, without SASLprep: the same for ASCII passwords.
+//! As RFC 5802 asks, a password is prepared with SASLprep (RFC 4013, as a stored string: code
+//! points unassigned in Unicode 3.2 are refused) before Hi() wherever Warren derives keys from one
+//! ([`Credential::from_password`]); the username of client-first is prepared the same way before
+//! it is looked up (RFC 5802 lets a server refuse what it cannot prepare: these stricter
+//! stored-string rules refuse a few names its query rules would allow). ASCII text without
+//! control characters is its own SASLprep form. A `$7$` entry holds Hi() of the password as it
+//! was typed: it matches SCRAM clients only when that password is its own SASLprep form.
 //!
 //! An unknown user gets a made-up salt derived from its name, so the exchange runs to the proof
 //! check and fails there like a wrong password: the first message does not tell which users
 //! exist. Only `n,,` (no channel binding) is accepted.
+
+use std::borrow::Cow;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -119,15 +127,17 @@ impl Credential {
         }
     }
 
-    /// The keys of `password`, as PostgreSQL (and `warren passwd --scram-sha-256`) derive them.
+    /// The keys of `password`, as PostgreSQL (and `warren passwd --scram-sha-256`) derive them:
+    /// Hi() of its SASLprep form. A password SASLprep refuses has no keys.
     pub fn from_password(
         hash: Hash,
-        password: &[u8],
+        password: &str,
         salt: Vec<u8>,
         iterations: u32,
-    ) -> Credential {
-        let salted = hash.salted_password(password, &salt, iterations);
-        Credential::from_salted(hash, salt, iterations, &salted)
+    ) -> Result<Credential, PrepError> {
+        let password = saslprep(password)?;
+        let salted = hash.salted_password(password.as_bytes(), &salt, iterations);
+        Ok(Credential::from_salted(hash, salt, iterations, &salted))
     }
 }
 
@@ -140,6 +150,24 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// Why SASLprep refused a string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("SASLprep (RFC 4013) refuses it: {0}")]
+pub struct PrepError(String);
+
+/// RFC 5802's Normalize(): the SASLprep (RFC 4013) form of `text`, as a stored string (code
+/// points unassigned in Unicode 3.2 are refused). An empty result is refused too, as RFC 5802
+/// asks of usernames and passwords alike. ASCII text without control characters comes back
+/// borrowed, unchanged.
+pub fn saslprep(text: &str) -> Result<Cow<'_, str>, PrepError> {
+    match stringprep::saslprep(text) {
+        // The crate's message quotes the character as it is: escape control characters.
+        Err(e) => Err(PrepError(e.to_string().escape_debug().to_string())),
+        Ok(prepared) if prepared.is_empty() => Err(PrepError("empty string".to_owned())),
+        Ok(prepared) => Ok(prepared),
+    }
+}
+
 /// Why an exchange failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScramError {
@@ -149,6 +177,9 @@ pub enum ScramError {
     /// The proof does not match: wrong password, or unknown user.
     #[error("SCRAM proof does not match")]
     BadProof,
+    /// The username cannot be prepared with SASLprep: no user has it.
+    #[error("SCRAM username: {0}")]
+    BadUsername(PrepError),
 }
 
 /// The server between its first message and the client's final one.
@@ -224,6 +255,9 @@ impl Exchange {
             .filter(|n| !n.is_empty())
             .ok_or(ScramError::Malformed("no client nonce"))?;
         let username = sasl_name(username)?;
+        let username = saslprep(&username)
+            .map_err(ScramError::BadUsername)?
+            .into_owned();
         let (credential, known) = match lookup(&username).filter(|c| c.hash == hash) {
             Some(credential) => (credential, true),
             None => (decoy(hash, &username, secret), false),
@@ -244,7 +278,7 @@ impl Exchange {
         Ok((exchange, server_first))
     }
 
-    /// The username the client claims.
+    /// The username the client claims, in its SASLprep form.
     pub fn username(&self) -> &str {
         &self.username
     }
@@ -338,8 +372,9 @@ mod tests {
             let bare = "n=al=2Cice,r=cnonce";
             let first = format!("n,,{bare}");
             let lookup = |u: &str| {
-                (u == "al,ice")
-                    .then(|| Credential::from_password(hash, b"pw", b"saltsaltsalt".to_vec(), 101))
+                (u == "al,ice").then(|| {
+                    Credential::from_password(hash, "pw", b"saltsaltsalt".to_vec(), 101).unwrap()
+                })
             };
             let (ex, server_first) =
                 Exchange::start(hash, first.as_bytes(), lookup, b"k", "snonce").unwrap();
@@ -367,18 +402,72 @@ mod tests {
             }
         }
         // A credential of the other hash is as good as none.
-        let other = Credential::from_password(Hash::Sha512, b"pw", b"s".to_vec(), 101);
+        let other = Credential::from_password(Hash::Sha512, "pw", b"s".to_vec(), 101).unwrap();
         let (ex, server_first) =
             Exchange::start(Hash::Sha256, b"n,,n=a,r=x", |_| Some(other), b"k", "y").unwrap();
         let attempt = client_final(Hash::Sha256, &server_first, "n=a,r=x", b"pw");
         assert_eq!(ex.finish(attempt.as_bytes()), Err(ScramError::BadProof));
     }
 
+    /// RFC 4013's examples (section 3), and what RFC 5802 adds: an empty result is refused.
+    #[test]
+    fn saslprep_rfc_4013_examples() {
+        for (input, prepared) in [
+            ("I\u{00AD}X", "IX"),
+            ("user", "user"),
+            ("USER", "USER"),
+            ("\u{00AA}", "a"),
+            ("\u{2168}", "IX"),
+            // Non-ASCII space to space; decomposed and composed forms alike.
+            ("a\u{00A0}b", "a b"),
+            ("pe\u{0301}ncil", "p\u{00E9}ncil"),
+        ] {
+            assert_eq!(saslprep(input).unwrap(), prepared, "{input:?}");
+        }
+        assert!(matches!(saslprep("pencil"), Ok(Cow::Borrowed("pencil"))));
+        // Prohibited output (U+0007), bidi (RandALCat then a digit at the end), empty.
+        for refused in ["\u{0007}", "\u{0627}\u{0031}", "\u{00AD}", ""] {
+            let err = saslprep(refused).unwrap_err().to_string();
+            assert!(err.starts_with("SASLprep (RFC 4013) refuses it"), "{err}");
+        }
+        assert!(saslprep("\u{0007}")
+            .unwrap_err()
+            .to_string()
+            .contains("`\\u{7}`"));
+        assert!(Credential::from_password(Hash::Sha256, "a\u{0007}", b"s".to_vec(), 1).is_err());
+    }
+
+    /// Keys and the exchange use the prepared forms: a password stored as "I\u{00AD}X" is
+    /// proved with "IX" (what a client's SASLprep of "\u{2168}" sends), and the username of
+    /// client-first is looked up prepared.
+    #[test]
+    fn non_ascii_passwords_and_usernames_are_prepared() {
+        for hash in Hash::ALL {
+            let stored =
+                Credential::from_password(hash, "I\u{00AD}X", b"salt".to_vec(), 11).unwrap();
+            let lookup = |u: &str| (u == "IX").then(|| stored.clone());
+            let bare = "n=I\u{00AD}X,r=c";
+            let first = format!("n,,{bare}");
+            let (ex, server_first) =
+                Exchange::start(hash, first.as_bytes(), lookup, b"k", "s").unwrap();
+            assert_eq!(ex.username(), "IX");
+            let prepared = saslprep("\u{2168}").unwrap();
+            let good = client_final(hash, &server_first, bare, prepared.as_bytes());
+            assert!(ex.finish(good.as_bytes()).is_ok());
+            // Unprepared bytes are another password.
+            let raw = client_final(hash, &server_first, bare, "I\u{00AD}X".as_bytes());
+            assert_eq!(ex.finish(raw.as_bytes()), Err(ScramError::BadProof));
+            let err = Exchange::start(hash, "n,,n=a\u{0007},r=c".as_bytes(), lookup, b"k", "s")
+                .unwrap_err();
+            assert!(matches!(err, ScramError::BadUsername(_)), "{err:?}");
+        }
+    }
+
     /// RFC 7677's example exchange (SCRAM-SHA-256, user "user", password "pencil").
     #[test]
     fn rfc_7677_example() {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
-        let credential = Credential::from_password(Hash::Sha256, b"pencil", salt, 4096);
+        let credential = Credential::from_password(Hash::Sha256, "pencil", salt, 4096).unwrap();
         let (ex, server_first) = Exchange::start(
             Hash::Sha256,
             b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO",

@@ -174,7 +174,8 @@ mod tests {
     #[test]
     fn parses_postgres_verifiers_and_refuses_bad_lines() {
         let line = postgres_line("alice", b"pencil", b"0123456789abcdef", 4096);
-        let sha512 = Credential::from_password(Hash::Sha512, b"pencil", b"salt".to_vec(), 101);
+        let sha512 =
+            Credential::from_password(Hash::Sha512, "pencil", b"salt".to_vec(), 101).unwrap();
         let text = format!(
             "# comment\n\n{line}\nalice:{}\n",
             ScramFile::verifier(&sha512)
@@ -186,7 +187,8 @@ mod tests {
         assert_eq!(got.salt, b"0123456789abcdef");
         // The server's own derivation gives the same keys as PostgreSQL's.
         let ours =
-            Credential::from_password(Hash::Sha256, b"pencil", b"0123456789abcdef".to_vec(), 4096);
+            Credential::from_password(Hash::Sha256, "pencil", b"0123456789abcdef".to_vec(), 4096)
+                .unwrap();
         assert_eq!(got, ours);
         assert_eq!(format!("alice:{}", ScramFile::verifier(&ours)), line);
         assert_eq!(file.credential(Hash::Sha512, "alice"), Some(sha512));
@@ -200,7 +202,7 @@ mod tests {
             .unwrap()
             .credential(Hash::Sha256, "carol");
         let salt = B64.decode("OVgVV1biyO58QLY0mp7l+Q==").unwrap();
-        let ours = Credential::from_password(Hash::Sha256, b"pencil", salt, 4096);
+        let ours = Credential::from_password(Hash::Sha256, "pencil", salt, 4096).unwrap();
         assert_eq!(got, Some(ours));
 
         let key32 = B64.encode([7u8; 32]);

@@ -11,6 +11,7 @@
 //! millisecond at 20,000 sessions).
 
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -284,13 +285,25 @@ impl Core {
             None => None,
         };
         let limit = limit.max(1);
-        let mut rows = self.router.subscriptions_page(
-            |filter, mailbox| {
-                filter.starts_with(prefix) && wanted_mailbox.is_none_or(|m| m == mailbox)
-            },
-            after.map(|c| (&*c.filter, c.mailbox)),
-            limit.saturating_add(1),
-        );
+        let mut rows = match wanted_mailbox {
+            // One session's, from its index in the router: the filters after the cursor's
+            // (a cursor of another session's row compares as (filter, mailbox) does).
+            Some(mailbox) => {
+                let start = match after {
+                    None => Bound::Unbounded,
+                    // This session's row of the cursor's filter comes after the cursor.
+                    Some(c) if c.mailbox < mailbox => Bound::Included(c.filter.as_str()),
+                    Some(c) => Bound::Excluded(c.filter.as_str()),
+                };
+                self.router
+                    .subscriptions_of(mailbox, prefix, start, limit.saturating_add(1))
+            }
+            None => self.router.subscriptions_page(
+                prefix,
+                after.map(|c| (&*c.filter, c.mailbox)),
+                limit.saturating_add(1),
+            ),
+        };
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next = rows.last().filter(|_| more).map(|last| SubscriptionCursor {

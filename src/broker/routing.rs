@@ -9,7 +9,8 @@
 //! before the publisher is (a full queue, an in-process owner) takes a ticket from the caller's
 //! [`TicketSource`]: the acknowledgement gate.
 
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
+use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -17,6 +18,7 @@ use parking_lot::RwLock;
 use crate::broker::clients::SubscriptionRow;
 use crate::gate::TicketSource;
 use crate::metrics::stats::{DropReason, Stats};
+use crate::protocol::topic::SHARE_PREFIX;
 use crate::protocol::QoS;
 use crate::router::shared::Picked;
 use crate::router::{
@@ -45,6 +47,14 @@ thread_local! {
 struct Subscriptions {
     plain: SubscriptionTrie<Subscriber, SubEntry>,
     shared: SharedSubscriptions<Subscriber, SubEntry>,
+    /// Every subscription by (session's mailbox id, filter), ordinary and shared under their
+    /// full filter: one session's are one run of this B-tree, in filter order, which the admin
+    /// API's listing of one client reads instead of walking the trie. One tree for all sessions,
+    /// not one per session: a session with one subscription pays for its row, not for a node.
+    /// Kept with the trie by [`Subscriptions::subscribe`] and [`Subscriptions::unsubscribe`],
+    /// the only ways in and out. (A session's own copy lives in its connection task or the
+    /// store, out of reach of the admin API.)
+    by_session: BTreeMap<(u64, Box<str>), SubEntry>,
 }
 
 /// Subscriptions and retained messages of the whole broker.
@@ -306,42 +316,77 @@ impl Router {
         self.retained.read().matching(filter, out);
     }
 
-    /// The first `limit` subscriptions in (filter, subscriber's mailbox id) order, after the
-    /// key `after`, that `wants` keeps (given the filter and the mailbox id). One pass over
-    /// every subscription under the trie's read lock (publishers share it; only subscribers
-    /// wait) that keeps the `limit` smallest keys in a heap: only the rows that enter it are
-    /// copied out.
+    /// The first `limit` subscriptions whose filter starts with `prefix`, in (filter,
+    /// subscriber's mailbox id) order after the key `after`, under the trie's read lock
+    /// (publishers share it; only subscribers wait). Ordinary subscriptions come from an
+    /// ordered walk of the trie that stops at the `limit`th row
+    /// ([`SubscriptionTrie::walk_ordered`]); shared ones from a pass over the shared
+    /// subscriptions (one per (group, filter), not per member), sorted, whose members are
+    /// copied out until `limit` rows. The two runs are merged.
     pub fn subscriptions_page(
         &self,
-        wants: impl Fn(&str, u64) -> bool,
+        prefix: &str,
         after: Option<(&str, u64)>,
         limit: usize,
     ) -> Vec<SubscriptionRow> {
-        let mut page = PageHeap::new(limit, after);
+        let mut rows = Vec::new();
+        if limit == 0 {
+            return rows;
+        }
+        let row = |filter: &str, mailbox: u64, entry: &SubEntry| SubscriptionRow {
+            filter: filter.into(),
+            mailbox,
+            entry: *entry,
+        };
         let subscriptions = self.trie.read();
-        subscriptions.plain.for_each(|filter, subscriber, entry| {
-            let mailbox = subscriber.0.id();
-            if page.wants(filter, mailbox) && wants(filter, mailbox) {
-                page.push(filter, mailbox, entry);
-            }
-        });
-        // Shared subscriptions under the filter their members subscribed with.
-        let mut full = String::new();
+        let id = |s: &Subscriber| s.0.id();
         subscriptions
-            .shared
-            .for_each(|group, filter, subscriber, entry| {
-                full.clear();
-                full.push_str("$share/");
-                full.push_str(group);
-                full.push('/');
-                full.push_str(filter);
-                let mailbox = subscriber.0.id();
-                if page.wants(&full, mailbox) && wants(&full, mailbox) {
-                    page.push(&full, mailbox, entry);
+            .plain
+            .walk_ordered(prefix, after, id, |filter, subscriber, entry| {
+                rows.push(row(filter, id(subscriber), entry));
+                match rows.len() < limit {
+                    true => ControlFlow::Continue(()),
+                    false => ControlFlow::Break(()),
                 }
             });
+        let shared_wanted = prefix.starts_with(SHARE_PREFIX) || SHARE_PREFIX.starts_with(prefix);
+        if subscriptions.shared.is_empty() || !shared_wanted {
+            return rows;
+        }
+        // Shared subscriptions under the filter their members subscribed with.
+        let mut groups = Vec::new();
+        subscriptions
+            .shared
+            .for_each_group(|group, filter, members| {
+                let full = format!("{SHARE_PREFIX}{group}/{filter}");
+                if full.starts_with(prefix) && after.is_none_or(|(af, _)| full.as_str() >= af) {
+                    groups.push((full, members));
+                }
+            });
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut shared = 0;
+        let mut members = Vec::new();
+        'groups: for (full, group) in &groups {
+            members.clear();
+            members.extend(
+                group
+                    .iter()
+                    .map(|(s, entry)| (id(s), entry))
+                    .filter(|(m, _)| after.is_none_or(|(af, am)| full.as_str() != af || *m > am)),
+            );
+            members.sort_unstable_by_key(|(m, _)| *m);
+            for (mailbox, entry) in &members {
+                rows.push(row(full, *mailbox, entry));
+                shared += 1;
+                if shared == limit {
+                    break 'groups;
+                }
+            }
+        }
         drop(subscriptions);
-        page.into_sorted()
+        rows.sort_unstable_by(|a, b| (&*a.filter, a.mailbox).cmp(&(&*b.filter, b.mailbox)));
+        rows.truncate(limit);
+        rows
     }
 
     /// The retained message of `topic`, if any.
@@ -368,6 +413,37 @@ impl Router {
         true
     }
 
+    /// The first `limit` subscriptions of the session with mailbox `mailbox` whose filter
+    /// starts with `prefix`, in filter order from `start`: from the session's index,
+    /// under the read lock, without walking the trie: a range of one B-tree, the rows
+    /// copied and no other.
+    pub fn subscriptions_of(
+        &self,
+        mailbox: u64,
+        prefix: &str,
+        start: Bound<&str>,
+        limit: usize,
+    ) -> Vec<SubscriptionRow> {
+        // The filters starting with `prefix` are one run, from `prefix` on.
+        let start = match start {
+            Bound::Included(s) | Bound::Excluded(s) if s >= prefix => start,
+            _ => Bound::Included(prefix),
+        };
+        let start = start.map(|s| (mailbox, Box::<str>::from(s)));
+        let subscriptions = self.trie.read();
+        subscriptions
+            .by_session
+            .range((start, Bound::Unbounded))
+            .take_while(|((m, filter), _)| *m == mailbox && filter.starts_with(prefix))
+            .take(limit)
+            .map(|((_, filter), entry)| SubscriptionRow {
+                filter: filter.clone(),
+                mailbox,
+                entry: *entry,
+            })
+            .collect()
+    }
+
     /// Number of subscriptions.
     pub fn subscription_count(&self) -> usize {
         let subscriptions = self.trie.read();
@@ -383,26 +459,34 @@ impl Router {
 impl Subscriptions {
     /// Adds or replaces a subscription, ordinary or shared; true if it is new.
     fn subscribe(&mut self, filter: &str, subscriber: Subscriber, entry: SubEntry) -> bool {
-        match parse_share(filter) {
+        let mailbox = subscriber.0.id();
+        let new = match parse_share(filter) {
             None => self.plain.subscribe(filter, subscriber, entry).is_none(),
-            Some(Ok((group, filter))) => {
+            Some(Ok((group, full))) => {
                 // Read under the write lock: whichever of this and the member's connection
                 // change comes last sees the latest state.
                 let connected = subscriber.0.is_available();
                 self.shared
-                    .subscribe(group, filter, subscriber, entry, connected)
+                    .subscribe(group, full, subscriber, entry, connected)
             }
-            Some(Err(_)) => false,
-        }
+            Some(Err(_)) => return false,
+        };
+        self.by_session.insert((mailbox, filter.into()), entry);
+        new
     }
 
     /// Removes a subscription, ordinary or shared; true if it existed.
     fn unsubscribe(&mut self, filter: &str, subscriber: &Subscriber) -> bool {
-        match parse_share(filter) {
+        let existed = match parse_share(filter) {
             None => self.plain.unsubscribe(filter, subscriber).is_some(),
             Some(Ok((group, filter))) => self.shared.unsubscribe(group, filter, subscriber),
             Some(Err(_)) => false,
+        };
+        if existed {
+            self.by_session
+                .remove(&(subscriber.0.id(), Box::<str>::from(filter)));
         }
+        existed
     }
 }
 
@@ -424,90 +508,87 @@ fn count_dropped(why: Dropped, qos: u8, stats: &Stats) {
     }
 }
 
-/// A row of a subscription page, ordered by (filter, mailbox id).
-struct ByKey(SubscriptionRow);
-
-impl ByKey {
-    fn key(&self) -> (&str, u64) {
-        (&self.0.filter, self.0.mailbox)
-    }
-}
-
-impl PartialEq for ByKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for ByKey {}
-
-impl PartialOrd for ByKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for ByKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(&other.key())
-    }
-}
-
-/// The `limit` smallest subscription keys after a cursor: a max-heap whose top is the row to
-/// drop when a smaller one comes.
-struct PageHeap<'a> {
-    limit: usize,
-    after: Option<(&'a str, u64)>,
-    heap: BinaryHeap<ByKey>,
-}
-
-impl<'a> PageHeap<'a> {
-    fn new(limit: usize, after: Option<(&'a str, u64)>) -> Self {
-        Self {
-            limit,
-            after,
-            heap: BinaryHeap::with_capacity(limit.min(1024)),
-        }
-    }
-
-    /// True if a row with this key would enter the page (checked before anything is copied).
-    fn wants(&self, filter: &str, mailbox: u64) -> bool {
-        let key = (filter, mailbox);
-        if self.limit == 0 || self.after.is_some_and(|after| key <= after) {
-            return false;
-        }
-        self.heap.len() < self.limit || self.heap.peek().is_some_and(|top| key < top.key())
-    }
-
-    fn push(&mut self, filter: &str, mailbox: u64, entry: &SubEntry) {
-        if self.heap.len() == self.limit {
-            self.heap.pop();
-        }
-        self.heap.push(ByKey(SubscriptionRow {
-            filter: filter.into(),
-            mailbox,
-            entry: *entry,
-        }));
-    }
-
-    fn into_sorted(self) -> Vec<SubscriptionRow> {
-        self.heap
-            .into_sorted_vec()
-            .into_iter()
-            .map(|r| r.0)
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::gate::TicketSource;
     use crate::protocol::{PublishProperties, QoS, SubscriptionOptions};
     use crate::router::ShareKey;
     use crate::session::mailbox::{MailboxLimits, MessageParts};
+
+    fn mailbox() -> Subscriber {
+        Subscriber(Mailbox::new(Arc::new(MailboxLimits {
+            max_messages: 10,
+            max_bytes: 10_000,
+            queue_qos0_offline: false,
+        })))
+    }
+
+    fn entry(id: u32) -> SubEntry {
+        SubEntry {
+            options: Default::default(),
+            id: Some(id),
+        }
+    }
+
+    fn keys(rows: &[SubscriptionRow]) -> Vec<(String, u64, Option<u32>)> {
+        rows.iter()
+            .map(|r| (r.filter.to_string(), r.mailbox, r.entry.id))
+            .collect()
+    }
+
+    /// One session's index gives the rows a walk of the whole trie gives for it, in the same
+    /// order, and follows replacements and removals.
+    #[test]
+    fn one_sessions_index_agrees_with_the_trie() {
+        let router = Router::default();
+        let (a, b) = (mailbox(), mailbox());
+        let filters = [
+            "s/2",
+            "$share/g/s/#",
+            "s/1",
+            "#",
+            "s-x",
+            "s/1/#",
+            "$SYS/#",
+            "+/+",
+        ];
+        for (n, filter) in filters.into_iter().enumerate() {
+            router.subscribe(filter, a.clone(), entry(n as u32));
+            router.subscribe(filter, b.clone(), entry(100));
+        }
+        // A replacement keeps one row, with the new options; a removal takes it out.
+        assert!(!router.subscribe("s/2", a.clone(), entry(42)));
+        assert!(router.unsubscribe("+/+", &a));
+        assert!(!router.unsubscribe("+/+", &a));
+        let id = a.0.id();
+        for prefix in ["", "s/", "$", "zz"] {
+            let mut walked = router.subscriptions_page(prefix, None, usize::MAX);
+            walked.retain(|r| r.mailbox == id);
+            let indexed = router.subscriptions_of(id, prefix, Bound::Unbounded, usize::MAX);
+            assert_eq!(keys(&indexed), keys(&walked), "{prefix:?}");
+        }
+        let all = router.subscriptions_of(id, "", Bound::Unbounded, usize::MAX);
+        assert_eq!(all.len(), filters.len() - 1);
+        assert!(all
+            .iter()
+            .any(|r| &*r.filter == "s/2" && r.entry.id == Some(42)));
+        // From a cursor: excluded or included, and a limit.
+        let from = router.subscriptions_of(id, "", Bound::Excluded("s-x"), 2);
+        assert_eq!(keys(&from)[0].0, "s/1");
+        assert_eq!(from.len(), 2);
+        let from = router.subscriptions_of(id, "s/", Bound::Included("s/1"), 9);
+        assert_eq!(keys(&from)[0].0, "s/1");
+        // Every subscription gone: the session leaves the index.
+        for filter in filters {
+            router.unsubscribe(filter, &a);
+        }
+        assert_eq!(router.trie.read().by_session.len(), filters.len());
+        assert_eq!(
+            router.subscriptions_of(id, "", Bound::Unbounded, 9).len(),
+            0
+        );
+    }
 
     /// A member picked by a publish just before its session ended (it then left its groups
     /// and closed its mailbox): the delivery goes to another member, not into the closed

@@ -396,13 +396,11 @@ impl<M: Eq + Clone + Hash, V: Clone> SharedSubscriptions<M, V> {
         self.trie.get(&key.filter, &name)
     }
 
-    /// Calls `f(group, filter, member, value)` for every member of every shared subscription.
-    pub fn for_each(&self, mut f: impl FnMut(&str, &str, &M, &V)) {
-        self.trie.for_each(|filter, name, group| {
-            for (member, value) in group.members.iter() {
-                f(name, filter, member, value);
-            }
-        });
+    /// Calls `f(group, filter, members)` once for every shared subscription, with its members
+    /// and their values.
+    pub fn for_each_group<'a>(&'a self, mut f: impl FnMut(&str, &str, &'a [(M, V)])) {
+        self.trie
+            .for_each(|filter, name, group| f(name, filter, &group.members));
     }
 
     /// Picks the member that receives a message on `topic` in every group whose filter

@@ -96,7 +96,7 @@ impl<S: Clone + Eq + Hash, V: Clone> Subscribers<S, V> {
     }
 
     /// Calls `f` with every (subscriber, value) pair.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&S, &V)) {
+    pub(crate) fn for_each<'a>(&'a self, mut f: impl FnMut(&'a S, &'a V)) {
         match self {
             Self::Few(list) => list.iter().for_each(|(s, v)| f(s, v)),
             Self::Many(map) => map.iter().for_each(|(s, v)| f(s, v)),

@@ -72,8 +72,14 @@ pub(crate) fn topic() -> impl Strategy<Value = String> {
 
 /// A random valid topic filter: 0 to 4 levels and an optional final `#` (at least one level).
 pub(crate) fn filter() -> impl Strategy<Value = String> {
+    filter_of(FILTER_LEVELS)
+}
+
+/// A random valid topic filter of up to 4 of `levels` and an optional final `#` (at least one
+/// level).
+pub(crate) fn filter_of(levels: &'static [&'static str]) -> impl Strategy<Value = String> {
     (
-        prop::collection::vec(prop::sample::select(FILTER_LEVELS), 0..=4),
+        prop::collection::vec(prop::sample::select(levels), 0..=4),
         any::<bool>(),
     )
         .prop_map(|(mut levels, hash)| {

@@ -5,12 +5,18 @@
 //! the subscribers whose filter ends exactly at this node. Wildcard lookups therefore never hash.
 //! Matching follows [`super::filter_matches`] (MQTT 4.7); shared subscriptions
 //! (`$share/...`) are not special here — the caller strips the prefix.
+//! Besides matching, the trie lists its subscriptions in filter order from a cursor
+//! ([`SubscriptionTrie::walk_ordered`], the admin API's pages), entering only the nodes a page
+//! needs.
 //!
 //! Depth: every walk (matching, removal with pruning, counting, drop) is a loop over an explicit
 //! stack ([`super::walk`]), so a filter or topic of any depth is safe here; the broker's limit
 //! on levels ([`crate::protocol::topic::MAX_TOPIC_LEVELS`]) is about cost, not stack.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::hash::Hash;
+use std::ops::ControlFlow;
 
 use ahash::AHashMap;
 
@@ -260,7 +266,7 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
 
     /// Calls `f` with every (filter, subscriber, value), walking the tree with an explicit
     /// stack; the filter is rebuilt in one reused string.
-    pub fn for_each(&self, mut f: impl FnMut(&str, &S, &V)) {
+    pub fn for_each<'a>(&'a self, mut f: impl FnMut(&str, &'a S, &'a V)) {
         // (node, length of its parent's path, its level: None for the root, and whether its
         // parent is the root: a first level, even an empty one, has no '/' before it).
         type Entry<'a, S, V> = (&'a Node<S, V>, usize, Option<&'a str>, bool);
@@ -296,11 +302,305 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
         }
     }
 
+    /// Calls `f` with (filter, subscriber, value) in (filter, `key(subscriber)`) order, filters
+    /// compared as strings, for the filters that start with `prefix` and the keys after
+    /// `after`, until `f` breaks. Only nodes that can hold a wanted filter are entered; a
+    /// node's wanted children are ordered by a heap made in one pass over them and taken from it
+    /// as the walk goes, and a filter's subscribers are sorted when it is reached. So a page
+    /// that breaks after `n` rows costs the nodes on its way (with their children counted
+    /// once) and those rows, not the whole trie. Returns the number of nodes entered.
+    pub fn walk_ordered<K: Ord + Copy>(
+        &self,
+        prefix: &str,
+        after: Option<(&str, K)>,
+        key: impl Fn(&S) -> K,
+        mut f: impl FnMut(&str, &S, &V) -> ControlFlow<()>,
+    ) -> usize {
+        let mut path = String::new();
+        let mut stack = vec![Frame::new(&self.root, 0, true, prefix, after)];
+        let mut entered = 1;
+        let mut rows: Vec<(K, &S, &V)> = Vec::new();
+        while let Some(frame) = stack.last_mut() {
+            let Some(Reverse(part)) = frame.pending.pop() else {
+                stack.pop();
+                continue;
+            };
+            let subscribers = match part.kind {
+                PartKind::Child => {
+                    // A child is looked at only when its turn comes: its filter, then below it.
+                    let child = part.node;
+                    let exact = part.as_kind(PartKind::Exact);
+                    if !child.exact.is_empty() && frame.keeps(&exact) {
+                        frame.pending.push(Reverse(exact));
+                    }
+                    let below = part.as_kind(PartKind::Below);
+                    if (!child.is_leaf() || !child.hash.is_empty()) && frame.keeps(&below) {
+                        frame.pending.push(Reverse(below));
+                    }
+                    continue;
+                }
+                PartKind::Below => {
+                    let (child_prefix, child_after) = frame.inside(&part);
+                    part.filter_into(&mut path, frame.path_len, frame.root);
+                    let len = path.len();
+                    entered += 1;
+                    stack.push(Frame::new(part.node, len, false, child_prefix, child_after));
+                    continue;
+                }
+                PartKind::Hash => &part.node.hash,
+                PartKind::Exact => &part.node.exact,
+            };
+            // The cursor's filter: only the subscribers after its key.
+            let after = frame
+                .after
+                .filter(|(rest, _)| part.text_cmp(rest).is_eq())
+                .map(|(_, k)| k);
+            part.filter_into(&mut path, frame.path_len, frame.root);
+            rows.clear();
+            subscribers.for_each(|s, v| {
+                let k = key(s);
+                if after.is_none_or(|after| k > after) {
+                    rows.push((k, s, v));
+                }
+            });
+            rows.sort_unstable_by_key(|row| row.0);
+            for (_, s, v) in &rows {
+                if f(&path, s, v).is_break() {
+                    return entered;
+                }
+            }
+        }
+        entered
+    }
+
     /// Number of nodes below the root (0 when empty); for tests of pruning.
     #[doc(hidden)]
     #[must_use]
     pub fn node_count(&self) -> usize {
         self.root.count_below()
+    }
+}
+
+/// One node of an ordered walk: its parts not yet walked, smallest first, and what is wanted
+/// of them. The prefix and the cursor are kept as what remains of them after the node's
+/// `path/`, so that a part is judged by its name alone, without building its filter.
+struct Frame<'a, 'w, S, V, K> {
+    pending: BinaryHeap<Reverse<Part<'a, S, V>>>,
+    /// Length of the node's path (its filter up to itself).
+    path_len: usize,
+    root: bool,
+    /// The part names wanted start with this (or are a prefix of it, for `Below`).
+    prefix: &'w str,
+    /// The cursor, when it falls below this node: names before it are not wanted.
+    after: Option<(&'w str, K)>,
+}
+
+impl<'a, 'w, S: Clone + Eq + Hash, V: Clone, K: Copy> Frame<'a, 'w, S, V, K> {
+    /// The frame of `node`, whose path is `path_len` bytes long, with its hash subscribers and
+    /// a placeholder per wanted child (a heap made in one pass, the children not looked into).
+    fn new(
+        node: &'a Node<S, V>,
+        path_len: usize,
+        root: bool,
+        prefix: &'w str,
+        after: Option<(&'w str, K)>,
+    ) -> Self {
+        let mut frame = Frame {
+            pending: BinaryHeap::new(),
+            path_len,
+            root,
+            prefix,
+            after,
+        };
+        let mut parts = Vec::new();
+        let hash = Part::new("#", PartKind::Hash, node);
+        if !node.hash.is_empty() && frame.keeps(&hash) {
+            parts.push(Reverse(hash));
+        }
+        let children = node.children.iter().map(|(name, child)| (&**name, child));
+        for (name, child) in children.chain(node.plus.as_deref().map(|plus| ("+", plus))) {
+            let part = Part::new(name, PartKind::Child, child);
+            if frame.keeps(&part) {
+                parts.push(Reverse(part));
+            }
+        }
+        frame.pending = BinaryHeap::from(parts);
+        frame
+    }
+
+    /// True if `part` may hold wanted filters.
+    fn keeps(&self, part: &Part<'_, S, V>) -> bool {
+        // A child stands for its filter and the filters below it: kept if either may be.
+        let below = matches!(part.kind, PartKind::Below | PartKind::Child);
+        let as_below = match below {
+            true => part.as_kind(PartKind::Below),
+            false => *part,
+        };
+        let prefix_ok =
+            as_below.starts_with(self.prefix) || (below && as_below.is_prefix_of(self.prefix));
+        prefix_ok
+            && self.after.is_none_or(|(rest, _)| {
+                as_below.text_cmp(rest).is_ge() || (below && as_below.is_prefix_of(rest))
+            })
+    }
+
+    /// The prefix and cursor below a `Below` part: what remains of them after its text, or
+    /// nothing to filter when its filters all start with the prefix, or all follow the cursor.
+    fn inside(&self, part: &Part<'_, S, V>) -> (&'w str, Option<(&'w str, K)>) {
+        let len = part.name.len() + 1;
+        let rest = |text: &'w str| part.is_prefix_of(text).then(|| &text[len..]);
+        let prefix = rest(self.prefix).unwrap_or("");
+        let after = self
+            .after
+            .and_then(|(text, k)| rest(text).map(|rest| (rest, k)));
+        (prefix, after)
+    }
+}
+
+/// What a part of a node's subtree holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PartKind {
+    /// The node's `#` subscribers (filter `path/#`).
+    Hash,
+    /// A child not yet looked into: its filter and everything below it.
+    Child,
+    /// A child's exact subscribers (filter `path/name`).
+    Exact,
+    /// Everything below a child (filters `path/name/...`).
+    Below,
+}
+
+/// A run of filters below one node, all in one string range that no other part of the node
+/// overlaps (levels hold no '/'), named by its text after the node's `path/`: `#`, a child's
+/// name, or a child's name and '/'. Ordering parts by that text orders their filters. (A
+/// child's placeholder has its name's text, the smallest of its filters.)
+struct Part<'a, S, V> {
+    name: &'a str,
+    kind: PartKind,
+    /// The node holding the subscribers (the parent for `Hash`, the child otherwise).
+    node: &'a Node<S, V>,
+    /// The text's first 8 bytes, big-endian, zero-padded (no level holds U+0000): parts are
+    /// mostly ordered by this alone, without reading their names again (a level of 100,000
+    /// children is read once, not once per comparison).
+    head: u64,
+}
+
+impl<S, V> Clone for Part<'_, S, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S, V> Copy for Part<'_, S, V> {}
+
+impl<'a, S, V> Part<'a, S, V> {
+    fn new(name: &'a str, kind: PartKind, node: &'a Node<S, V>) -> Self {
+        let mut part = Part {
+            name,
+            kind,
+            node,
+            head: 0,
+        };
+        let mut head = [0u8; 8];
+        for (i, byte) in head.iter_mut().enumerate() {
+            *byte = part.byte_at(i).unwrap_or(0);
+        }
+        part.head = u64::from_be_bytes(head);
+        part
+    }
+
+    /// The same child as another kind of part.
+    fn as_kind(&self, kind: PartKind) -> Self {
+        Part::new(self.name, kind, self.node)
+    }
+
+    fn slash(&self) -> bool {
+        self.kind == PartKind::Below
+    }
+
+    /// The byte of the part's text at `at`, at most one past its name.
+    fn byte_at(&self, at: usize) -> Option<u8> {
+        match self.name.as_bytes().get(at) {
+            Some(&b) => Some(b),
+            None => (self.slash() && at == self.name.len()).then_some(b'/'),
+        }
+    }
+
+    /// The part's text compared with `other`.
+    fn text_cmp(&self, other: &str) -> std::cmp::Ordering {
+        let name = self.name.as_bytes();
+        let other = other.as_bytes();
+        let common = name.len().min(other.len());
+        match name[..common].cmp(&other[..common]) {
+            std::cmp::Ordering::Equal => {}
+            unequal => return unequal,
+        }
+        if name.len() > common {
+            return std::cmp::Ordering::Greater;
+        }
+        // The name is a prefix of `other`: what follows it decides.
+        match (self.slash(), other.get(common)) {
+            (false, None) => std::cmp::Ordering::Equal,
+            (false, Some(_)) => std::cmp::Ordering::Less,
+            (true, None) => std::cmp::Ordering::Greater,
+            (true, Some(&c)) => b'/'.cmp(&c).then(if other.len() > common + 1 {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Equal
+            }),
+        }
+    }
+
+    /// True if the part's text starts with `prefix`.
+    fn starts_with(&self, prefix: &str) -> bool {
+        match prefix.strip_prefix(self.name) {
+            Some(rest) => rest.is_empty() || (self.slash() && rest == "/"),
+            None => self.name.starts_with(prefix),
+        }
+    }
+
+    /// True if `text` starts with the part's text.
+    fn is_prefix_of(&self, text: &str) -> bool {
+        text.strip_prefix(self.name)
+            .is_some_and(|rest| !self.slash() || rest.starts_with('/'))
+    }
+
+    /// Sets `path` (holding the node's path in its first `path_len` bytes) to the part's
+    /// filter, or for `Below` the path of its child.
+    fn filter_into(&self, path: &mut String, path_len: usize, root: bool) {
+        path.truncate(path_len);
+        if !root {
+            path.push('/');
+        }
+        path.push_str(self.name);
+    }
+}
+
+impl<S, V> PartialEq for Part<'_, S, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl<S, V> Eq for Part<'_, S, V> {}
+
+impl<S, V> PartialOrd for Part<'_, S, V> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<S, V> Ord for Part<'_, S, V> {
+    /// The texts compared: the names with `memcmp`, then the byte after the shorter one's
+    /// name (its '/', or nothing: levels hold no '/', so that byte decides).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.head.cmp(&other.head).then_with(|| {
+            let (a, b) = (self.name.as_bytes(), other.name.as_bytes());
+            let common = a.len().min(b.len());
+            a[..common]
+                .cmp(&b[..common])
+                .then_with(|| self.byte_at(common).cmp(&other.byte_at(common)))
+        })
     }
 }
 
@@ -444,12 +744,15 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::ops::ControlFlow;
 
     use proptest::prelude::*;
 
     use super::SubscriptionTrie;
     use crate::router::filter_matches;
-    use crate::router::test_support::{filter, on_small_stack, repeat_level, topic, CASES, DEEP};
+    use crate::router::test_support::{
+        filter, filter_of, on_small_stack, repeat_level, topic, CASES, DEEP,
+    };
 
     /// The sorted (subscriber, value) pairs `trie` returns for `topic`.
     fn matched(trie: &SubscriptionTrie<u8, u32>, topic: &str) -> Vec<(u8, u32)> {
@@ -673,7 +976,121 @@ mod tests {
         ]
     }
 
+    /// Filters whose levels sort around '/' and '#' ("a-" and "!" before them, "a0" after), so
+    /// that string order interleaves siblings with each other's subtrees; some levels reach
+    /// past the 8 bytes parts are first ordered by.
+    fn ordered_filter() -> impl Strategy<Value = String> {
+        filter_of(&[
+            "",
+            "a",
+            "a-",
+            "a0",
+            "!",
+            "+",
+            "$SYS",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefgh-",
+        ])
+    }
+
+    /// `walk_ordered` from `after` with `prefix`, at most `limit` rows.
+    fn ordered_page(
+        trie: &SubscriptionTrie<u8, u32>,
+        prefix: &str,
+        after: Option<(&str, u8)>,
+        limit: usize,
+    ) -> Vec<(String, u8)> {
+        let mut out = Vec::new();
+        trie.walk_ordered(
+            prefix,
+            after,
+            |s| *s,
+            |f, s, _| {
+                out.push((f.to_owned(), *s));
+                if out.len() == limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
+        out
+    }
+
+    /// A page from the middle of 100,000 subscriptions enters the nodes on its way only: the
+    /// root, `devices`, and two per row (the device and its `commands`, whose `#` is the row).
+    #[test]
+    fn an_ordered_page_enters_few_nodes() {
+        let mut trie = SubscriptionTrie::new();
+        for device in 0..100_000u32 {
+            trie.subscribe(&format!("devices/{device}/commands/#"), device, ());
+        }
+        let mut rows = Vec::new();
+        let entered = trie.walk_ordered(
+            "",
+            Some(("devices/50000/commands/#", 50_000)),
+            |s| *s,
+            |f, s, _| {
+                rows.push((f.to_owned(), *s));
+                match rows.len() < 10 {
+                    true => ControlFlow::Continue(()),
+                    false => ControlFlow::Break(()),
+                }
+            },
+        );
+        assert_eq!(rows[0], ("devices/50001/commands/#".to_owned(), 50_001));
+        // String order: "50009/" < "5001/" < "50010/".
+        assert_eq!(rows[9].1, 5001);
+        // The root, `devices`, the cursor's device and its `commands`, two per row.
+        assert!(entered <= 4 + 2 * 10, "{entered} nodes entered for 10 rows");
+        let mut full = 0;
+        trie.walk_ordered(
+            "",
+            None,
+            |s| *s,
+            |_, _, _| {
+                full += 1;
+                ControlFlow::Continue(())
+            },
+        );
+        assert_eq!(full, 100_000);
+    }
+
     proptest! {
+        /// The ordered walk gives (filter, subscriber) order, pages by cursor without loss or
+        /// repetition, and keeps a prefix's filters only.
+        #[test]
+        fn walks_in_filter_order(
+            subs in prop::collection::vec((ordered_filter(), 0..3u8), 0..40),
+            limit in 1..5usize,
+        ) {
+            let mut trie = SubscriptionTrie::new();
+            let mut model = BTreeMap::new();
+            for (f, s) in subs {
+                trie.subscribe(&f, s, 0);
+                model.insert((f, s), ());
+            }
+            let all: Vec<(String, u8)> = model.into_keys().collect();
+            prop_assert_eq!(&ordered_page(&trie, "", None, usize::MAX), &all);
+            let mut paged: Vec<(String, u8)> = Vec::new();
+            loop {
+                let after = paged.last().map(|(f, s)| (f.as_str(), *s));
+                let page = ordered_page(&trie, "", after, limit);
+                prop_assert!(page.len() <= limit);
+                if page.is_empty() {
+                    break;
+                }
+                paged.extend(page);
+            }
+            prop_assert_eq!(&paged, &all);
+            for prefix in ["a", "a/", "a-", "+/", "!", "$", "#", "zz", "abcdefgh", "abcdefgh/"] {
+                let want: Vec<(String, u8)> =
+                    all.iter().filter(|(f, _)| f.starts_with(prefix)).cloned().collect();
+                prop_assert_eq!(ordered_page(&trie, prefix, None, usize::MAX), want, "{}", prefix);
+            }
+        }
+
         #[test]
         fn matches_like_naive(
             subs in prop::collection::vec((filter(), 0..4u8), 0..40),

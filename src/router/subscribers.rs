@@ -16,8 +16,9 @@ const PROMOTE_AT: usize = 16;
 pub(crate) enum Subscribers<S, V> {
     /// Few subscribers: linear scan.
     Few(Vec<(S, V)>),
-    /// Many subscribers: hashed by subscriber.
-    Many(AHashMap<S, V>),
+    /// Many subscribers: hashed by subscriber (boxed: the common `Few` case, in every trie
+    /// node twice, stays the size of a `Vec`).
+    Many(Box<AHashMap<S, V>>),
 }
 
 impl<S, V> Default for Subscribers<S, V> {
@@ -64,7 +65,7 @@ impl<S: Clone + Eq + Hash, V: Clone> Subscribers<S, V> {
                 list.push((subscriber, value));
                 if list.len() > PROMOTE_AT {
                     let map = std::mem::take(list).into_iter().collect();
-                    *self = Self::Many(map);
+                    *self = Self::Many(Box::new(map));
                 }
                 None
             }

@@ -44,8 +44,10 @@ impl<S, V> std::fmt::Debug for SubscriptionTrie<S, V> {
 
 /// One level of the trie.
 struct Node<S, V> {
-    /// Literal next levels.
-    children: AHashMap<Box<str>, Node<S, V>>,
+    /// Literal next levels, each node boxed: a level's table holds a name and a pointer per
+    /// child (24 bytes), so the many nodes with one child (`devices/{id}/...`) keep a small
+    /// table instead of four node-sized buckets.
+    children: AHashMap<Box<str>, Box<Node<S, V>>>,
     /// The `+` next level.
     plus: Option<Box<Node<S, V>>>,
     /// Subscribers whose filter is this node's path followed by `/#` (or just `#` at the root).
@@ -83,7 +85,7 @@ impl<S, V> Node<S, V> {
 /// The children of a node being dropped, not yet dropped themselves.
 struct Children<S, V> {
     plus: Option<Box<Node<S, V>>>,
-    literal: std::collections::hash_map::IntoValues<Box<str>, Node<S, V>>,
+    literal: std::collections::hash_map::IntoValues<Box<str>, Box<Node<S, V>>>,
 }
 
 impl<S, V> Iterator for Children<S, V> {
@@ -92,7 +94,7 @@ impl<S, V> Iterator for Children<S, V> {
     fn next(&mut self) -> Option<Node<S, V>> {
         match self.plus.take() {
             Some(plus) => Some(*plus),
-            None => self.literal.next(),
+            None => self.literal.next().map(|child| *child),
         }
     }
 }
@@ -417,7 +419,10 @@ impl<'a, 'w, S: Clone + Eq + Hash, V: Clone, K: Copy> Frame<'a, 'w, S, V, K> {
         if !node.hash.is_empty() && frame.keeps(&hash) {
             parts.push(Reverse(hash));
         }
-        let children = node.children.iter().map(|(name, child)| (&**name, child));
+        let children = node
+            .children
+            .iter()
+            .map(|(name, child)| (&**name, &**child));
         for (name, child) in children.chain(node.plus.as_deref().map(|plus| ("+", plus))) {
             let part = Part::new(name, PartKind::Child, child);
             if frame.keeps(&part) {
@@ -660,7 +665,7 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
         if level == "+" {
             self.plus.as_deref_mut()
         } else {
-            self.children.get_mut(level)
+            self.children.get_mut(level).map(|child| &mut **child)
         }
     }
 
@@ -706,7 +711,7 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
             if wildcards {
                 take(&node.hash);
             }
-            let literal = node.children.get(level);
+            let literal = node.children.get(level).map(|child| &**child);
             let plus = node.plus.as_deref().filter(|_| wildcards);
             node = match (literal, plus) {
                 (Some(literal), Some(plus)) => {
@@ -732,7 +737,12 @@ impl<S: Clone + Eq + Hash, V: Clone> Node<S, V> {
         let mut stack: Stack<&Self> = Stack::new();
         stack.push(self);
         while let Some(node) = stack.pop() {
-            for child in node.children.values().chain(node.plus.as_deref()) {
+            for child in node
+                .children
+                .values()
+                .map(|c| &**c)
+                .chain(node.plus.as_deref())
+            {
                 count += 1;
                 stack.push(child);
             }
@@ -877,6 +887,18 @@ mod tests {
         assert!(trie.is_empty());
         assert_eq!(trie.node_count(), 0);
         assert!(trie.root.children.capacity() < 16);
+    }
+
+    /// What one subscription costs in nodes: a level's table entry is a name and a pointer, and a
+    /// node's two subscriber slots are each the size of a `Vec` (tag included) until they hold
+    /// many. 64-bit targets.
+    #[test]
+    fn nodes_stay_small() {
+        use std::mem::size_of;
+        type N = super::Node<u64, u64>;
+        assert_eq!(size_of::<(Box<str>, Box<N>)>(), 24);
+        assert!(size_of::<super::Subscribers<u64, u64>>() <= 32);
+        assert!(size_of::<N>() <= 136, "{}", size_of::<N>());
     }
 
     #[test]

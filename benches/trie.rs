@@ -92,7 +92,33 @@ fn retained_fleet() -> RetainedStore<u32> {
     store
 }
 
+/// Resident bytes of this process (Linux).
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Memory per retained topic of the retained store (RSS growth, so rough): printed once.
+fn retained_memory() {
+    let before = rss();
+    let mut store = RetainedStore::new();
+    for device in 0..100_000u32 {
+        store.insert(&format!("devices/{device}/status"), device);
+    }
+    println!(
+        "memory, 100k retained topics `devices/N/status`: {} bytes each",
+        (rss() - before) / 100_000
+    );
+    std::hint::black_box(store.len());
+}
+
 fn retained(c: &mut Criterion) {
+    retained_memory();
     let store = retained_fleet();
     let mut out = Vec::with_capacity(10_000);
     let mut group = c.benchmark_group("retained match");

@@ -35,7 +35,9 @@ impl<V> std::fmt::Debug for RetainedStore<V> {
 /// One topic level. The root is the level above the first, so it never holds a value.
 struct Node<V> {
     value: Option<V>,
-    children: AHashMap<Box<str>, Node<V>>,
+    /// Each child boxed: a level's table holds a name and a pointer per child, so a level
+    /// with one child (`devices/{id}/status`) keeps a small table, not four node-sized buckets.
+    children: AHashMap<Box<str>, Box<Node<V>>>,
 }
 
 impl<V> Drop for Node<V> {
@@ -64,7 +66,7 @@ impl<V> Drop for Node<V> {
 
 /// A `+` level being matched: the children still to visit, and the filter levels after `+`.
 struct Wildcard<'a, V> {
-    children: hash_map::Iter<'a, Box<str>, Node<V>>,
+    children: hash_map::Iter<'a, Box<str>, Box<Node<V>>>,
     rest: Levels<'a>,
     /// At the root, `$` topics are not matched by a wildcard (MQTT-4.7.2-1).
     skip_dollar: bool,
@@ -85,7 +87,7 @@ impl<'a, V> Wildcard<'a, V> {
         self.children
             .by_ref()
             .find(|(level, _)| !(skip_dollar && is_dollar(level)))
-            .map(|(_, child)| child)
+            .map(|(_, child)| &**child)
     }
 }
 
@@ -309,7 +311,7 @@ impl<V> Node<V> {
         stack.push(self);
         while let Some(node) = stack.pop() {
             count += node.children.len();
-            stack.extend(node.children.values());
+            stack.extend(node.children.values().map(|c| &**c));
         }
         count
     }

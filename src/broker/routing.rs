@@ -236,7 +236,9 @@ impl Router {
                 why: Dropped::Closed,
                 delivery,
             }) => {
-                self.redispatch(delivery, tickets, stats);
+                if self.redispatch(delivery, tickets, stats) {
+                    Stats::bump(&stats.shared_redispatched);
+                }
             }
             Err(Refused { why, delivery }) => count_dropped(why, delivery.qos as u8, stats),
         }
@@ -637,5 +639,11 @@ mod tests {
         let mut tickets = TicketSource::none(1);
         router.push_shared(&Subscriber(gone.clone()), delivery, &mut tickets, &stats);
         assert_eq!((gone.len(), other.len()), (0, 1));
+        assert_eq!(
+            stats
+                .shared_redispatched
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 }

@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench --bench admin_page`.
 
+#[path = "support/rss.rs"]
+mod rss;
+use rss::rss;
 use std::collections::BinaryHeap;
 use std::ops::ControlFlow;
 
@@ -69,17 +72,6 @@ fn pass(trie: &SubscriptionTrie<u64, u8>, after: Option<(&str, u64)>, limit: usi
         }
     });
     heap.into_sorted_vec().len()
-}
-
-/// Resident bytes of this process (Linux).
-fn rss() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 /// Memory per subscription of the broker's index by (session, filter), against the trie's

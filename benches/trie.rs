@@ -3,7 +3,10 @@
 //!
 //! Run: `cargo bench --bench trie`.
 
+#[path = "support/rss.rs"]
+mod rss;
 use criterion::{criterion_group, criterion_main, Criterion};
+use rss::rss;
 use warren::router::{RetainedStore, SubscriptionTrie};
 
 /// 10,000 devices, each subscribed to its own command topic, plus a few wildcard consumers.
@@ -90,17 +93,6 @@ fn retained_fleet() -> RetainedStore<u32> {
         store.insert(&format!("devices/{device}/status"), device);
     }
     store
-}
-
-/// Resident bytes of this process (Linux).
-fn rss() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 /// Memory per retained topic of the retained store (RSS growth, so rough): printed once.

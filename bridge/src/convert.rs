@@ -96,10 +96,10 @@ fn user_properties(h: &mut FieldTable, props: &[(String, String)]) {
 /// response topic to `reply-to`.
 pub(crate) fn properties(
     msg: &BridgeMessage,
-    client_id: Option<&str>,
+    client_id: Option<&Bytes>,
     style: HeaderStyle,
     reply: &Mapping,
-    message_id: &str,
+    message_id: &Bytes,
     timestamp: u64,
 ) -> BasicProperties {
     let p = &msg.properties;
@@ -108,7 +108,7 @@ pub(crate) fn properties(
         HeaderStyle::Warren => {
             h.push(name(H_TOPIC), long(&msg.topic));
             if let Some(c) = client_id {
-                h.push(name(H_CLIENT), long(c));
+                h.push(name(H_CLIENT), FieldValue::LongString(c.clone()));
             }
             h.push(name(H_QOS), FieldValue::I32(i32::from(msg.qos)));
             h.push(name(H_RETAIN), FieldValue::Bool(msg.retain));
@@ -126,7 +126,7 @@ pub(crate) fn properties(
         delivery_mode: Some(if msg.qos >= 1 { 2 } else { 1 }),
         timestamp: Some(timestamp),
         app_id: Some(Bytes::from_static(b"warren")),
-        message_id: short(message_id).and_then(sb),
+        message_id: (message_id.len() <= crate::amqp::MAX_SHORT).then(|| message_id.clone()),
         content_type: p.content_type.as_deref().and_then(short).and_then(sb),
         expiration: p
             .message_expiry_interval

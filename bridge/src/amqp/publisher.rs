@@ -157,7 +157,7 @@ impl<T> Publisher<T> {
     pub(crate) fn settled<'m>(
         &mut self,
         out: &mut Vec<(T, Confirm)>,
-        message_id: impl Fn(&T) -> Option<&'m str>,
+        message_id: impl Fn(&T) -> Option<&'m [u8]>,
     ) -> Result<(), String> {
         while let Some(e) = self.channel.try_recv() {
             match e {
@@ -204,7 +204,7 @@ impl<T> Publisher<T> {
         multiple: bool,
         ack: bool,
         out: &mut Vec<(T, Confirm)>,
-        message_id: &impl Fn(&T) -> Option<&'m str>,
+        message_id: &impl Fn(&T) -> Option<&'m [u8]>,
     ) {
         let covered = if multiple {
             self.pending.iter().take_while(|(t, _)| *t <= tag).count()
@@ -226,7 +226,6 @@ impl<T> Publisher<T> {
             returned.resize_with(covered, || None);
             for i in (0..covered).rev() {
                 let id = self.pending.get(i).and_then(|(_, t)| message_id(t));
-                let id = id.map(str::as_bytes);
                 if let Some(r) = self
                     .returns
                     .iter()

@@ -390,7 +390,7 @@ async fn settle(p: &mut Publisher<usize>, ids: &[&'static str], n: usize) -> Vec
     timeout(WAIT, async {
         while out.len() < n {
             p.ready().await;
-            p.settled(&mut out, |t| ids.get(*t).copied())
+            p.settled(&mut out, |t| ids.get(*t).map(|id| id.as_bytes()))
                 .expect("publisher channel ended");
         }
     })

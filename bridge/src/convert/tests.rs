@@ -24,6 +24,26 @@ fn message_with_everything() -> BridgeMessage {
     }
 }
 
+/// The outbound properties of `m` with the default mapping, ids given as text.
+fn outbound(
+    m: &BridgeMessage,
+    client_id: Option<&'static str>,
+    style: HeaderStyle,
+    message_id: &'static str,
+    timestamp: u64,
+) -> BasicProperties {
+    let client_id = client_id.map(|c| Bytes::from_static(c.as_bytes()));
+    let message_id = Bytes::from_static(message_id.as_bytes());
+    properties(
+        m,
+        client_id.as_ref(),
+        style,
+        &Mapping::Default,
+        &message_id,
+        timestamp,
+    )
+}
+
 fn header<'a>(p: &'a BasicProperties, k: &str) -> &'a FieldValue {
     p.headers.as_ref().unwrap().get(k.as_bytes()).unwrap()
 }
@@ -31,14 +51,7 @@ fn header<'a>(p: &'a BasicProperties, k: &str) -> &'a FieldValue {
 #[test]
 fn outbound_properties_carry_topic_client_qos_retain_and_user_properties() {
     let m = message_with_everything();
-    let p = properties(
-        &m,
-        Some("dev1"),
-        HeaderStyle::Warren,
-        &Mapping::Default,
-        "w-1",
-        1_700_000_000,
-    );
+    let p = outbound(&m, Some("dev1"), HeaderStyle::Warren, "w-1", 1_700_000_000);
     let b = |s: &'static str| Some(Bytes::from_static(s.as_bytes()));
     assert_eq!(p.delivery_mode, Some(2));
     assert_eq!(p.timestamp, Some(1_700_000_000));
@@ -57,7 +70,7 @@ fn outbound_properties_carry_topic_client_qos_retain_and_user_properties() {
         &FieldValue::Array(vec![long("a"), long("b")])
     );
     let q0 = BridgeMessage { qos: 0, ..m };
-    let p0 = properties(&q0, None, HeaderStyle::Warren, &Mapping::Default, "w-2", 0);
+    let p0 = outbound(&q0, None, HeaderStyle::Warren, "w-2", 0);
     assert_eq!(p0.delivery_mode, Some(1));
     assert!(p0.headers.unwrap().get(b"x-mqtt-client-id").is_none());
 }
@@ -65,14 +78,7 @@ fn outbound_properties_carry_topic_client_qos_retain_and_user_properties() {
 #[test]
 fn rabbitmq_style_headers_are_the_plugins_and_the_rest_is_unchanged() {
     let m = message_with_everything();
-    let p = properties(
-        &m,
-        Some("dev1"),
-        HeaderStyle::Rabbitmq,
-        &Mapping::Default,
-        "w-1",
-        7,
-    );
+    let p = outbound(&m, Some("dev1"), HeaderStyle::Rabbitmq, "w-1", 7);
     let h = p.headers.as_ref().unwrap();
     assert_eq!(header(&p, "x-mqtt-publish-qos"), &FieldValue::I8(1));
     assert_eq!(header(&p, "x-mqtt-dup"), &FieldValue::Bool(false));
@@ -108,7 +114,7 @@ fn rabbitmq_style_headers_are_the_plugins_and_the_rest_is_unchanged() {
 fn binary_correlation_data_rides_in_a_header_and_comes_back() {
     let mut m = message_with_everything();
     m.properties.correlation_data = Some(Bytes::from_static(&[0xff, 0x00, 0x01]));
-    let p = properties(&m, None, HeaderStyle::Warren, &Mapping::Default, "w-1", 0);
+    let p = outbound(&m, None, HeaderStyle::Warren, "w-1", 0);
     assert!(p.correlation_id.is_none());
     let shape = InboundShape {
         topic: &Mapping::Default,
@@ -126,14 +132,7 @@ fn binary_correlation_data_rides_in_a_header_and_comes_back() {
 #[test]
 fn inbound_reads_back_what_outbound_wrote() {
     let m = message_with_everything();
-    let p = properties(
-        &m,
-        Some("dev1"),
-        HeaderStyle::Warren,
-        &Mapping::Default,
-        "w-1",
-        0,
-    );
+    let p = outbound(&m, Some("dev1"), HeaderStyle::Warren, "w-1", 0);
     let shape = InboundShape {
         topic: &Mapping::Default,
         reply: &Mapping::Default,
@@ -212,7 +211,7 @@ fn many_user_properties_are_grouped_by_name_in_order() {
     m.properties.user_properties = (0..20_000)
         .map(|i| (format!("k{}", i % 3), i.to_string()))
         .collect();
-    let p = properties(&m, None, HeaderStyle::Warren, &Mapping::Default, "w-1", 0);
+    let p = outbound(&m, None, HeaderStyle::Warren, "w-1", 0);
     let h = p.headers.as_ref().unwrap();
     let names: Vec<&[u8]> = h
         .iter()

@@ -10,6 +10,8 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use super::{Item, Rule};
 use crate::config::AckMode;
 use crate::metrics::{add, bump, set};
@@ -155,8 +157,10 @@ impl<S: MqttSide> Rule<S> {
         Item {
             routing_key,
             message,
-            client_id,
-            message_id: message_id.unwrap_or_else(|| format!("{}-{}", self.env.id_prefix, seq)),
+            client_id: client_id.map(Bytes::from),
+            message_id: Bytes::from(
+                message_id.unwrap_or_else(|| format!("{}-{}", self.env.id_prefix, seq)),
+            ),
             timestamp,
             ack: None,
             spool_bytes: 0,

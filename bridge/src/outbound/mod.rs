@@ -14,6 +14,7 @@ mod settle;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
@@ -73,8 +74,9 @@ pub(crate) struct Item {
     /// At most 255 bytes (checked at admission).
     pub(crate) routing_key: String,
     pub(crate) message: BridgeMessage,
-    pub(crate) client_id: Option<String>,
-    pub(crate) message_id: String,
+    /// Shared (not copied) by every publication of the item, as `message_id`.
+    pub(crate) client_id: Option<Bytes>,
+    pub(crate) message_id: Bytes,
     pub(crate) timestamp: u64,
     /// The MQTT side's ack, `confirmed` mode only (completed when popped).
     pub(crate) ack: Option<Ack>,
@@ -196,7 +198,7 @@ impl<S: MqttSide> Rule<S> {
                     let mut settled = std::mem::take(&mut self.settled);
                     let outbox = &self.outbox;
                     let r = match &mut self.channel {
-                        Some((_, p)) => p.settled(&mut settled, |t| outbox.get(t.0).map(|i| i.message_id.as_str())),
+                        Some((_, p)) => p.settled(&mut settled, |t| outbox.get(t.0).map(|i| &i.message_id[..])),
                         None => Ok(()),
                     };
                     for ((seq, attempt, target), c) in settled.drain(..) {
@@ -324,7 +326,7 @@ async fn conn_event(conns: &mut ConnWatch, has_channel: bool) -> ConnEvent {
 pub(crate) fn properties(item: &Item, spec: &Spec) -> BasicProperties {
     crate::convert::properties(
         &item.message,
-        item.client_id.as_deref(),
+        item.client_id.as_ref(),
         spec.headers,
         &spec.reply,
         &item.message_id,

@@ -22,7 +22,8 @@
 //! Warren runs in this process (the default) or, with `WARREN_BENCH_WARREN_BIN` set to the
 //! `warren` binary, as a process of its own as it is deployed (its own runtime and threads,
 //! like the plugin inside RabbitMQ's VM): the load (device, AMQP consumer) then does not share
-//! a runtime with the broker it measures. Its CPU is then reported apart;
+//! a runtime with the broker it measures. Its CPU and context switches per message are then
+//! reported apart;
 //! `WARREN_BENCH_WARREN_THREADS` sets its `runtime.worker_threads` (default 0: one per CPU).
 //!
 //! Prints a JSON line per scenario and round, then the ratios (best round of each).
@@ -248,6 +249,25 @@ fn cpu_ms(pid: &str) -> u64 {
     ticks * 10
 }
 
+/// Context switches (voluntary and not) of a process's live threads so far, from
+/// `/proc/PID/task/*/status`: each is a thread that slept and was woken, or was preempted.
+fn context_switches(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// p50, p99 and max of a latency sample (µs).
 fn percentiles(mut sample: Vec<u64>) -> (u64, u64, u64) {
     sample.sort_unstable();
@@ -416,6 +436,7 @@ async fn main() {
         for scenario in scenarios {
             purge(&conn).await;
             let cpu_before = (cpu_ms("self"), cpu_ms(&rabbit_pid), cpu_ms(&warren_pid));
+            let switches_before = context_switches(&warren_pid);
             let rate = match scenario {
                 "lapin" => lapin_publisher(&conn, n, &payload).await,
                 "warren" => device(addr, "bench", n, &payload).await,
@@ -434,13 +455,15 @@ async fn main() {
                 per_k(cpu_before.1, cpu_ms(&rabbit_pid)),
                 per_k(cpu_before.2, cpu_ms(&warren_pid)),
             );
+            let switches =
+                context_switches(&warren_pid).saturating_sub(switches_before) as f64 / n as f64;
             let mode = if external.is_some() {
                 "process"
             } else {
                 "in-process"
             };
             println!(
-                r#"{{"scenario":"{scenario}","round":{round},"messages":{n},"msgs_per_s":{rate:.0},"cpu_ms_per_1k_self":{self_ms:.1},"cpu_ms_per_1k_rabbitmq":{rabbit_ms:.1},"cpu_ms_per_1k_warren_process":{warren_ms:.1},"warren":"{mode}"}}"#
+                r#"{{"scenario":"{scenario}","round":{round},"messages":{n},"msgs_per_s":{rate:.0},"cpu_ms_per_1k_self":{self_ms:.1},"cpu_ms_per_1k_rabbitmq":{rabbit_ms:.1},"cpu_ms_per_1k_warren_process":{warren_ms:.1},"switches_per_msg_warren_process":{switches:.2},"warren":"{mode}"}}"#
             );
             let entry = best.entry(scenario).or_insert(0.0);
             *entry = entry.max(rate);
@@ -521,6 +544,7 @@ struct External {
 
 impl External {
     fn start(bin: &str, amqp_url: &str) -> External {
+        let threads: usize = env("WARREN_BENCH_WARREN_THREADS", 0);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -530,7 +554,8 @@ impl External {
         std::fs::write(
             &config,
             format!(
-                "[listeners.tcp]\nbind = \"127.0.0.1:{port}\"\n[metrics]\nenabled = false\n\
+                "[runtime]\nworker_threads = {threads}\n\
+                 [listeners.tcp]\nbind = \"127.0.0.1:{port}\"\n[metrics]\nenabled = false\n\
                  [admin]\nenabled = false\n[mqtt]\nreceive_maximum = {WINDOW}\n\
                  [bridge]\nenabled = true\nurl = \"{amqp_url}\"\n\
                  [[bridge.outbound]]\nfilter = \"bench/#\"\n\

@@ -10,14 +10,16 @@
 //!   same content from both;
 //! - `lapin`: a plain lapin publisher with confirms (256 in flight) to the same exchange.
 //!
-//! Throughput: the device keeps 256 QoS 1 PUBLISH unacknowledged, as a busy gateway would. Each
-//! scenario ends when every message is acknowledged and the queue holds all of them.
+//! Throughput: one device keeps 256 QoS 1 PUBLISH unacknowledged, as a busy gateway would; then
+//! a fleet of 64 devices (connected first) shares the messages and the 256 in flight (4 each),
+//! as many small devices would. `WARREN_BENCH_DEVICES` lists the fleet sizes (default `1,64`;
+//! each device keeps 256 / N in flight, at least 1); every scenario runs once per size, and
+//! ends when every message is acknowledged and the queue holds all of them.
 //!
-//! Latency (`warren` and `rabbitmq_mqtt` only): the device publishes QoS 1 at fixed rates
+//! Latency: the device (or the fleet, sharing the rate) publishes QoS 1 at fixed rates
 //! (`WARREN_BENCH_RATES`, default `1000,5000` msgs/s, each for `WARREN_BENCH_LATENCY_SECS`,
-//! default 5 s),
-//! each payload stamped with its send time; an AMQP consumer on the queue records the time from
-//! the device's write to the consumer's receipt (p50, p99, max).
+//! default 5 s), each payload stamped with its send time; an AMQP consumer on the queue records
+//! the time from the device's write to the consumer's receipt (p50, p99, max).
 //!
 //! Warren runs in this process (the default) or, with `WARREN_BENCH_WARREN_BIN` set to the
 //! `warren` binary, as a process of its own as it is deployed (its own runtime and threads,
@@ -69,6 +71,11 @@ struct Device {
 
 impl Device {
     async fn connect(addr: SocketAddr, root: &'static str) -> Device {
+        Device::connect_as(addr, root, 0).await
+    }
+
+    /// Connects as device `index` (client ids differ per index).
+    async fn connect_as(addr: SocketAddr, root: &'static str, index: usize) -> Device {
         let tcp = TcpStream::connect(addr).await.expect("MQTT connect");
         tcp.set_nodelay(true).ok();
         let mut device = Device {
@@ -82,7 +89,7 @@ impl Device {
             protocol: VERSION,
             clean_start: true,
             keep_alive: 60,
-            client_id: format!("bench-device-{}", std::process::id()).into(),
+            client_id: format!("bench-device-{}-{index}", std::process::id()).into(),
             will: None,
             username: Some("guest".into()),
             password: Some(Bytes::from_static(b"guest")),
@@ -150,38 +157,100 @@ impl Device {
     }
 }
 
-/// Publishes `n` QoS 1 messages with `WINDOW` in flight; returns messages per second until the
-/// last PUBACK.
-async fn device(addr: SocketAddr, root: &'static str, n: usize, payload: &[u8]) -> f64 {
-    let mut device = Device::connect(addr, root).await;
+/// `devices` devices (connected first) publish `n` QoS 1 messages between them, each keeping
+/// `WINDOW / devices` (at least 1) in flight; returns messages per second from the first
+/// PUBLISH to the last PUBACK.
+async fn device(
+    addr: SocketAddr,
+    root: &'static str,
+    n: usize,
+    payload: &[u8],
+    devices: usize,
+) -> f64 {
     let payload = Bytes::copy_from_slice(payload);
+    let window = (WINDOW / devices).max(1);
+    let mut fleet = Vec::with_capacity(devices);
+    for index in 0..devices {
+        fleet.push(Device::connect_as(addr, root, index).await);
+    }
     let started = Instant::now();
-    let mut acked = 0usize;
-    while acked < n {
-        while device.sent < n && device.sent - acked < WINDOW {
-            device.publish(payload.clone());
-        }
-        device.flush().await;
-        acked += device.pubacks();
-        if acked < n {
-            assert!(device.read().await > 0, "closed after {acked} PUBACKs");
-        }
+    let tasks: Vec<_> = fleet
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut device)| {
+            // The first `n % devices` devices send one more.
+            let n = n / devices + usize::from(index < n % devices);
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                let mut acked = 0usize;
+                loop {
+                    while device.sent < n && device.sent - acked < window {
+                        device.publish(payload.clone());
+                    }
+                    device.flush().await;
+                    acked += device.pubacks();
+                    if acked == n {
+                        break;
+                    }
+                    // Wait for PUBACKs only when they are what holds the next PUBLISH back
+                    // (reading with nothing in flight would wait for ever).
+                    if device.sent == n || device.sent - acked == window {
+                        assert!(device.read().await > 0, "closed after {acked} PUBACKs");
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a device failed");
     }
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Publishes `n` QoS 1 messages at `rate` per second, each payload starting with its send time
-/// (microseconds since `t0`, little endian), padded to `size` bytes; returns when every one is
+/// `devices` devices (connected first) publish `n` QoS 1 messages between them at `rate` per
+/// second in all, their ticks spread evenly over each one's period; returns when every one is
 /// acknowledged.
-async fn paced_device(
+async fn paced_fleet(
     (addr, root): (SocketAddr, &'static str),
     n: usize,
     rate: u32,
     size: usize,
     t0: Instant,
+    devices: usize,
 ) {
-    let mut device = Device::connect(addr, root).await;
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+    let mut fleet = Vec::with_capacity(devices);
+    for index in 0..devices {
+        fleet.push(Device::connect_as(addr, root, index).await);
+    }
+    let count = u32::try_from(devices).unwrap_or(u32::MAX);
+    let period = Duration::from_secs(1) * count / rate.max(1);
+    let start = tokio::time::Instant::now();
+    let tasks: Vec<_> = fleet
+        .into_iter()
+        .enumerate()
+        .map(|(index, device)| {
+            let n = n / devices + usize::from(index < n % devices);
+            let first = start + period * u32::try_from(index).unwrap_or(0) / count;
+            tokio::spawn(paced_device(device, n, first, period, size, t0))
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a device failed");
+    }
+}
+
+/// Publishes `n` QoS 1 messages, one per `period` from `first`, each payload starting with its
+/// send time (microseconds since `t0`, little endian), padded to `size` bytes; returns when
+/// every one is acknowledged.
+async fn paced_device(
+    mut device: Device,
+    n: usize,
+    first: tokio::time::Instant,
+    period: Duration,
+    size: usize,
+    t0: Instant,
+) {
+    let mut tick = tokio::time::interval_at(first, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut acked = 0usize;
     while acked < n {
@@ -352,6 +421,11 @@ async fn main() {
     let rabbit_pid = std::env::var("WARREN_BENCH_RABBITMQ_PID").unwrap_or_else(|_| "0".into());
     let n: usize = env("WARREN_BENCH_MESSAGES", 50_000);
     let rounds: usize = env("WARREN_BENCH_ROUNDS", 2);
+    let fleets: Vec<usize> = env("WARREN_BENCH_DEVICES", "1,64".to_string())
+        .split(',')
+        .filter_map(|d| d.trim().parse::<usize>().ok())
+        .map(|d| d.max(1))
+        .collect();
     let payload = vec![b'x'; env("WARREN_BENCH_PAYLOAD", 100)];
 
     let conn = std::sync::Arc::new(
@@ -427,107 +501,111 @@ async fn main() {
         .as_ref()
         .map_or("0".to_string(), |w| w.pid.to_string());
 
-    let mut best = std::collections::BTreeMap::<&str, f64>::new();
-    for round in 0..rounds {
-        let mut scenarios: Vec<&str> = vec!["lapin", "warren", "warren_rabbitmq_headers"];
-        if plugin_port != 0 {
-            scenarios.push("rabbitmq_mqtt");
+    for &devices in &fleets {
+        let mut best = std::collections::BTreeMap::<&str, f64>::new();
+        for round in 0..rounds {
+            let mut scenarios: Vec<&str> = vec!["lapin", "warren", "warren_rabbitmq_headers"];
+            if plugin_port != 0 {
+                scenarios.push("rabbitmq_mqtt");
+            }
+            for scenario in scenarios {
+                purge(&conn).await;
+                let cpu_before = (cpu_ms("self"), cpu_ms(&rabbit_pid), cpu_ms(&warren_pid));
+                let switches_before = context_switches(&warren_pid);
+                let rate = match scenario {
+                    "lapin" => lapin_publisher(&conn, n, &payload).await,
+                    "warren" => device(addr, "bench", n, &payload, devices).await,
+                    "warren_rabbitmq_headers" => {
+                        device(addr, "benchrmq", n, &payload, devices).await
+                    }
+                    _ => {
+                        let plugin = SocketAddr::from(([127, 0, 0, 1], plugin_port));
+                        device(plugin, "bench", n, &payload, devices).await
+                    }
+                };
+                settle(&conn, n).await;
+                // CPU per 1,000 messages: this process (the load, and Warren in process) and
+                // RabbitMQ's VM. Unlike rates, CPU time does not depend on what else runs.
+                let per_k = |before: u64, after: u64| (after - before) as f64 * 1000.0 / n as f64;
+                let (self_ms, rabbit_ms, warren_ms) = (
+                    per_k(cpu_before.0, cpu_ms("self")),
+                    per_k(cpu_before.1, cpu_ms(&rabbit_pid)),
+                    per_k(cpu_before.2, cpu_ms(&warren_pid)),
+                );
+                let switches =
+                    context_switches(&warren_pid).saturating_sub(switches_before) as f64 / n as f64;
+                let mode = if external.is_some() {
+                    "process"
+                } else {
+                    "in-process"
+                };
+                println!(
+                    r#"{{"scenario":"{scenario}","round":{round},"messages":{n},"msgs_per_s":{rate:.0},"cpu_ms_per_1k_self":{self_ms:.1},"cpu_ms_per_1k_rabbitmq":{rabbit_ms:.1},"cpu_ms_per_1k_warren_process":{warren_ms:.1},"switches_per_msg_warren_process":{switches:.2},"devices":{devices},"warren":"{mode}"}}"#
+                );
+                let entry = best.entry(scenario).or_insert(0.0);
+                *entry = entry.max(rate);
+            }
         }
-        for scenario in scenarios {
-            purge(&conn).await;
-            let cpu_before = (cpu_ms("self"), cpu_ms(&rabbit_pid), cpu_ms(&warren_pid));
-            let switches_before = context_switches(&warren_pid);
-            let rate = match scenario {
-                "lapin" => lapin_publisher(&conn, n, &payload).await,
-                "warren" => device(addr, "bench", n, &payload).await,
-                "warren_rabbitmq_headers" => device(addr, "benchrmq", n, &payload).await,
-                _ => {
+        let rates: String = env("WARREN_BENCH_RATES", "1000,5000".to_string());
+        let secs: u32 = env("WARREN_BENCH_LATENCY_SECS", 5);
+        for rate in rates
+            .split(',')
+            .filter_map(|r| r.trim().parse::<u32>().ok())
+        {
+            let paced = (rate * secs) as usize;
+            let mut best_p99 = std::collections::BTreeMap::<&str, u64>::new();
+            for round in 0..rounds {
+                let mut scenarios: Vec<(&str, (SocketAddr, &'static str))> = vec![
+                    ("warren", (addr, "bench")),
+                    ("warren_rabbitmq_headers", (addr, "benchrmq")),
+                ];
+                if plugin_port != 0 {
                     let plugin = SocketAddr::from(([127, 0, 0, 1], plugin_port));
-                    device(plugin, "bench", n, &payload).await
+                    scenarios.push(("rabbitmq_mqtt", (plugin, "bench")));
                 }
-            };
-            settle(&conn, n).await;
-            // CPU per 1,000 messages: this process (the load, and Warren in process) and
-            // RabbitMQ's VM. Unlike rates, CPU time does not depend on what else runs.
-            let per_k = |before: u64, after: u64| (after - before) as f64 * 1000.0 / n as f64;
-            let (self_ms, rabbit_ms, warren_ms) = (
-                per_k(cpu_before.0, cpu_ms("self")),
-                per_k(cpu_before.1, cpu_ms(&rabbit_pid)),
-                per_k(cpu_before.2, cpu_ms(&warren_pid)),
-            );
-            let switches =
-                context_switches(&warren_pid).saturating_sub(switches_before) as f64 / n as f64;
-            let mode = if external.is_some() {
-                "process"
-            } else {
-                "in-process"
+                for (scenario, target) in scenarios {
+                    purge(&conn).await;
+                    let t0 = Instant::now();
+                    let consumer = {
+                        let conn = conn.clone();
+                        tokio::spawn(async move { consume_latencies(&conn, paced, t0).await })
+                    };
+                    paced_fleet(target, paced, rate, payload.len(), t0, devices).await;
+                    let (p50, p99, max) = percentiles(consumer.await.unwrap());
+                    println!(
+                        r#"{{"scenario":"{scenario}-latency","round":{round},"messages":{paced},"rate":{rate},"devices":{devices},"p50_us":{p50},"p99_us":{p99},"max_us":{max}}}"#
+                    );
+                    let entry = best_p99.entry(scenario).or_insert(u64::MAX);
+                    *entry = (*entry).min(p99);
+                }
+            }
+            let p99_ratio = |a: &str| match (best_p99.get(a), best_p99.get("rabbitmq_mqtt")) {
+                (Some(w), Some(r)) if *r > 0 => format!("{:.3}", *w as f64 / *r as f64),
+                _ => "null".into(),
             };
             println!(
-                r#"{{"scenario":"{scenario}","round":{round},"messages":{n},"msgs_per_s":{rate:.0},"cpu_ms_per_1k_self":{self_ms:.1},"cpu_ms_per_1k_rabbitmq":{rabbit_ms:.1},"cpu_ms_per_1k_warren_process":{warren_ms:.1},"switches_per_msg_warren_process":{switches:.2},"warren":"{mode}"}}"#
+                r#"{{"rate":{rate},"devices":{devices},"p99_ratio_warren_over_rabbitmq_mqtt":{},"p99_ratio_warren_rabbitmq_headers_over_rabbitmq_mqtt":{},"best_p99_us":{best_p99:?}}}"#,
+                p99_ratio("warren"),
+                p99_ratio("warren_rabbitmq_headers")
             );
-            let entry = best.entry(scenario).or_insert(0.0);
-            *entry = entry.max(rate);
         }
-    }
-    let rates: String = env("WARREN_BENCH_RATES", "1000,5000".to_string());
-    let secs: u32 = env("WARREN_BENCH_LATENCY_SECS", 5);
-    for rate in rates
-        .split(',')
-        .filter_map(|r| r.trim().parse::<u32>().ok())
-    {
-        let paced = (rate * secs) as usize;
-        let mut best_p99 = std::collections::BTreeMap::<&str, u64>::new();
-        for round in 0..rounds {
-            let mut scenarios: Vec<(&str, (SocketAddr, &'static str))> = vec![
-                ("warren", (addr, "bench")),
-                ("warren_rabbitmq_headers", (addr, "benchrmq")),
-            ];
-            if plugin_port != 0 {
-                let plugin = SocketAddr::from(([127, 0, 0, 1], plugin_port));
-                scenarios.push(("rabbitmq_mqtt", (plugin, "bench")));
-            }
-            for (scenario, target) in scenarios {
-                purge(&conn).await;
-                let t0 = Instant::now();
-                let consumer = {
-                    let conn = conn.clone();
-                    tokio::spawn(async move { consume_latencies(&conn, paced, t0).await })
-                };
-                paced_device(target, paced, rate, payload.len(), t0).await;
-                let (p50, p99, max) = percentiles(consumer.await.unwrap());
-                println!(
-                    r#"{{"scenario":"{scenario}-latency","round":{round},"messages":{paced},"rate":{rate},"p50_us":{p50},"p99_us":{p99},"max_us":{max}}}"#
-                );
-                let entry = best_p99.entry(scenario).or_insert(u64::MAX);
-                *entry = (*entry).min(p99);
-            }
-        }
-        let p99_ratio = |a: &str| match (best_p99.get(a), best_p99.get("rabbitmq_mqtt")) {
-            (Some(w), Some(r)) if *r > 0 => format!("{:.3}", *w as f64 / *r as f64),
+
+        let ratio = |a: &str, b: &str| match (best.get(a), best.get(b)) {
+            (Some(a), Some(b)) if *b > 0.0 => format!("{:.3}", a / b),
             _ => "null".into(),
         };
+        let best_json: Vec<String> = best
+            .iter()
+            .map(|(k, v)| format!(r#""{k}":{v:.0}"#))
+            .collect();
         println!(
-            r#"{{"rate":{rate},"p99_ratio_warren_over_rabbitmq_mqtt":{},"p99_ratio_warren_rabbitmq_headers_over_rabbitmq_mqtt":{},"best_p99_us":{best_p99:?}}}"#,
-            p99_ratio("warren"),
-            p99_ratio("warren_rabbitmq_headers")
+            r#"{{"devices":{devices},"ratio_warren_over_lapin":{},"ratio_warren_over_rabbitmq_mqtt":{},"ratio_warren_rabbitmq_headers_over_rabbitmq_mqtt":{},"best":{{{}}}}}"#,
+            ratio("warren", "lapin"),
+            ratio("warren", "rabbitmq_mqtt"),
+            ratio("warren_rabbitmq_headers", "rabbitmq_mqtt"),
+            best_json.join(",")
         );
     }
-
-    let ratio = |a: &str, b: &str| match (best.get(a), best.get(b)) {
-        (Some(a), Some(b)) if *b > 0.0 => format!("{:.3}", a / b),
-        _ => "null".into(),
-    };
-    let best_json: Vec<String> = best
-        .iter()
-        .map(|(k, v)| format!(r#""{k}":{v:.0}"#))
-        .collect();
-    println!(
-        r#"{{"ratio_warren_over_lapin":{},"ratio_warren_over_rabbitmq_mqtt":{},"ratio_warren_rabbitmq_headers_over_rabbitmq_mqtt":{},"best":{{{}}}}}"#,
-        ratio("warren", "lapin"),
-        ratio("warren", "rabbitmq_mqtt"),
-        ratio("warren_rabbitmq_headers", "rabbitmq_mqtt"),
-        best_json.join(",")
-    );
     if let Some(broker) = broker {
         broker.shutdown().await;
     }

@@ -245,8 +245,9 @@ impl Router {
     }
 
     /// Gives a delivery made through a shared subscription to another member of its group
-    /// (its member's session ended before acknowledging it); false when the group has no
-    /// member left or the delivery was not a shared one.
+    /// (its member's session ended before acknowledging it); true when one took it. When no
+    /// member is left (or the few picked had ended too) the delivery is dropped and counted
+    /// (`no_subscribers`); a member's full queue drops and counts it as a queue does.
     pub fn redispatch(
         &self,
         mut delivery: Delivery,
@@ -258,22 +259,36 @@ impl Router {
         };
         let message = delivery.message.clone();
         let publisher = message.publisher.as_deref();
-        let picked = self.trie.read().shared.group(&key).and_then(|group| {
-            group
-                .pick(self.strategy, message.topic(), publisher, |m| {
-                    m.0.is_available()
-                })
-                .map(|(member, entry)| (member.clone(), *entry))
-        });
-        let Some((member, entry)) = picked else {
-            return false;
-        };
-        delivery.qos = message.qos.min(entry.options.qos);
-        delivery.retain = entry.options.retain_as_published && message.retain;
-        delivery.subscription_ids = entry.id.into_iter().collect();
-        delivery.seq = 0;
-        push(&member.0, delivery, tickets, stats);
-        true
+        for _ in 0..REDISPATCH_PICKS {
+            let picked = self.trie.read().shared.group(&key).and_then(|group| {
+                group
+                    .pick(self.strategy, message.topic(), publisher, |m| {
+                        m.0.is_available()
+                    })
+                    .map(|(member, entry)| (member.clone(), *entry))
+            });
+            let Some((member, entry)) = picked else {
+                break;
+            };
+            delivery.qos = message.qos.min(entry.options.qos);
+            delivery.retain = entry.options.retain_as_published && message.retain;
+            delivery.subscription_ids = entry.id.into_iter().collect();
+            delivery.seq = 0;
+            match member.0.offer(delivery, tickets) {
+                Ok(_) => return true,
+                // Picked as its session ended too (the group had not been told yet).
+                Err(Refused {
+                    why: Dropped::Closed,
+                    delivery: back,
+                }) => delivery = back,
+                Err(Refused { why, delivery }) => {
+                    count_dropped(why, delivery.qos as u8, stats);
+                    return false;
+                }
+            }
+        }
+        stats.dropped(DropReason::NoSubscribers, delivery.qos as u8);
+        false
     }
 
     /// Adds or replaces a subscription; true if it is new.
@@ -493,6 +508,9 @@ impl Subscriptions {
 }
 
 /// Queues `delivery` for `mailbox`, counting it if it is dropped.
+/// Members a redispatched delivery tries before it is dropped as having no subscriber.
+const REDISPATCH_PICKS: usize = 4;
+
 fn push(mailbox: &Mailbox, delivery: Delivery, tickets: &mut TicketSource<'_>, stats: &Stats) {
     let qos = delivery.qos as u8;
     if let Err(why) = mailbox.push(delivery, tickets) {
@@ -645,5 +663,57 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
         );
+    }
+
+    /// A shared delivery whose group has no member left to take it (the others ended too,
+    /// one of them still listed in the group) is dropped and counted, not lost silently.
+    #[test]
+    fn a_shared_delivery_no_member_can_take_is_counted_as_dropped() {
+        let router = Router::default();
+        let stats = Stats::default();
+        let limits = Arc::new(MailboxLimits {
+            max_messages: 10,
+            max_bytes: 100_000,
+            queue_qos0_offline: false,
+        });
+        let (gone, listed) = (Mailbox::new(limits.clone()), Mailbox::new(limits));
+        let entry = SubEntry {
+            options: SubscriptionOptions {
+                qos: QoS::AtLeastOnce,
+                ..SubscriptionOptions::default()
+            },
+            id: None,
+        };
+        for m in [&gone, &listed] {
+            m.set_online(true);
+            assert!(router.subscribe("$share/g/t/#", Subscriber(m.clone()), entry));
+        }
+        assert!(router.unsubscribe("$share/g/t/#", &Subscriber(gone.clone())));
+        gone.close();
+        // Ended, but the group was not told yet.
+        listed.close();
+        let properties = PublishProperties::default();
+        let message = Message::new(
+            MessageParts {
+                topic: "t/x",
+                payload: b"m",
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: &properties,
+                origin: 0,
+                publisher: None,
+            },
+            std::time::Instant::now(),
+        );
+        let mut delivery = Delivery::new(Arc::new(message), QoS::AtLeastOnce, false);
+        delivery.share = Some(Arc::new(ShareKey {
+            group: "g".into(),
+            filter: "t/#".into(),
+        }));
+        let mut tickets = TicketSource::none(1);
+        router.push_shared(&Subscriber(gone.clone()), delivery, &mut tickets, &stats);
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.shared_redispatched, 0);
+        assert_eq!(snapshot.dropped_no_subscribers, 1);
     }
 }

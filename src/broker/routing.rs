@@ -610,13 +610,10 @@ mod tests {
         );
     }
 
-    /// A member picked by a publish just before its session ended (it then left its groups
-    /// and closed its mailbox): the delivery goes to another member, not into the closed
-    /// mailbox and away.
-    #[test]
-    fn a_shared_delivery_for_a_member_whose_session_just_ended_goes_to_another() {
+    /// A group `$share/g/t/#` of two connected members, the first of which has just ended
+    /// (left the group, mailbox closed), and a QoS 1 delivery picked for it.
+    fn group_with_an_ended_member() -> (Router, Arc<Mailbox>, Arc<Mailbox>, Delivery) {
         let router = Router::default();
-        let stats = Stats::default();
         let limits = Arc::new(MailboxLimits {
             max_messages: 10,
             max_bytes: 100_000,
@@ -654,62 +651,30 @@ mod tests {
             group: "g".into(),
             filter: "t/#".into(),
         }));
+        (router, gone, other, delivery)
+    }
+
+    /// A member picked by a publish just before its session ended (it then left its groups
+    /// and closed its mailbox): the delivery goes to another member, not into the closed
+    /// mailbox and away.
+    #[test]
+    fn a_shared_delivery_for_a_member_whose_session_just_ended_goes_to_another() {
+        let (router, gone, other, delivery) = group_with_an_ended_member();
+        let stats = Stats::default();
         let mut tickets = TicketSource::none(1);
         router.push_shared(&Subscriber(gone.clone()), delivery, &mut tickets, &stats);
         assert_eq!((gone.len(), other.len()), (0, 1));
-        assert_eq!(
-            stats
-                .shared_redispatched
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
+        assert_eq!(stats.snapshot().shared_redispatched, 1);
     }
 
-    /// A shared delivery whose group has no member left to take it (the others ended too,
-    /// one of them still listed in the group) is dropped and counted, not lost silently.
+    /// A shared delivery whose group has no member left to take it (the other ended too,
+    /// still listed in the group) is dropped and counted, not lost silently.
     #[test]
     fn a_shared_delivery_no_member_can_take_is_counted_as_dropped() {
-        let router = Router::default();
-        let stats = Stats::default();
-        let limits = Arc::new(MailboxLimits {
-            max_messages: 10,
-            max_bytes: 100_000,
-            queue_qos0_offline: false,
-        });
-        let (gone, listed) = (Mailbox::new(limits.clone()), Mailbox::new(limits));
-        let entry = SubEntry {
-            options: SubscriptionOptions {
-                qos: QoS::AtLeastOnce,
-                ..SubscriptionOptions::default()
-            },
-            id: None,
-        };
-        for m in [&gone, &listed] {
-            m.set_online(true);
-            assert!(router.subscribe("$share/g/t/#", Subscriber(m.clone()), entry));
-        }
-        assert!(router.unsubscribe("$share/g/t/#", &Subscriber(gone.clone())));
-        gone.close();
+        let (router, gone, other, delivery) = group_with_an_ended_member();
         // Ended, but the group was not told yet.
-        listed.close();
-        let properties = PublishProperties::default();
-        let message = Message::new(
-            MessageParts {
-                topic: "t/x",
-                payload: b"m",
-                qos: QoS::AtLeastOnce,
-                retain: false,
-                properties: &properties,
-                origin: 0,
-                publisher: None,
-            },
-            std::time::Instant::now(),
-        );
-        let mut delivery = Delivery::new(Arc::new(message), QoS::AtLeastOnce, false);
-        delivery.share = Some(Arc::new(ShareKey {
-            group: "g".into(),
-            filter: "t/#".into(),
-        }));
+        other.close();
+        let stats = Stats::default();
         let mut tickets = TicketSource::none(1);
         router.push_shared(&Subscriber(gone.clone()), delivery, &mut tickets, &stats);
         let snapshot = stats.snapshot();

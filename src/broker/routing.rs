@@ -507,10 +507,10 @@ impl Subscriptions {
     }
 }
 
-/// Queues `delivery` for `mailbox`, counting it if it is dropped.
 /// Members a redispatched delivery tries before it is dropped as having no subscriber.
 const REDISPATCH_PICKS: usize = 4;
 
+/// Queues `delivery` for `mailbox`, counting it if it is dropped.
 fn push(mailbox: &Mailbox, delivery: Delivery, tickets: &mut TicketSource<'_>, stats: &Stats) {
     let qos = delivery.qos as u8;
     if let Err(why) = mailbox.push(delivery, tickets) {

@@ -400,9 +400,7 @@ impl Core {
         for mut delivery in unacknowledged {
             // The publisher's ticket, if any, stays with the session that took it.
             drop(delivery.ticket.take());
-            if self.router.redispatch(delivery, &mut tickets, &self.stats) {
-                Stats::bump(&self.stats.shared_redispatched);
-            }
+            self.router.redispatch(delivery, &mut tickets, &self.stats);
         }
     }
 

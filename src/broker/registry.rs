@@ -229,7 +229,7 @@ impl Registry {
                 mailbox: session.mailbox.clone(),
             },
         );
-        session.mailbox.set_online(false);
+        // Offline already: the connection told the core (and the session's shared groups).
         self.store.save(session);
         Release::Stored(generation)
     }

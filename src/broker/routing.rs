@@ -205,15 +205,9 @@ impl Router {
         // One copy per matching shared subscription, to one of its members; a member's own
         // ordinary subscriptions got theirs above.
         for (member, entry, key) in groups.drain(..) {
-            let delivery = Delivery {
-                qos: message.qos.min(entry.options.qos),
-                retain: entry.options.retain_as_published && message.retain,
-                subscription_ids: entry.id.into_iter().collect(),
-                message: message.clone(),
-                ticket: None,
-                seq: 0,
-                share: Some(key),
-            };
+            let mut delivery = Delivery::new(message.clone(), QoS::AtMostOnce, false);
+            delivery.share = Some(key);
+            aim(&mut delivery, &entry);
             matched += 1;
             self.push_shared(&member, delivery, tickets, stats);
         }
@@ -235,27 +229,24 @@ impl Router {
             Err(Refused {
                 why: Dropped::Closed,
                 delivery,
-            }) => {
-                if self.redispatch(delivery, tickets, stats) {
-                    Stats::bump(&stats.shared_redispatched);
-                }
-            }
+            }) => self.redispatch(delivery, tickets, stats),
             Err(Refused { why, delivery }) => count_dropped(why, delivery.qos as u8, stats),
         }
     }
 
     /// Gives a delivery made through a shared subscription to another member of its group
-    /// (its member's session ended before acknowledging it); true when one took it. When no
-    /// member is left (or the few picked had ended too) the delivery is dropped and counted
-    /// (`no_subscribers`); a member's full queue drops and counts it as a queue does.
+    /// (its member's session ended before acknowledging it), counted in `shared_redispatched`.
+    /// When no member is left (or the few picked had ended too) the delivery is dropped and
+    /// counted (`no_subscribers`); a member's full queue drops and counts it as a queue does.
+    /// A delivery that was not made through a shared subscription is dropped uncounted.
     pub fn redispatch(
         &self,
         mut delivery: Delivery,
         tickets: &mut TicketSource<'_>,
         stats: &Stats,
-    ) -> bool {
+    ) {
         let Some(key) = delivery.share.clone() else {
-            return false;
+            return;
         };
         let message = delivery.message.clone();
         let publisher = message.publisher.as_deref();
@@ -270,25 +261,23 @@ impl Router {
             let Some((member, entry)) = picked else {
                 break;
             };
-            delivery.qos = message.qos.min(entry.options.qos);
-            delivery.retain = entry.options.retain_as_published && message.retain;
-            delivery.subscription_ids = entry.id.into_iter().collect();
-            delivery.seq = 0;
+            aim(&mut delivery, &entry);
             match member.0.offer(delivery, tickets) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    Stats::bump(&stats.shared_redispatched);
+                    return;
+                }
                 // Picked as its session ended too (the group had not been told yet).
                 Err(Refused {
                     why: Dropped::Closed,
                     delivery: back,
                 }) => delivery = back,
                 Err(Refused { why, delivery }) => {
-                    count_dropped(why, delivery.qos as u8, stats);
-                    return false;
+                    return count_dropped(why, delivery.qos as u8, stats);
                 }
             }
         }
         stats.dropped(DropReason::NoSubscribers, delivery.qos as u8);
-        false
     }
 
     /// Adds or replaces a subscription; true if it is new.
@@ -479,12 +468,12 @@ impl Subscriptions {
         let mailbox = subscriber.0.id();
         let new = match parse_share(filter) {
             None => self.plain.subscribe(filter, subscriber, entry).is_none(),
-            Some(Ok((group, full))) => {
+            Some(Ok((group, inner))) => {
                 // Read under the write lock: whichever of this and the member's connection
                 // change comes last sees the latest state.
                 let connected = subscriber.0.is_available();
                 self.shared
-                    .subscribe(group, full, subscriber, entry, connected)
+                    .subscribe(group, inner, subscriber, entry, connected)
             }
             Some(Err(_)) => return false,
         };
@@ -496,7 +485,7 @@ impl Subscriptions {
     fn unsubscribe(&mut self, filter: &str, subscriber: &Subscriber) -> bool {
         let existed = match parse_share(filter) {
             None => self.plain.unsubscribe(filter, subscriber).is_some(),
-            Some(Ok((group, filter))) => self.shared.unsubscribe(group, filter, subscriber),
+            Some(Ok((group, inner))) => self.shared.unsubscribe(group, inner, subscriber),
             Some(Err(_)) => false,
         };
         if existed {
@@ -505,6 +494,16 @@ impl Subscriptions {
         }
         existed
     }
+}
+
+/// Sets what a shared subscription's `entry` decides of a `delivery` of its message to one
+/// member: QoS, retain flag, subscription identifier (and a fresh place in the member's queue).
+fn aim(delivery: &mut Delivery, entry: &SubEntry) {
+    let message = &delivery.message;
+    delivery.qos = message.qos.min(entry.options.qos);
+    delivery.retain = entry.options.retain_as_published && message.retain;
+    delivery.subscription_ids = entry.id.into_iter().collect();
+    delivery.seq = 0;
 }
 
 /// Members a redispatched delivery tries before it is dropped as having no subscriber.

@@ -389,7 +389,8 @@ impl Mailbox {
         self.len() == 0
     }
 
-    /// Marks the session online (a task drains it) or offline.
+    /// Marks the session online (a task drains it) or offline. A session that may be in shared
+    /// groups goes through `Core::set_online`, which tells its groups as well.
     pub fn set_online(&self, online: bool) {
         let mut inner = self.inner.lock();
         inner.online = online;

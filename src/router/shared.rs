@@ -345,8 +345,7 @@ impl<M: Eq + Clone + Hash, V: Clone> SharedSubscriptions<M, V> {
     /// Removes `member` from the group `group` of `filter`; true if it was one. An emptied
     /// group leaves the trie.
     pub fn unsubscribe(&mut self, group: &str, filter: &str, member: &M) -> bool {
-        let name: Arc<str> = group.into();
-        let Some(current) = self.trie.get_mut(filter, &name) else {
+        let Some(current) = self.trie.get_mut(filter, group) else {
             return false;
         };
         // A look first: a non-member must not cost a copy of a group a reader holds.
@@ -358,12 +357,13 @@ impl<M: Eq + Clone + Hash, V: Clone> SharedSubscriptions<M, V> {
         let emptied = current.is_empty();
         self.members -= 1;
         if emptied {
+            let name: Arc<str> = group.into();
             self.trie.unsubscribe(filter, &name);
         }
         if let Some(groups) = self.by_member.get_mut(member) {
             if let Some(at) = groups
                 .iter()
-                .position(|(n, k)| *n == name && *k.filter == *filter)
+                .position(|(n, k)| **n == *group && *k.filter == *filter)
             {
                 groups.swap_remove(at);
             }
@@ -392,8 +392,7 @@ impl<M: Eq + Clone + Hash, V: Clone> SharedSubscriptions<M, V> {
 
     /// The group of a shared subscription, if it has members.
     pub fn group(&self, key: &ShareKey) -> Option<&Arc<Group<M, V>>> {
-        let name: Arc<str> = (*key.group).into();
-        self.trie.get(&key.filter, &name)
+        self.trie.get(&key.filter, &*key.group)
     }
 
     /// Calls `f(group, filter, members)` once for every shared subscription, with its members

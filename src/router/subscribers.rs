@@ -4,6 +4,7 @@
 //! a slot that grows past [`PROMOTE_AT`] becomes a hash map so that mass subscribe and
 //! unsubscribe on one popular filter stay linear overall.
 
+use std::borrow::Borrow;
 use std::hash::Hash;
 
 use ahash::AHashMap;
@@ -37,19 +38,30 @@ impl<S: Clone + Eq + Hash, V: Clone> Subscribers<S, V> {
     }
 
     /// The value stored for `subscriber`, if any.
-    pub(crate) fn get(&self, subscriber: &S) -> Option<&V> {
+    pub(crate) fn get<Q>(&self, subscriber: &Q) -> Option<&V>
+    where
+        S: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         match self {
-            Self::Few(list) => list.iter().find(|(s, _)| s == subscriber).map(|(_, v)| v),
+            Self::Few(list) => list
+                .iter()
+                .find(|(s, _)| s.borrow() == subscriber)
+                .map(|(_, v)| v),
             Self::Many(map) => map.get(subscriber),
         }
     }
 
     /// The value stored for `subscriber`, to change in place.
-    pub(crate) fn get_mut(&mut self, subscriber: &S) -> Option<&mut V> {
+    pub(crate) fn get_mut<Q>(&mut self, subscriber: &Q) -> Option<&mut V>
+    where
+        S: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         match self {
             Self::Few(list) => list
                 .iter_mut()
-                .find(|(s, _)| s == subscriber)
+                .find(|(s, _)| s.borrow() == subscriber)
                 .map(|(_, v)| v),
             Self::Many(map) => map.get_mut(subscriber),
         }

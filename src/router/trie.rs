@@ -230,13 +230,21 @@ impl<S: Clone + Eq + Hash, V: Clone> SubscriptionTrie<S, V> {
 
     /// The value `subscriber` has for exactly `filter`, if subscribed.
     #[must_use]
-    pub fn get(&self, filter: &str, subscriber: &S) -> Option<&V> {
+    pub fn get<Q>(&self, filter: &str, subscriber: &Q) -> Option<&V>
+    where
+        S: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         let (path, slot) = filter_path(filter);
         self.root.descend(levels(path))?.slot(&slot).get(subscriber)
     }
 
     /// The value `subscriber` has for exactly `filter`, to change in place.
-    pub fn get_mut(&mut self, filter: &str, subscriber: &S) -> Option<&mut V> {
+    pub fn get_mut<Q>(&mut self, filter: &str, subscriber: &Q) -> Option<&mut V>
+    where
+        S: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         let (path, slot) = filter_path(filter);
         let mut node = &mut self.root;
         for level in levels(path) {

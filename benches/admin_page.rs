@@ -89,10 +89,10 @@ fn memory() {
         };
         index.insert((device, filter.into()), entry);
     }
-    let index_bytes = rss() - before;
+    let index_bytes = rss().saturating_sub(before);
     let before = rss();
     let trie = flat();
-    let trie_bytes = rss() - before;
+    let trie_bytes = rss().saturating_sub(before);
     println!(
         "memory, 100k subscriptions `devices/N/commands/#`: index by (session, filter) {} bytes \
          each, trie {} bytes each",

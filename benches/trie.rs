@@ -104,7 +104,7 @@ fn retained_memory() {
     }
     println!(
         "memory, 100k retained topics `devices/N/status`: {} bytes each",
-        (rss() - before) / 100_000
+        rss().saturating_sub(before) / 100_000
     );
     std::hint::black_box(store.len());
 }

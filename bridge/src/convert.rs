@@ -11,8 +11,9 @@
 //!   `x-mqtt-correlation-data` (byte array);
 //! - headers `x-mqtt-topic`, `x-mqtt-client-id` (when known), `x-mqtt-qos`, `x-mqtt-retain`
 //!   (`headers = "warren"`, the default) or, as RabbitMQ's MQTT plugin, `x-mqtt-publish-qos`
-//!   (byte) and `x-mqtt-dup` (boolean, always false: the bridge takes each message once from
-//!   the broker) (`headers = "rabbitmq"`); `x-mqtt-payload-format` (when set), and every user
+//!   (byte) and `x-mqtt-dup` (boolean, always false: in process the bridge takes each message
+//!   once from the broker; standalone, a remote broker's redelivery is sent with false too)
+//!   (`headers = "rabbitmq"`); `x-mqtt-payload-format` (when set), and every user
 //!   property under its own name (a name given several times becomes an array), so a headers
 //!   exchange can route on them. A user property named `x-mqtt-…` or longer than 255 bytes is
 //!   not copied.

@@ -240,7 +240,8 @@ pub struct OutboundRule {
     #[serde(default = "buffer", deserialize_with = "de::uint")]
     pub buffer: usize,
     /// A message whose payload is larger is dropped and counted (RabbitMQ would close the
-    /// channel on it). Default 134 217 728, RabbitMQ's default `max_message_size`.
+    /// channel on it). Default 134 217 728, RabbitMQ 3.x's default `max_message_size` (4.0 lowered
+    /// it to 16 MiB: set this alike there).
     #[serde(default = "max_message", deserialize_with = "de::uint")]
     pub max_message_bytes: usize,
     /// The bridge's own headers: `warren` (default) or `rabbitmq`. User properties and the

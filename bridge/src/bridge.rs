@@ -103,6 +103,7 @@ impl Bridge {
             log_interval: Duration::from_secs(config.log_interval_secs),
             grace,
             id_prefix: id_prefix(),
+            learned_max_message: std::sync::atomic::AtomicUsize::new(usize::MAX),
         });
         let link = tokio::spawn(link::supervise(
             settings,

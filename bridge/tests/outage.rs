@@ -249,11 +249,20 @@ async fn a_message_over_rabbitmqs_max_message_size_is_dropped_once_not_published
     let node = node.env("WARREN_RABBITMQ_CONF", conf.display().to_string());
     node.start().await;
     let m = Mosquitto::start().await;
-    let (t, q) = (unique("size"), unique("q"));
+    let (t, t2, q) = (unique("size"), unique("other"), unique("q"));
     let (_c, ch) = amqp(&node.url()).await;
-    common::queue(&ch, &q, false, "amq.topic", &[&format!("{t}.#")]).await;
-    // The rule's own limit is RabbitMQ's default (128 MiB): the node's 1 KiB is news to it.
-    let rules = format!("[[bridge.outbound]]\nfilter = \"{t}/#\"\n");
+    common::queue(
+        &ch,
+        &q,
+        false,
+        "amq.topic",
+        &[&format!("{t}.#"), &format!("{t2}.#")],
+    )
+    .await;
+    // The rules' own limit is RabbitMQ's default (128 MiB): the node's 1 KiB is news to them.
+    let rules = format!(
+        "[[bridge.outbound]]\nfilter = \"{t}/#\"\n[[bridge.outbound]]\nfilter = \"{t2}/#\"\n"
+    );
     let b = start_bridge(&config(&node.url(), m.port, &rules)).await;
     let dev = Device::connect(m.port, &unique("dev")).await;
     let big = "x".repeat(2048);
@@ -294,5 +303,26 @@ async fn a_message_over_rabbitmqs_max_message_size_is_dropped_once_not_published
     // anything was sent.
     let c = b.snapshot().outbound[0].counts.clone();
     assert_eq!(c.dropped_unmappable, 2, "{c:?}");
+    // The limit is the node's: the other rule drops a big one before sending it (no channel
+    // closed under it, so nothing to publish again) and goes on.
+    let other = |payload: String| {
+        let (client, topic) = (dev.client.clone(), format!("{t2}/d"));
+        async move {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap()
+        }
+    };
+    other("x".repeat(2048)).await;
+    other("other".into()).await;
+    wait_until("the other rule's confirm", || {
+        b.snapshot().outbound[1].counts.confirmed == 1
+    })
+    .await;
+    let got = take(&ch, &q, 1).await.remove(0).data;
+    assert_eq!(got, b"other");
+    let c = b.snapshot().outbound[1].counts.clone();
+    assert_eq!((c.dropped_unmappable, c.republished), (1, 0), "{c:?}");
     b.stop().await;
 }

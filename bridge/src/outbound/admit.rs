@@ -137,7 +137,7 @@ impl<S: MqttSide> Rule<S> {
     /// The routing key for the message's topic (None: none, by template or the 255-byte
     /// limit; or a payload over `max_message_bytes`: not publishable either).
     fn publishable_key(&self, m: &crate::side::BridgeMessage) -> Option<String> {
-        if m.payload.len() > self.spec.max_message_bytes {
+        if m.payload.len() > self.max_message_bytes() {
             return None;
         }
         let key = self.spec.mapping.topic_to_key(&m.topic).ok()?;

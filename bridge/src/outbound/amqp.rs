@@ -3,6 +3,7 @@
 //! in window order, up to `max_in_flight` awaiting confirms; on loss, everything in flight
 //! goes back to waiting and the channel is reopened after a backoff.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::outbox::Target;
@@ -73,10 +74,12 @@ impl<S: MqttSide> Rule<S> {
         };
         // RabbitMQ refused a message over its max_message_size: larger ones are dropped from now
         // on (counted), else the same message would close every channel again.
-        if let Some(max) = max_size_refusal(why).filter(|&m| m < self.spec.max_message_bytes) {
+        if let Some(max) = max_size_refusal(why).filter(|&m| m < self.max_message_bytes()) {
             tracing::warn!(rule = %self.spec.name, max_message_bytes = max,
-                "bridge: RabbitMQ refuses messages over its max_message_size; larger ones are dropped (set the rule's max_message_bytes to it)");
-            self.spec.max_message_bytes = max;
+                "bridge: RabbitMQ refuses messages over its max_message_size; larger ones are dropped by every rule (set max_message_bytes to it)");
+            self.env
+                .learned_max_message
+                .fetch_min(max, Ordering::Relaxed);
         }
         // Closing a channel that is still open (a publish failed) leaves its confirms behind.
         tokio::spawn(async move {
@@ -97,6 +100,7 @@ impl<S: MqttSide> Rule<S> {
             return;
         }
         self.hold_until = None;
+        let max_message_bytes = self.max_message_bytes();
         while self.outbox.in_flight() < self.spec.max_in_flight {
             let Some((_, ch)) = &mut self.channel else {
                 break;
@@ -104,7 +108,7 @@ impl<S: MqttSide> Rule<S> {
             let Some((seq, attempt, item)) = self.outbox.next_to_send() else {
                 break;
             };
-            if item.message.payload.len() > self.spec.max_message_bytes {
+            if item.message.payload.len() > max_message_bytes {
                 // Admitted before RabbitMQ's smaller limit was known.
                 self.unpublishable(
                     seq,

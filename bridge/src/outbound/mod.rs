@@ -11,6 +11,7 @@ mod amqp;
 pub(crate) mod outbox;
 mod settle;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,9 @@ pub(crate) struct Env {
     pub(crate) grace: Duration,
     /// Prefix of AMQP message ids (unique per process start).
     pub(crate) id_prefix: String,
+    /// RabbitMQ's `max_message_size` once a refusal told it (`usize::MAX` until then): a limit
+    /// of the node, so every rule on the connection keeps to it, not only the one refused.
+    pub(crate) learned_max_message: std::sync::atomic::AtomicUsize,
 }
 
 /// A message in the rule's window. Its AMQP properties are built when it is published (no
@@ -145,6 +149,13 @@ impl<S: MqttSide> Rule<S> {
             errors_log: LogGate::new(li),
             env,
         }
+    }
+
+    /// The largest payload the rule publishes: its own limit, or RabbitMQ's if a refusal told
+    /// a lower one.
+    fn max_message_bytes(&self) -> usize {
+        let learned = self.env.learned_max_message.load(Ordering::Relaxed);
+        self.spec.max_message_bytes.min(learned)
     }
 
     fn stats(&self) -> &OutboundStats {

@@ -266,8 +266,8 @@ async fn a_message_over_rabbitmqs_max_message_size_is_dropped_once_not_published
     let b = start_bridge(&config(&node.url(), m.port, &rules)).await;
     let dev = Device::connect(m.port, &unique("dev")).await;
     let big = "x".repeat(2048);
-    let publish = |payload: String| {
-        let (client, topic) = (dev.client.clone(), format!("{t}/d"));
+    let publish_to = |root: &str, payload: String| {
+        let (client, topic) = (dev.client.clone(), format!("{root}/d"));
         async move {
             client
                 .publish(topic, QoS::AtLeastOnce, false, payload)
@@ -275,6 +275,7 @@ async fn a_message_over_rabbitmqs_max_message_size_is_dropped_once_not_published
                 .unwrap()
         }
     };
+    let publish = |payload: String| publish_to(&t, payload);
     let confirmed = |n: u64| {
         let b = &b;
         async move {
@@ -305,15 +306,7 @@ async fn a_message_over_rabbitmqs_max_message_size_is_dropped_once_not_published
     assert_eq!(c.dropped_unmappable, 2, "{c:?}");
     // The limit is the node's: the other rule drops a big one before sending it (no channel
     // closed under it, so nothing to publish again) and goes on.
-    let other = |payload: String| {
-        let (client, topic) = (dev.client.clone(), format!("{t2}/d"));
-        async move {
-            client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .unwrap()
-        }
-    };
+    let other = |payload: String| publish_to(&t2, payload);
     other("x".repeat(2048)).await;
     other("other".into()).await;
     wait_until("the other rule's confirm", || {

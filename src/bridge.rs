@@ -271,7 +271,7 @@ fn to_bridge(delivery: crate::session::mailbox::Delivery) -> Delivery {
     };
     Delivery {
         message: bridged,
-        client_id: message.publisher.as_ref().map(|id| id.to_string()),
+        client_id: message.publisher.as_ref().map(|id| id.as_bytes().clone()),
         ack,
     }
 }

@@ -44,7 +44,7 @@ async fn a_device_puback_waits_for_the_bridges_ack() {
     let delivery = within(subscription.recv()).await.expect("delivery");
     assert_eq!(delivery.message.topic, "e2e/dev1/temp");
     assert_eq!(delivery.message.qos, 1);
-    assert_eq!(delivery.client_id.as_deref(), Some("dev1"));
+    assert_eq!(delivery.client_id.as_deref(), Some(&b"dev1"[..]));
     assert_eq!(
         delivery.message.properties.user_properties,
         vec![("unit".to_owned(), "C".to_owned())]

@@ -105,8 +105,9 @@ impl fmt::Debug for Ack {
 pub struct Delivery {
     /// The message, at the QoS it was published with.
     pub message: BridgeMessage,
-    /// The publishing client's id, when the MQTT side knows it (in process it does).
-    pub client_id: Option<String>,
+    /// The publishing client's id (UTF-8), when the MQTT side knows it (in process it does:
+    /// shared with the broker's copy, not copied per message).
+    pub client_id: Option<Bytes>,
     /// Complete once the bridge owns the message.
     pub ack: Ack,
 }

@@ -148,7 +148,7 @@ impl<S: MqttSide> Rule<S> {
     fn item(
         &self,
         message: BridgeMessage,
-        client_id: Option<String>,
+        client_id: Option<Bytes>,
         routing_key: String,
         seq: u64,
         message_id: Option<String>,
@@ -157,7 +157,7 @@ impl<S: MqttSide> Rule<S> {
         Item {
             routing_key,
             message,
-            client_id: client_id.map(Bytes::from),
+            client_id,
             message_id: Bytes::from(
                 message_id.unwrap_or_else(|| format!("{}-{}", self.env.id_prefix, seq)),
             ),

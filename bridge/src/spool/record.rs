@@ -12,7 +12,8 @@ const VERSION: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
     pub(crate) message: BridgeMessage,
-    pub(crate) client_id: Option<String>,
+    /// UTF-8 (checked when read back).
+    pub(crate) client_id: Option<Bytes>,
     pub(crate) message_id: String,
     pub(crate) timestamp: u64,
 }
@@ -48,7 +49,7 @@ impl Record {
         out.put_u8(u8::from(m.retain));
         put_bytes(&mut out, m.topic.as_bytes());
         put_bytes(&mut out, self.message_id.as_bytes());
-        put_opt(&mut out, self.client_id.as_deref().map(str::as_bytes));
+        put_opt(&mut out, self.client_id.as_deref());
         put_bytes(&mut out, &m.payload);
         put_opt(
             &mut out,
@@ -85,7 +86,7 @@ impl Record {
         let retain = r.u8()? != 0;
         let topic = r.string()?;
         let message_id = r.string()?;
-        let client_id = r.opt()?.map(utf8).transpose()?;
+        let client_id = r.opt()?.map(|id| utf8(id).map(Bytes::from)).transpose()?;
         let payload = Bytes::copy_from_slice(r.bytes()?);
         let payload_format_indicator = match r.opt()? {
             Some([f]) => Some(*f),
